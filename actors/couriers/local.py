@@ -1,0 +1,98 @@
+"""LocalCourier actor: delivers one message to one local Maildir.
+
+Asked `DeliverLocal`, answers `DeliveryResult`. Several run in parallel
+(Config.local_delivery_concurrency, registered "courier.local.<n>"); a
+QueueItem picks one by its queue id. The file is written by
+store/maildir.py in the hub threadpool (write tmp/, fsync, rename to new/,
+fsync new/): the answer DELIVERED means it is durable.
+
+Added headers (prepended; the body keeps our SMTP Received header):
+- Return-Path: <reverse-path> (RFC 5321 §4.4: added at final delivery);
+- Delivered-To: <recipient> (RFC 9228), as Postfix's local/virtual do.
+
+Outcomes: a mailbox name that cannot be a Maildir (ValueError) fails
+permanently, 550 5.1.3; out of space (ENOSPC, EDQUOT) is 452 4.2.2
+(RFC 3463: mailbox full) and any other OS error 451 4.3.0 — both retried.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from estafeta.proto import common_pb2, messages_pb2
+from estafeta.store import maildir
+from estafeta.store.blocking import run_blocking
+from estafeta.supervisor.actor import Actor, Link
+from estafeta.tracing.propagation import extract
+
+log = logging.getLogger("estafeta.courier")
+
+
+def header_prefix(reverse_path: str, recipient: str) -> bytes:
+    """The headers local delivery prepends, CRLF-terminated (UTF-8 for
+    SMTPUTF8 addresses, RFC 6532)."""
+    return f"Return-Path: <{reverse_path}>\r\nDelivered-To: {recipient}\r\n".encode("utf-8")
+
+
+class LocalCourier(Actor):
+    """Writes messages into <mail_root>/<domain>/<localpart>/ Maildirs."""
+
+    def __init__(self, link: Link | None, mail_root: str, hostname: str, tracer: trace.Tracer):
+        super().__init__(link)
+        self._root = mail_root
+        self._hostname = hostname
+        self._tracer = tracer
+
+    def on_receive(self, message):
+        if isinstance(message, messages_pb2.DeliverLocal):
+            return self._deliver(message)
+        raise TypeError(f"LocalCourier cannot handle {type(message).__name__}")
+
+    def _deliver(self, m: messages_pb2.DeliverLocal) -> messages_pb2.DeliveryResult:
+        rcpt = m.recipient
+        name = maildir.unique_name(m.queue_id, m.recipient_index, m.created_at, self._hostname)
+        with self._tracer.start_as_current_span(
+            "courier.local",
+            context=extract(m.trace),
+            kind=SpanKind.CLIENT,
+            attributes={
+                "estafeta.queue_id": m.queue_id,
+                "estafeta.recipient": rcpt.address,
+                "estafeta.mailbox": rcpt.mailbox,
+                "estafeta.maildir.check_existing": m.check_existing,
+            },
+        ) as span:
+            try:
+                path, existed = run_blocking(
+                    maildir.deliver,
+                    self._root,
+                    rcpt.mailbox,
+                    name,
+                    header_prefix(m.reverse_path, rcpt.address),
+                    m.body or None,
+                    m.body_path or None,
+                    m.check_existing,
+                )
+            except ValueError as e:
+                return self._fail(span, messages_pb2.OUTCOME_PERMANENT_FAILURE, 550, "5.1.3", str(e))
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    return self._fail(span, messages_pb2.OUTCOME_TEMPORARY_FAILURE, 452, "4.2.2", f"mailbox full: {e}")
+                return self._fail(span, messages_pb2.OUTCOME_TEMPORARY_FAILURE, 451, "4.3.0", f"cannot write mailbox: {e}")
+            span.set_attribute("estafeta.maildir.path", path)
+            if existed:
+                span.add_event("maildir.already_delivered", {"path": path})
+            return messages_pb2.DeliveryResult(
+                outcome=messages_pb2.OUTCOME_DELIVERED,
+                reply=common_pb2.Reply(code=250, enhanced="2.0.0", text="delivered to maildir"),
+                path=path,
+            )
+
+    @staticmethod
+    def _fail(span, outcome: int, code: int, enhanced: str, text: str) -> messages_pb2.DeliveryResult:
+        span.set_status(Status(StatusCode.ERROR, text))
+        span.set_attribute("error.type", f"{code} {enhanced}")
+        return messages_pb2.DeliveryResult(outcome=outcome, reply=common_pb2.Reply(code=code, enhanced=enhanced, text=text))

@@ -1,0 +1,120 @@
+"""Listener actor: accepts TCP connections and starts an SmtpSession for each.
+
+One Listener per configured address ("smtp_address"), a permanent child of
+that address's listener supervisor, next to the simple_one_for_one
+supervisor of its sessions (registered as "sessions.<name>"). The accept
+loop runs in its own greenlet so the actor's inbox stays free (stop, ...).
+
+Connection limit: past Config.max_connections open sessions a new
+connection gets "421 4.3.2 Too many connections" and is closed
+(RFC 5321 §3.8 allows 421 at the greeting).
+"""
+from __future__ import annotations
+
+import logging
+import socket
+
+import gevent
+from opentelemetry import trace
+
+from estafeta.actors.session import ConnectionSlots
+from estafeta.proto import messages_pb2
+from estafeta.supervisor import registry
+from estafeta.supervisor.actor import Actor, Link
+from estafeta.supervisor.config import ListenAddress
+from estafeta.supervisor.tree import start_child
+
+log = logging.getLogger("estafeta.listener")
+
+#: listen(2) backlog: deep enough for bursts of thousands of connects.
+BACKLOG = 4096
+
+
+class ListenError(Exception):
+    """The address cannot be bound (in use, not local, no permission)."""
+
+
+def open_listening_socket(addr: ListenAddress) -> socket.socket:
+    """Bind and listen on `addr`. Raises ListenError with the reason."""
+    family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
+    try:
+        infos = socket.getaddrinfo(addr.host, addr.port, family, socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ListenError(f"cannot listen on {addr}: {e.strerror}") from None
+    sock = socket.socket(infos[0][0], socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(infos[0][4])
+        sock.listen(BACKLOG)
+    except OSError as e:
+        sock.close()
+        raise ListenError(f"cannot listen on {addr}: {e.strerror}") from None
+    return sock
+
+
+class Listener(Actor):
+    """Accepts on one address; starts sessions under "sessions.<name>"."""
+
+    def __init__(self, link: Link | None, name: str, addr: ListenAddress, slots: ConnectionSlots):
+        super().__init__(link)
+        self._name = name
+        self._addr = addr
+        self._slots = slots
+        self._sock: socket.socket | None = None
+        self._loop: gevent.Greenlet | None = None
+
+    def on_start(self) -> None:
+        self._sock = open_listening_socket(self._addr)
+        self._loop = gevent.spawn(self._accept_loop)
+        log.info("listening %s on %s", self._name, self._addr)
+
+    def on_stop(self) -> None:
+        self._close()
+
+    def on_failure(self, *exc_info) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._loop is not None:
+            self._loop.kill(block=False)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _accept_loop(self) -> None:
+        sock = self._sock
+        sessions = f"sessions.{self._name}"
+        while True:
+            try:
+                conn, peer = sock.accept()
+            except OSError as e:
+                if self._sock is None:
+                    return
+                log.warning("accept on %s failed: %s", self._addr, e)
+                gevent.sleep(0.1)
+                continue
+            if not self._slots.try_acquire():
+                log.warning("connection refused from=%s:%s reason=max_connections", peer[0], peer[1])
+                try:
+                    conn.sendall(b"421 4.3.2 Too many connections, try again later\r\n")
+                finally:
+                    conn.close()
+                continue
+            local = conn.getsockname()
+            start = messages_pb2.StartSession(
+                fd=conn.detach(),
+                peer_address=peer[0],
+                peer_port=peer[1],
+                local_address=local[0],
+                local_port=local[1],
+                listener=self._name,
+            )
+            try:
+                reply = start_child(registry.whereis(sessions), start)
+                ok = reply.ok
+            except Exception as e:  # sessions supervisor restarting
+                ok, reply = False, None
+                log.warning("cannot start session: %s", e)
+            if not ok:
+                self._slots.release()
+                socket.close(start.fd)

@@ -1,0 +1,145 @@
+"""QueueManager and QueueItem actors: the queue as a state machine on disk.
+
+QueueManager (permanent, registered as "queue"):
+- on start, recovers the queue directory (temp files and orphan bodies
+  removed) and starts one QueueItem per item file;
+- answers `Admit` (back-pressure: 452 4.3.1 once max_queue_items or
+  max_queue_bytes is reached — RFC 3463 §3.4 "mail system full");
+- on `Enqueued` (told by a session once the item is durable) starts the
+  item's QueueItem under the items supervisor ("queue.items");
+- on `ItemFinished` updates its counters;
+- every SWEEP_SECONDS, starts items found on disk that have no actor
+  (one released from quarantine, or one whose `Enqueued` was lost when the
+  manager crashed).
+
+QueueItem (transient, one per message): see actors/item.py.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import gevent
+
+from estafeta.proto import common_pb2, messages_pb2, queue_pb2
+from estafeta.store.blocking import run_blocking
+from estafeta.store.queue import QueueStore
+from estafeta.supervisor import registry
+from estafeta.supervisor.actor import Actor, Link
+from estafeta.supervisor.tree import start_child
+
+log = logging.getLogger("estafeta.queue")
+
+#: Seconds between sweeps of the queue directory for items without actor.
+SWEEP_SECONDS = 30.0
+
+QUEUE_FULL = common_pb2.Reply(code=452, enhanced="4.3.1", text="Insufficient system storage, try again later")
+
+
+class QueueManager(Actor):
+    """Owns the queue's counters and starts QueueItem actors."""
+
+    def __init__(self, link: Link | None, store: QueueStore, max_items: int, max_bytes: int):
+        super().__init__(link)
+        self._store = store
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        #: queue id -> body size, for every item on disk not known finished.
+        self._items: dict[str, int] = {}
+        #: ids that are quarantined or unreadable: on disk, but not started.
+        self._held: set[str] = set()
+        self._bytes = 0
+        self._sweeper: gevent.Greenlet | None = None
+
+    # ------------------------------------------------------------ start-up
+    def on_start(self) -> None:
+        ids = run_blocking(self._store.recover)
+        for queue_id in ids:
+            self._items[queue_id] = self._body_size(queue_id)
+        self._bytes = sum(self._items.values())
+        if ids:
+            log.info("loaded %d queued items (%d bytes)", len(ids), self._bytes)
+        self.actor_ref.tell(messages_pb2.AttemptDue())  # start them, once the items supervisor is up
+        self._sweeper = gevent.spawn(self._sweep_timer)
+
+    def _body_size(self, queue_id: str) -> int:
+        try:
+            return os.stat(self._store.body_path(queue_id)).st_size
+        except OSError:
+            return 0
+
+    def on_stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.kill(block=False)
+
+    on_failure = lambda self, *exc: self.on_stop()  # noqa: E731
+
+    def _sweep_timer(self) -> None:
+        while True:
+            gevent.sleep(SWEEP_SECONDS)
+            self.actor_ref.tell(messages_pb2.AttemptDue())
+
+    def _items_sup(self):
+        """The items supervisor; started right after us (rest_for_one), so
+        wait for it briefly on start-up."""
+        for _ in range(200):
+            try:
+                return registry.whereis("queue.items")
+            except registry.NotRegistered:
+                gevent.sleep(0.05)
+        return registry.whereis("queue.items")
+
+    def _start_all(self) -> None:
+        """Start an actor for every item on disk that has none (AttemptDue).
+
+        Running items are registered as "item.<id>" (see QueueItem), which
+        is right even after the items supervisor was restarted on its own.
+        """
+        sup = self._items_sup()
+        on_disk = set(run_blocking(self._store.list_ids))
+        for queue_id in sorted(on_disk - self._held):
+            if registry.is_alive(f"item.{queue_id}"):
+                continue
+            if queue_id not in self._items:
+                self._items[queue_id] = self._body_size(queue_id)
+                self._bytes += self._items[queue_id]
+            start_child(sup, messages_pb2.QueueItemArgs(queue_id=queue_id))
+        for gone in set(self._items) - on_disk:
+            self._bytes -= self._items.pop(gone)
+            self._held.discard(gone)
+
+    # ------------------------------------------------------------ messages
+    def on_receive(self, message):
+        if isinstance(message, messages_pb2.Admit):
+            return self._admit(message)
+        if isinstance(message, messages_pb2.Enqueued):
+            return self._enqueued(message)
+        if isinstance(message, messages_pb2.ItemFinished):
+            return self._finished(message)
+        if isinstance(message, messages_pb2.AttemptDue):
+            return self._start_all()
+        raise TypeError(f"QueueManager cannot handle {type(message).__name__}")
+
+    def _admit(self, m: messages_pb2.Admit) -> messages_pb2.AdmitReply:
+        if len(self._items) >= self._max_items or self._bytes + m.size_bytes > self._max_bytes:
+            log.warning("queue full items=%d bytes=%d: refusing new mail (452 4.3.1)", len(self._items), self._bytes)
+            return messages_pb2.AdmitReply(accepted=False, reply=QUEUE_FULL)
+        return messages_pb2.AdmitReply(accepted=True)
+
+    def _enqueued(self, m: messages_pb2.Enqueued) -> None:
+        item = m.item
+        self._items[item.id] = item.body_size
+        self._bytes += item.body_size
+        start_child(
+            registry.whereis("queue.items"),
+            messages_pb2.QueueItemArgs(queue_id=item.id, item=item, body=m.body, trace=m.trace),
+        )
+
+    def _finished(self, m: messages_pb2.ItemFinished) -> None:
+        if m.state == queue_pb2.DONE:
+            size = self._items.pop(m.queue_id, None)
+            if size is not None:
+                self._bytes -= size
+            self._held.discard(m.queue_id)
+        else:  # QUARANTINED or unreadable: stays on disk, not restarted
+            self._held.add(m.queue_id)

@@ -1,0 +1,351 @@
+"""SmtpSession actor: one per accepted connection.
+
+It owns the socket, feeds the sans-I/O protocol (actors/smtp), and asks
+other actors for the decisions the protocol leaves to it:
+
+- MAIL FROM: `Admit` -> QueueManager (back-pressure, 452 4.3.1);
+- RCPT TO: `CheckRecipient` -> Directory (local? relay denied? user?);
+- end of DATA: the item and body are written durably by the QueueStore
+  (fsync'd, group commit) *before* "250 ... queued as <id>" goes out
+  (RFC 5321 §4.1.1.4, §6.1: once 250 is sent the message must not be lost),
+  then `Enqueued` is told to the QueueManager.
+
+The conversation runs inside the actor's first message (`StartSession`),
+so one greenlet serves one connection. On shutdown the supervisor
+`interrupt()`s it: a session waiting for a command gets 421 4.3.2 at once;
+one inside a transaction finishes it (bounded by the shutdown timeout)
+and then gets 421.
+
+Tracing: the connection is one trace ("smtp.session"); every transaction
+(MAIL .. end of DATA) starts a new trace ("smtp.transaction", linked to the
+session span) that the message keeps for its whole life in the queue.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import time
+from dataclasses import dataclass
+from email.utils import formatdate
+
+from opentelemetry import trace
+from opentelemetry.trace import Link as SpanLink
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from estafeta.actors import smtp
+from estafeta.proto import common_pb2, messages_pb2, queue_pb2
+from estafeta.store.queue import QueueStore, new_id
+from estafeta.supervisor import registry
+from estafeta.supervisor.actor import Actor, Link, ShutdownRequested
+from estafeta.supervisor.log import kv
+from estafeta.tracing.propagation import inject
+
+log = logging.getLogger("estafeta.session")
+
+#: How long a session waits for another actor's answer, seconds.
+ASK_TIMEOUT = 30.0
+
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*<?([^>\r\n]*)>?", re.IGNORECASE | re.MULTILINE)
+_EMPTY_CONTEXT = trace.set_span_in_context(trace.INVALID_SPAN)
+
+
+def _reply(r: common_pb2.Reply) -> smtp.Reply:
+    return smtp.Reply(r.code, r.enhanced, r.text)
+
+
+class ConnectionSlots:
+    """Counts open sessions against Config.max_connections.
+
+    A resource counter shared by a listener and the sessions it starts
+    (like a semaphore), not a message channel: acquire at accept, release
+    when the session's socket closes (in a finally, so crashes release too).
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.active = 0
+
+    def try_acquire(self) -> bool:
+        if self.active >= self.limit:
+            return False
+        self.active += 1
+        return True
+
+    def release(self) -> None:
+        self.active -= 1
+
+
+@dataclass
+class SessionEnv:
+    """What every session of a listener shares (read-only)."""
+
+    hostname: str
+    params: smtp.ServerParams
+    idle_timeout: float  # seconds, RFC 5321 §4.5.3.2.7
+    data_timeout: float  # seconds, RFC 5321 §4.5.3.2.6
+    store: QueueStore
+    tracer: trace.Tracer
+    slots: ConnectionSlots
+
+
+class _DateCache:
+    """RFC 5322 date for Received headers, recomputed once a second."""
+
+    def __init__(self):
+        self._sec = -1
+        self._text = ""
+
+    def now(self) -> str:
+        sec = int(time.time())
+        if sec != self._sec:
+            self._sec, self._text = sec, formatdate(sec, localtime=True)
+        return self._text
+
+
+_dates = _DateCache()
+
+
+class _Transaction:
+    """Envelope being built between MAIL and the end of DATA."""
+
+    __slots__ = ("span", "reverse_path", "recipients", "smtputf8", "body_type")
+
+    def __init__(self, span, mail: smtp.MailFrom):
+        self.span = span
+        self.reverse_path = mail.reverse_path
+        self.recipients: list[queue_pb2.Recipient] = []
+        self.smtputf8 = bool(mail.smtputf8)
+        self.body_type = mail.body or ""
+
+
+class SmtpSession(Actor):
+    """Serves one SMTP connection (temporary child of a listener's sessions
+    supervisor). Constructed with the shared SessionEnv and the StartSession
+    that names the socket; the conversation starts when StartSession is told.
+    """
+
+    interruptible_on_shutdown = True
+
+    def __init__(self, link: Link | None, env: SessionEnv, start: messages_pb2.StartSession):
+        super().__init__(link)
+        self._env = env
+        self._start = start
+        self._txn: _Transaction | None = None
+        #: True only while blocked reading the next command outside a
+        #: transaction: the one point where a shutdown may cut in.
+        self._awaiting_command = False
+
+    def interruptible_now(self) -> bool:
+        """Only an idle session (between transactions, waiting for a
+        command) is interrupted; one inside a transaction finishes it and
+        then sees `shutdown_pending`."""
+        return self._awaiting_command
+
+    def on_receive(self, message):
+        if isinstance(message, messages_pb2.StartSession):
+            try:
+                self._serve(message)
+            finally:
+                self.stop()
+            return None
+        raise TypeError(f"SmtpSession cannot handle {type(message).__name__}")
+
+    # ------------------------------------------------------------ the loop
+    def _serve(self, start: messages_pb2.StartSession) -> None:
+        env = self._env
+        sock = socket.socket(fileno=start.fd)
+        peer = f"{start.peer_address}:{start.peer_port}"
+        span = env.tracer.start_span(
+            "smtp.session",
+            context=_EMPTY_CONTEXT,
+            kind=SpanKind.SERVER,
+            attributes={
+                "network.peer.address": start.peer_address,
+                "network.peer.port": start.peer_port,
+                "server.address": start.local_address,
+                "server.port": start.local_port,
+                "estafeta.listener": start.listener,
+            },
+        )
+        self._session_span = span
+        log.info("connection from=%s listener=%s", peer, start.listener)
+        proto = smtp.SmtpServer(env.params, start.peer_address)
+        try:
+            proto.greet()
+            self._converse(sock, proto)
+        except OSError as e:
+            span.set_attribute("error.type", type(e).__name__)
+            log.info("disconnected from=%s error=%s", peer, kv(e))
+        finally:
+            if self._txn is not None:
+                self._end_transaction("connection closed during transaction", error=True)
+            try:
+                sock.close()
+            finally:
+                env.slots.release()
+                span.end()
+
+    def _converse(self, sock: socket.socket, proto: smtp.SmtpServer) -> None:
+        env = self._env
+        timeout = None
+        while True:
+            event = proto.next_event()
+            if event is smtp.NEED_DATA:
+                out = proto.data_to_send()
+                if out:
+                    sock.sendall(out)
+                idle = not proto.in_data and self._txn is None
+                if idle and self.shutdown_pending:
+                    self._close(sock, proto, smtp.Reply(421, "4.3.2", f"{env.hostname} Service shutting down"))
+                    return
+                want = env.data_timeout if proto.in_data else env.idle_timeout
+                if want != timeout:
+                    sock.settimeout(want)
+                    timeout = want
+                self._awaiting_command = idle
+                try:
+                    data = sock.recv(65536)
+                except socket.timeout:
+                    self._close(sock, proto, smtp.Reply(421, "4.4.2", f"{env.hostname} Timeout, closing connection"))
+                    return
+                except ShutdownRequested:
+                    continue  # shutdown_pending is set: the check above replies 421
+                finally:
+                    self._awaiting_command = False
+                if data:
+                    proto.receive_data(data)
+                else:
+                    proto.receive_eof()
+            elif event is smtp.CLOSED:
+                out = proto.data_to_send()
+                if out:
+                    sock.sendall(out)
+                return
+            else:
+                self._handle(event, proto)
+
+    def _close(self, sock, proto: smtp.SmtpServer, reply: smtp.Reply) -> None:
+        proto.close(reply)
+        out = proto.data_to_send()
+        if out:
+            sock.sendall(out)
+
+    # ---------------------------------------------------------- decisions
+    @staticmethod
+    def _ask(name: str, message):
+        """Ask the actor registered as `name` (ASK_TIMEOUT seconds)."""
+        return registry.whereis(name).ask(message, timeout=ASK_TIMEOUT)
+
+    def _handle(self, event, proto: smtp.SmtpServer) -> None:
+        if isinstance(event, smtp.MailFrom):
+            self._on_mail(event, proto)
+        elif isinstance(event, smtp.RcptTo):
+            self._on_rcpt(event, proto)
+        elif isinstance(event, smtp.DataStart):
+            proto.accept()
+        elif isinstance(event, smtp.MessageReceived):
+            self._on_message(event, proto)
+        elif isinstance(event, smtp.Helo):
+            self._session_span.set_attribute("smtp.helo", event.name)
+        elif isinstance(event, smtp.Reset):
+            if self._txn is not None:
+                self._end_transaction("reset")
+        # Quit, ConnectionClosed: nothing to decide.
+
+    def _on_mail(self, event: smtp.MailFrom, proto: smtp.SmtpServer) -> None:
+        if self._txn is not None:
+            self._end_transaction("new MAIL")
+        span = self._env.tracer.start_span(
+            "smtp.transaction",
+            context=_EMPTY_CONTEXT,
+            kind=SpanKind.SERVER,
+            links=[SpanLink(self._session_span.get_span_context())],
+            attributes={
+                "smtp.mail_from": event.reverse_path,
+                "network.peer.address": self._start.peer_address,
+            },
+        )
+        trace_ctx = inject(span)
+        verdict = self._ask("queue", messages_pb2.Admit(size_bytes=event.size or 0, trace=trace_ctx))
+        if not verdict.accepted:
+            span.set_status(Status(StatusCode.ERROR, verdict.reply.text))
+            span.end()
+            proto.reject(_reply(verdict.reply))
+            return
+        self._txn = _Transaction(span, event)
+        proto.accept()
+
+    def _on_rcpt(self, event: smtp.RcptTo, proto: smtp.SmtpServer) -> None:
+        txn = self._txn
+        verdict = self._ask("directory", messages_pb2.CheckRecipient(address=event.forward_path))
+        if not verdict.accepted:
+            txn.span.add_event(
+                "rcpt.rejected", {"smtp.rcpt_to": event.forward_path, "smtp.reply.code": verdict.reply.code}
+            )
+            proto.reject(_reply(verdict.reply))
+            return
+        txn.recipients.append(
+            queue_pb2.Recipient(
+                address=event.forward_path,
+                mailbox=verdict.mailbox,
+                status=queue_pb2.PENDING,
+                original_recipient=event.params.get("ORCPT") or "",
+            )
+        )
+        proto.accept()
+
+    def _on_message(self, event: smtp.MessageReceived, proto: smtp.SmtpServer) -> None:
+        env, txn, start = self._env, self._txn, self._start
+        queue_id = new_id()
+        rcpts = txn.recipients
+        for_clause = f"\r\n\tfor <{rcpts[0].address}>" if len(rcpts) == 1 else ""
+        received = (
+            f"Received: from {proto.helo_name or 'unknown'} ([{start.peer_address}])\r\n"
+            f"\tby {env.hostname} (estafeta) with {proto.protocol_name} id {queue_id}"
+            f"{for_clause}; {_dates.now()}\r\n"
+        ).encode("utf-8")
+        body = received + event.body
+        head_end = body.find(b"\r\n\r\n")
+        m = _MESSAGE_ID.search(body, 0, head_end if head_end >= 0 else len(body))
+        message_id = m.group(1).decode("utf-8", "replace").strip() if m else ""
+        span = txn.span
+        item = queue_pb2.QueueItem(
+            id=queue_id,
+            state=queue_pb2.QUEUED,
+            reverse_path=txn.reverse_path,
+            recipients=rcpts,
+            created_at=time.time(),
+            body_size=len(body),
+            message_id=message_id,
+            trace=inject(span),
+            client_address=start.peer_address,
+            helo=proto.helo_name,
+            protocol=proto.protocol_name,
+            smtputf8=txn.smtputf8,
+            body_type=txn.body_type,
+        )
+        ctx = trace.set_span_in_context(span)
+        with env.tracer.start_as_current_span("queue.enqueue", context=ctx) as enq:
+            enq.set_attribute("estafeta.queue_id", queue_id)
+            enq.set_attribute("estafeta.body_size", len(body))
+            env.store.put(item, body)
+        registry.whereis("queue").tell(messages_pb2.Enqueued(item=item, body=body, trace=item.trace))
+        span.set_attribute("estafeta.queue_id", queue_id)
+        if message_id:
+            span.set_attribute("estafeta.message_id", message_id)
+        span.set_attribute("smtp.rcpt_count", len(rcpts))
+        log.info(
+            "queued id=%s from=<%s> to=%s size=%d message_id=%s",
+            queue_id, txn.reverse_path, ",".join(f"<{r.address}>" for r in rcpts), len(body), kv(message_id or "-"),
+        )
+        self._txn = None
+        span.end()
+        proto.accept(smtp.Reply(250, "2.0.0", f"Ok: queued as {queue_id}"))
+
+    def _end_transaction(self, why: str, error: bool = False) -> None:
+        txn, self._txn = self._txn, None
+        txn.span.add_event("transaction.aborted", {"reason": why})
+        if error:
+            txn.span.set_status(Status(StatusCode.ERROR, why))
+        txn.span.end()

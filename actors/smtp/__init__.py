@@ -1,0 +1,55 @@
+"""Sans-I/O SMTP server protocol (RFC 5321 and the extensions estafeta
+offers: PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8).
+
+Bytes in, events and reply bytes out; no sockets, no gevent, no actors.
+`SmtpServer` is the state machine (its module docstring gives the driver
+contract); `Reply` and the standard replies live in `replies`.
+"""
+from estafeta.actors.smtp import replies
+from estafeta.actors.smtp.events import (
+    CLOSED,
+    DECISIONS,
+    NEED_DATA,
+    ConnectionClosed,
+    DataStart,
+    Event,
+    Helo,
+    MailFrom,
+    MessageReceived,
+    MessageRejected,
+    ProtocolUsageError,
+    Quit,
+    RcptTo,
+    Reset,
+)
+from estafeta.actors.smtp.parser import ParseError, is_postmaster
+from estafeta.actors.smtp.protocol import MAX_COMMAND_LINE, ServerParams, SmtpServer, State
+from estafeta.actors.smtp.replies import Reply, shutting_down, timed_out, too_many_errors
+
+__all__ = [
+    "CLOSED",
+    "DECISIONS",
+    "MAX_COMMAND_LINE",
+    "NEED_DATA",
+    "ConnectionClosed",
+    "DataStart",
+    "Event",
+    "Helo",
+    "MailFrom",
+    "MessageReceived",
+    "MessageRejected",
+    "ParseError",
+    "ProtocolUsageError",
+    "Quit",
+    "RcptTo",
+    "Reply",
+    "Reset",
+    "ServerParams",
+    "SmtpServer",
+    "State",
+    "is_postmaster",
+    "replies",
+    "shutting_down",
+    "timed_out",
+    "too_many_errors",
+]

@@ -1,0 +1,99 @@
+from google.protobuf import any_pb2 as _any_pb2
+from estafeta.proto import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ExitReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXIT_REASON_UNSPECIFIED: _ClassVar[ExitReason]
+    NORMAL: _ClassVar[ExitReason]
+    SHUTDOWN: _ClassVar[ExitReason]
+    CRASH: _ClassVar[ExitReason]
+    KILLED: _ClassVar[ExitReason]
+EXIT_REASON_UNSPECIFIED: ExitReason
+NORMAL: ExitReason
+SHUTDOWN: ExitReason
+CRASH: ExitReason
+KILLED: ExitReason
+
+class ChildExited(_message.Message):
+    __slots__ = ("child_id", "actor_urn", "reason", "error", "trace")
+    CHILD_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_URN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
+    child_id: str
+    actor_urn: str
+    reason: ExitReason
+    error: str
+    trace: _common_pb2.TraceContext
+    def __init__(self, child_id: _Optional[str] = ..., actor_urn: _Optional[str] = ..., reason: _Optional[_Union[ExitReason, str]] = ..., error: _Optional[str] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
+
+class StartChild(_message.Message):
+    __slots__ = ("args", "trace")
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
+    args: _any_pb2.Any
+    trace: _common_pb2.TraceContext
+    def __init__(self, args: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
+
+class StartChildReply(_message.Message):
+    __slots__ = ("ok", "child_id", "error")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    CHILD_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    child_id: str
+    error: str
+    def __init__(self, ok: _Optional[bool] = ..., child_id: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class StopChild(_message.Message):
+    __slots__ = ("child_id", "trace")
+    CHILD_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
+    child_id: str
+    trace: _common_pb2.TraceContext
+    def __init__(self, child_id: _Optional[str] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
+
+class WhichChildren(_message.Message):
+    __slots__ = ("trace",)
+    TRACE_FIELD_NUMBER: _ClassVar[int]
+    trace: _common_pb2.TraceContext
+    def __init__(self, trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
+
+class ChildInfo(_message.Message):
+    __slots__ = ("child_id", "actor_class", "alive", "restart", "restarts", "supervisor")
+    CHILD_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_CLASS_FIELD_NUMBER: _ClassVar[int]
+    ALIVE_FIELD_NUMBER: _ClassVar[int]
+    RESTART_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    SUPERVISOR_FIELD_NUMBER: _ClassVar[int]
+    child_id: str
+    actor_class: str
+    alive: bool
+    restart: str
+    restarts: int
+    supervisor: bool
+    def __init__(self, child_id: _Optional[str] = ..., actor_class: _Optional[str] = ..., alive: _Optional[bool] = ..., restart: _Optional[str] = ..., restarts: _Optional[int] = ..., supervisor: _Optional[bool] = ...) -> None: ...
+
+class Children(_message.Message):
+    __slots__ = ("children",)
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    children: _containers.RepeatedCompositeFieldContainer[ChildInfo]
+    def __init__(self, children: _Optional[_Iterable[_Union[ChildInfo, _Mapping]]] = ...) -> None: ...
+
+class RestartDue(_message.Message):
+    __slots__ = ("child_id", "trace")
+    CHILD_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
+    child_id: str
+    trace: _common_pb2.TraceContext
+    def __init__(self, child_id: _Optional[str] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,218 @@
+"""Maildir delivery (https://cr.yp.to/proto/maildir.html), exactly once.
+
+A mailbox "<domain>/<localpart>" lives at `<root>/<domain>/<localpart>/` with
+the three Maildir directories tmp/, new/ and cur/ (created on demand, mode
+0700). Delivery follows the spec: write tmp/<name>, fsync it, rename it to
+new/<name>; we also fsync new/ so that the rename is durable before the
+queue item marks the recipient DELIVERED.
+
+Exactly once: the file name is deterministic per (queue item, recipient)
+— `unique_name()` — instead of the spec's time/pid/counter name. A delivery
+repeated after a crash (the item was not yet rewritten as DELIVERED, or its
+removal was undone) is made with check_existing=True and finds the earlier
+file, in new/ or already moved to cur/ by a mail reader (possibly with
+":2,<flags>" appended), and does not deliver a second copy.
+
+Line endings: the file holds `header_prefix + body` byte for byte, with the
+body's CRLF line endings as received. Byte-identical delivery keeps DKIM
+signatures verifiable by a later reader and needs no per-line rewriting
+(hot path); Dovecot and most MUAs read CRLF maildirs as they are (Dovecot
+writes them too with `mail_save_crlf`).
+
+Everything here blocks (fsync): callers on the hub use
+`estafeta.store.blocking.run_blocking(deliver, ...)`.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+
+from estafeta.store import queuefile
+
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+_SUBDIRS = ("tmp", "new", "cur")
+
+#: One group-commit state per new/ directory, so concurrent deliveries into
+#: the same mailbox share the directory fsync. Bounded: cleared when it
+#: grows past this (a second DirSync for a directory is merely less shared).
+_dirsyncs: dict[str, queuefile.DirSync] = {}
+_DIRSYNCS_MAX = 4096
+
+
+def unique_name(queue_id: str, recipient_index: int, created_at: float, hostname: str) -> str:
+    """The Maildir file name of one recipient's copy of a queue item:
+    "<created_at seconds>.Q<queue_id>R<recipient_index>.<host>", e.g.
+    "1735000000.Q00062f1a2b3c4d5e0a1b2cR0.mx.example.org".
+
+    Deterministic, so a redelivery finds the earlier file (exactly once).
+    As the spec requires, "/" and ":" in the host name become \\057 and
+    \\072 ("/" would make a path, ":" starts the info part).
+    """
+    host = hostname.replace("/", "\\057").replace(":", "\\072")
+    return f"{int(created_at)}.Q{queue_id}R{recipient_index}.{host}"
+
+
+def check_mailbox(mailbox: str) -> tuple[str, str]:
+    """Split and validate "<domain>/<localpart>"; returns (domain, localpart).
+
+    Raises ValueError if it could name anything outside the mail root: not
+    exactly two non-empty parts, a NUL, or a part starting with "." (which
+    also covers "." and "..").
+    """
+    domain, sep, localpart = mailbox.partition("/")
+    for part in (domain, localpart):
+        if not part or "/" in part or "\0" in part or part[0] == ".":
+            raise ValueError(
+                f"invalid mailbox {mailbox!r}: expected <domain>/<localpart>, "
+                "each non-empty, without '/', NUL or a leading '.'"
+            )
+    return domain, localpart
+
+
+def maildir_path(root: str, mailbox: str) -> str:
+    """`<root>/<domain>/<localpart>` for a validated mailbox (ValueError)."""
+    domain, localpart = check_mailbox(mailbox)
+    return os.path.join(root, domain, localpart)
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or "\0" in name or name[0] == "." or ":" in name:
+        raise ValueError(f"invalid maildir file name {name!r}")
+
+
+def find_existing(maildir: str, name: str) -> str | None:
+    """Path of an earlier delivery of `name` in the maildir: new/<name>,
+    cur/<name>, or cur/<name>:<info> (e.g. ":2,S" once read); else None."""
+    for sub in ("new", "cur"):
+        path = os.path.join(maildir, sub, name)
+        if os.path.lexists(path):
+            return path
+    prefix = name + ":"
+    try:
+        with os.scandir(os.path.join(maildir, "cur")) as it:
+            for entry in it:
+                if entry.name.startswith(prefix):
+                    return entry.path
+    except FileNotFoundError:
+        pass
+    return None
+
+
+def _make_maildir(root: str, maildir: str) -> None:
+    """Create <domain>/, <localpart>/ and its tmp/, new/, cur/ (mode 0700),
+    and fsync every directory we added entries to, so that a delivery
+    reported done cannot lose its maildir in a crash. Rare: the first
+    delivery to a mailbox."""
+    if not os.path.isdir(root):
+        os.makedirs(root, 0o700, exist_ok=True)
+    created: list[str] = []
+    for path in (os.path.dirname(maildir), maildir, *(os.path.join(maildir, s) for s in _SUBDIRS)):
+        _mkdir(path, created)
+    for parent in {os.path.dirname(p) for p in created}:
+        queuefile.fsync_directory(parent)
+
+
+def _mkdir(path: str, created: list[str]) -> None:
+    try:
+        os.mkdir(path, 0o700)
+        created.append(path)
+    except FileExistsError:
+        pass
+
+
+def _copy_body(fd: int, body_path: str) -> None:
+    """Append the file at body_path to fd in the kernel (copy_file_range or
+    sendfile; no Python-level buffers), falling back to copyfileobj."""
+    with open(body_path, "rb") as src:
+        size = os.fstat(src.fileno()).st_size
+        sent = 0
+        try:
+            while sent < size:
+                n = os.sendfile(fd, src.fileno(), sent, size - sent)
+                if n == 0:
+                    break  # the body shrank under us: copy what is there
+                sent += n
+            return
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV) or sent:
+                raise
+        src.seek(0)
+        with os.fdopen(os.dup(fd), "wb", closefd=True) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def deliver(
+    root: str,
+    mailbox: str,
+    name: str,
+    header_prefix: bytes,
+    body: bytes | None,
+    body_path: str | None,
+    check_existing: bool,
+) -> tuple[str, bool]:
+    """Deliver one message into the Maildir of `mailbox` under `root`.
+
+    Writes tmp/<name> = header_prefix + message (from `body` bytes, or
+    streamed from the file `body_path` when body is None), fsyncs it, renames
+    it to new/<name> and fsyncs new/ (group-committed with concurrent
+    deliveries to the same mailbox). Returns (path, already_there): with
+    check_existing=True an earlier delivery of `name` (new/, cur/, or cur/
+    with ":2,<flags>") is returned as (its path, True) and nothing is written.
+
+    Maildir spec (cr.yp.to/proto/maildir.html): tmp -> new by rename; a
+    leftover tmp/<name> from a crashed attempt is overwritten.
+
+    Raises ValueError for a mailbox or name that could escape `root`
+    (permanent: 5xx), OSError for I/O errors (ENOSPC/EDQUOT: mailbox full).
+    """
+    maildir = maildir_path(root, mailbox)
+    _check_name(name)
+    if body is None and body_path is None:
+        raise ValueError("deliver() needs body or body_path")
+    if check_existing:
+        found = find_existing(maildir, name)
+        if found is not None:
+            return found, True
+    tmp = os.path.join(maildir, "tmp", name)
+    try:
+        fd = os.open(tmp, _TMP_FLAGS, 0o600)
+    except FileNotFoundError:
+        _make_maildir(root, maildir)
+        fd = os.open(tmp, _TMP_FLAGS, 0o600)
+    try:
+        try:
+            if body is not None:
+                # One syscall, no concatenated copy of a large body.
+                n = os.writev(fd, (header_prefix, body))
+                if n < len(header_prefix) + len(body):
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    os.ftruncate(fd, 0)
+                    queuefile.write_all(fd, header_prefix + body)
+            else:
+                queuefile.write_all(fd, header_prefix)
+                _copy_body(fd, body_path)  # type: ignore[arg-type]
+            queuefile.sync_data(fd)
+        finally:
+            os.close(fd)
+        new_dir = os.path.join(maildir, "new")
+        final = os.path.join(new_dir, name)
+        os.rename(tmp, final)
+    except Exception:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _dirsync(new_dir).sync()
+    return final, False
+
+
+def _dirsync(path: str) -> queuefile.DirSync:
+    ds = _dirsyncs.get(path)
+    if ds is None:
+        if len(_dirsyncs) >= _DIRSYNCS_MAX:
+            _dirsyncs.clear()
+        ds = _dirsyncs.setdefault(path, queuefile.DirSync(path))
+    return ds

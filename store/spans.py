@@ -1,0 +1,359 @@
+"""The local span store: a sqlite file (``<data_dir>/traces.db``) of finished spans.
+
+Written by the daemon's span processor (estafeta.tracing.processor), read by
+``estafeta traces list/show`` while the daemon runs: the file is in WAL mode,
+so readers never block the writer and the writer never blocks readers.
+
+Every method here is a blocking sqlite call that never yields to gevent
+(DESIGN.md, "Known hazards"): a caller on the hub runs them in
+``gevent.get_hub().threadpool``. One SpanStore (one connection) must be used
+by one thread at a time; the processor serialises its writes.
+
+Tables:
+
+- ``spans``: one row per span (columns in SPAN_COLUMNS); ``attributes`` is a
+  JSON object, ``events`` a JSON list of {name, time_ns, attributes},
+  ``links`` a JSON list of {trace_id, span_id, attributes}; NULL for none.
+  ``queue_id`` / ``message_id`` are copied out of the attributes
+  ``estafeta.queue_id`` / ``estafeta.message_id`` so they can be indexed.
+- ``traces``: one summary row per trace, kept up to date by insert() in the
+  same transaction, so listing and trimming never scan the spans table.
+- ``meta``: key/value counters (``dropped``: spans the daemon could not store).
+
+Size bound: the file is created with ``auto_vacuum=INCREMENTAL``. Deleted
+traces' pages go to sqlite's freelist and are reused by later inserts, so the
+file stops growing once trimming keeps the live data under the bound; pages
+beyond the bound are handed back with ``PRAGMA incremental_vacuum`` (cheap,
+unlike a full VACUUM, which would rewrite the whole file).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import sqlite_utils
+
+#: Order of the values in a row given to SpanStore.insert().
+SPAN_COLUMNS = (
+    "trace_id", "span_id", "parent_span_id", "name", "kind", "start_ns", "end_ns",
+    "status", "status_message", "attributes", "events", "links",
+    "queue_id", "message_id", "service",
+)
+_I_TRACE, _I_PARENT, _I_NAME, _I_START, _I_END, _I_STATUS, _I_MSGID = 0, 2, 3, 5, 6, 7, 13
+
+_INSERT_SPAN = f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES ({', '.join('?' * len(SPAN_COLUMNS))})"
+# One summary row per trace, merged batch by batch: a trace's spans arrive
+# over days (delivery attempts), in any order (children end before parents).
+_UPSERT_TRACE = """
+INSERT INTO traces (trace_id, start_ns, end_ns, span_count, error_count, root_name, message_id)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (trace_id) DO UPDATE SET
+  start_ns = min(start_ns, excluded.start_ns),
+  end_ns = max(end_ns, excluded.end_ns),
+  span_count = span_count + excluded.span_count,
+  error_count = error_count + excluded.error_count,
+  root_name = coalesce(root_name, excluded.root_name),
+  message_id = coalesce(message_id, excluded.message_id)
+"""
+_TRACE_ID_RE = re.compile(r"[0-9a-fA-F]{32}")
+# Trim to this fraction of max_bytes when over it, so trimming happens in
+# chunks rather than a few traces after every flush.
+_TRIM_TO = 0.9
+# The WAL is truncated to this after checkpoints (bytes): it would otherwise
+# stay at its high-water mark next to the bounded main file.
+_WAL_LIMIT = 4 * 1024 * 1024
+
+
+class StoreMissing(FileNotFoundError):
+    """The span store file does not exist (the daemon has not run with tracing yet)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRow:
+    """One stored span, as read back. Times are ns since the Unix epoch;
+    attributes/events/links are decoded JSON (empty when none)."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: str
+    start_ns: int
+    end_ns: int
+    status: str
+    status_message: str | None
+    attributes: dict = field(default_factory=dict)
+    events: list = field(default_factory=list)
+    links: list = field(default_factory=list)
+    queue_id: str | None = None
+    message_id: str | None = None
+    service: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSummary:
+    """One trace, for `estafeta traces list`: start/duration in ns; root_name
+    is None when the root span is not in the store (lost, or trimmed)."""
+
+    trace_id: str
+    root_name: str | None
+    start_ns: int
+    duration_ns: int
+    span_count: int
+    has_error: bool
+    queue_ids: tuple[str, ...]
+    message_id: str | None
+
+
+class SpanStore:
+    """A span store file.
+
+    ``SpanStore(path)`` opens (creating if needed) for writing: schema, WAL,
+    incremental auto-vacuum. ``SpanStore(path, readonly=True)`` opens an
+    existing file for reading only (the CLI), raising StoreMissing if there
+    is none. Raises sqlite3.Error for a file that is not a usable database.
+    """
+
+    def __init__(self, path: str, *, readonly: bool = False):
+        self.path = path
+        self.readonly = readonly
+        if readonly:
+            if not os.path.exists(path):
+                raise StoreMissing(f"no span store at {path}: the daemon has not recorded any trace yet")
+            uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+            self.conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+            self.conn.execute("PRAGMA busy_timeout = 5000")
+            return
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, one
+        # transaction per batch. check_same_thread=False: the hub's
+        # threadpool runs each call on whichever worker is free.
+        self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.conn.execute("PRAGMA busy_timeout = 5000")
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        c = self.conn
+        # auto_vacuum can only be chosen before the first table exists.
+        if not c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            c.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        db = sqlite_utils.Database(c)
+        db.enable_wal()
+        # WAL + synchronous=NORMAL: commits do not fsync (only checkpoints
+        # do); losing the last second of spans in a power cut is acceptable.
+        c.execute("PRAGMA synchronous = NORMAL")
+        c.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT}")
+        spans = db.table("spans")
+        spans.create({
+            "trace_id": str, "span_id": str, "parent_span_id": str, "name": str, "kind": str,
+            "start_ns": int, "end_ns": int, "status": str, "status_message": str,
+            "attributes": str, "events": str, "links": str,
+            "queue_id": str, "message_id": str, "service": str,
+        }, not_null=["trace_id", "span_id", "name", "start_ns", "end_ns"], if_not_exists=True)
+        spans.create_index(["trace_id"], if_not_exists=True)
+        # Partial indexes: most spans carry neither id, and an index entry
+        # per NULL would cost on every insert. "col = ?" implies NOT NULL, so
+        # resolve()'s lookups use them.
+        for col in ("queue_id", "message_id"):
+            c.execute(f"CREATE INDEX IF NOT EXISTS idx_spans_{col} ON spans ({col}) WHERE {col} IS NOT NULL")
+        # WITHOUT ROWID: the rows live in the trace_id B-tree itself, one
+        # tree fewer to update per upsert than a rowid table with a PK index
+        # (sqlite-utils cannot declare it).
+        c.execute(
+            "CREATE TABLE IF NOT EXISTS traces (trace_id TEXT PRIMARY KEY, start_ns INTEGER NOT NULL, "
+            "end_ns INTEGER NOT NULL, span_count INTEGER NOT NULL, error_count INTEGER NOT NULL, "
+            "root_name TEXT, message_id TEXT) WITHOUT ROWID")
+        traces = db.table("traces")
+        traces.create_index(["start_ns"], if_not_exists=True)
+        traces.create_index(["end_ns"], if_not_exists=True)
+        db.table("meta").create({"key": str, "value": int}, pk="key", if_not_exists=True)
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL when writing)."""
+        self.conn.close()
+
+    # -- writing -----------------------------------------------------------
+
+    def insert(self, rows: Sequence[tuple], dropped: int = 0) -> None:
+        """Insert span rows (tuples in SPAN_COLUMNS order) and update the
+        trace summaries, in one transaction; ``dropped`` spans are added to
+        the drop counter in the same transaction. Raises sqlite3.Error (the
+        transaction is rolled back)."""
+        summary: dict[str, list] = {}
+        for r in rows:
+            s = summary.get(r[_I_TRACE])
+            err = r[_I_STATUS] == "ERROR"
+            root = r[_I_NAME] if r[_I_PARENT] is None else None
+            if s is None:
+                summary[r[_I_TRACE]] = [r[_I_TRACE], r[_I_START], r[_I_END], 1, err, root, r[_I_MSGID]]
+            else:
+                if r[_I_START] < s[1]:
+                    s[1] = r[_I_START]
+                if r[_I_END] > s[2]:
+                    s[2] = r[_I_END]
+                s[3] += 1
+                s[4] += err
+                s[5] = s[5] or root
+                s[6] = s[6] or r[_I_MSGID]
+        c = self.conn
+        c.execute("BEGIN")
+        try:
+            c.executemany(_INSERT_SPAN, rows)
+            c.executemany(_UPSERT_TRACE, summary.values())
+            if dropped:
+                self._add_dropped(dropped)
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def _add_dropped(self, n: int) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('dropped', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value", (n,))
+
+    def add_dropped(self, n: int) -> None:
+        """Add n to the persistent count of spans the daemon had to drop."""
+        self._add_dropped(n)
+
+    def used_bytes(self) -> int:
+        """Bytes of the database's pages that hold data (file size minus free
+        pages waiting for reuse); includes changes still in the WAL."""
+        c = self.conn
+        pages = c.execute("PRAGMA page_count").fetchone()[0]
+        free = c.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * c.execute("PRAGMA page_size").fetchone()[0]
+
+    def cleanup(self, retention_seconds: float, max_bytes: int, *, now_ns: int | None = None) -> int:
+        """Remove whole traces whose newest span ended more than
+        retention_seconds ago, then the oldest traces (by start) until the
+        data fits in 90% of max_bytes; hand free pages beyond max_bytes back
+        to the file system and truncate the WAL. 0 disables either bound.
+        Returns the number of traces removed."""
+        c = self.conn
+        removed = 0
+        if retention_seconds > 0:
+            cutoff = (now_ns if now_ns is not None else time.time_ns()) - int(retention_seconds * 1e9)
+            ids = [r[0] for r in c.execute("SELECT trace_id FROM traces WHERE end_ns < ?", (cutoff,))]
+            removed += self._delete_traces(ids)
+        if max_bytes > 0:
+            target = int(max_bytes * _TRIM_TO)
+            used = self.used_bytes()
+            while used > target:
+                count = c.execute("SELECT count(*) FROM traces").fetchone()[0]
+                if not count:
+                    break
+                # Delete the share of traces that should free the excess,
+                # assuming similar sizes; loop if they were smaller.
+                n = max(1, int(count * (used - target) / used) + 1)
+                ids = [r[0] for r in c.execute("SELECT trace_id FROM traces ORDER BY start_ns LIMIT ?", (n,))]
+                removed += self._delete_traces(ids)
+                used = self.used_bytes()
+            page_size = c.execute("PRAGMA page_size").fetchone()[0]
+            excess = c.execute("PRAGMA page_count").fetchone()[0] - max_bytes // page_size
+            if excess > 0:
+                # executescript, not execute: the pragma frees one page per
+                # sqlite3_step, and execute() steps it only once.
+                c.executescript(f"PRAGMA incremental_vacuum({int(excess)});")
+        if removed or max_bytes > 0:
+            # Moves the WAL's pages into the main file and truncates the WAL
+            # (readers in the middle of a read just make it partial).
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return removed
+
+    def _delete_traces(self, ids: list[str]) -> int:
+        if not ids:
+            return 0
+        c = self.conn
+        params = [(i,) for i in ids]
+        c.execute("BEGIN")
+        try:
+            c.executemany("DELETE FROM spans WHERE trace_id = ?", params)
+            c.executemany("DELETE FROM traces WHERE trace_id = ?", params)
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return len(ids)
+
+    # -- reading -----------------------------------------------------------
+
+    def _has_schema(self) -> bool:
+        return self.conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('spans', 'traces', 'meta')"
+        ).fetchone()[0] == 3
+
+    def dropped(self) -> int:
+        """Spans dropped (never stored) since the store was created."""
+        if self.readonly and not self._has_schema():
+            return 0
+        r = self.conn.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()
+        return r[0] if r else 0
+
+    def list_traces(self, limit: int = 20, errors_only: bool = False) -> list[TraceSummary]:
+        """The newest ``limit`` traces (by start), newest first; only those
+        with a span in status ERROR when errors_only."""
+        if self.readonly and not self._has_schema():
+            return []
+        c = self.conn
+        where = "WHERE error_count > 0 " if errors_only else ""
+        out = []
+        for tid, start, end, count, errors, root, msgid in c.execute(
+            "SELECT trace_id, start_ns, end_ns, span_count, error_count, root_name, message_id "
+            f"FROM traces {where}ORDER BY start_ns DESC LIMIT ?", (limit,)).fetchall():
+            qids = tuple(r[0] for r in c.execute(
+                "SELECT DISTINCT queue_id FROM spans WHERE trace_id = ? AND queue_id IS NOT NULL", (tid,)))
+            out.append(TraceSummary(tid, root, start, end - start, count, errors > 0, qids, msgid))
+        return out
+
+    def resolve(self, key: str) -> list[str]:
+        """Trace ids for a key: a 32-hex trace id, a queue id, or a Message-ID
+        with or without its angle brackets (RFC 5322 §3.6.4 msg-id). Oldest
+        first; empty when nothing matches."""
+        key = key.strip()
+        if not key or (self.readonly and not self._has_schema()):
+            return []
+        c = self.conn
+        if _TRACE_ID_RE.fullmatch(key):
+            tid = key.lower()
+            if c.execute("SELECT 1 FROM traces WHERE trace_id = ?", (tid,)).fetchone():
+                return [tid]
+        bare = key[1:-1] if key.startswith("<") and key.endswith(">") else key
+        rows = c.execute(
+            "SELECT t.trace_id FROM traces t WHERE t.trace_id IN "
+            "(SELECT trace_id FROM spans WHERE queue_id = ? UNION SELECT trace_id FROM spans WHERE message_id = ?) "
+            "ORDER BY t.start_ns", (key, bare)).fetchall()
+        return [r[0] for r in rows]
+
+    def spans(self, trace_id: str) -> list[SpanRow]:
+        """All stored spans of a trace, by start time."""
+        if self.readonly and not self._has_schema():
+            return []
+        loads = json.loads
+        out = []
+        for r in self.conn.execute(
+                f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE trace_id = ? ORDER BY start_ns, rowid",
+                (trace_id.lower(),)):
+            out.append(SpanRow(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
+                loads(r[9]) if r[9] else {}, loads(r[10]) if r[10] else [], loads(r[11]) if r[11] else [],
+                r[12], r[13], r[14]))
+        return out
+
+    def span_names(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Names of the given (trace_id, span_id) spans that are stored; used
+        to name a link's target ("linked from smtp.session ...")."""
+        if self.readonly and not self._has_schema():
+            return {}
+        out = {}
+        for tid, sid in pairs:
+            r = self.conn.execute(
+                "SELECT name FROM spans WHERE trace_id = ? AND span_id = ?", (tid, sid)).fetchone()
+            if r:
+                out[(tid, sid)] = r[0]
+        return out

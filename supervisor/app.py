@@ -1,0 +1,235 @@
+"""The application's supervision tree: who supervises whom.
+
+    root (one_for_one, 3 restarts / 30 s; past it the daemon exits 1)
+    ├── directory            Directory                      permanent
+    ├── couriers (one_for_one, 10 / 10 s)
+    │   └── courier.local.N  LocalCourier x local_delivery_concurrency  permanent
+    ├── queue (rest_for_one, 5 / 30 s)
+    │   ├── manager          QueueManager                   permanent
+    │   └── items (simple_one_for_one, 10000 / 10 s)
+    │       └── QueueItem x N  one per message              transient
+    └── listeners (one_for_one, 5 / 30 s)
+        └── listener.<name> (rest_for_one, 5 / 30 s), one per smtp_address
+            ├── sessions (simple_one_for_one)
+            │   └── SmtpSession x N  one per connection      temporary
+            └── acceptor         Listener                   permanent
+
+Start order is top to bottom, shutdown the reverse: listeners stop
+accepting and drain their sessions first, then queue items finish their
+current attempt, then couriers, then the directory.
+
+Why these intensities: a root child that fails 3 times in 30 s means the
+process is unhealthy and should exit non-zero for its init system to act.
+The items supervisor restarts items that fail independently of each other
+(a poison item is quarantined by QueueItem itself after
+quarantine_after_crashes), so its intensity only guards against a
+systematic failure: every item crashing, thousands per second.
+
+Tracing and logging are set up before the tree (every actor needs them
+from its first message) and flushed after it stops.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opentelemetry import trace
+
+from estafeta.actors import smtp
+from estafeta.actors.couriers.local import LocalCourier
+from estafeta.actors.directory import Directory
+from estafeta.actors.item import ItemEnv, QueueItem
+from estafeta.actors.listener import Listener
+from estafeta.actors.queue import QueueManager
+from estafeta.actors.session import ConnectionSlots, SessionEnv, SmtpSession
+from estafeta.proto import config_pb2, messages_pb2
+from estafeta.store.queue import QueueStore
+from estafeta.supervisor import registry
+from estafeta.supervisor.config import parse_listen_address
+from estafeta.supervisor.tree import ChildSpec, Supervisor, SupervisorSpec
+
+
+@dataclass
+class Paths:
+    """Where things live under data_dir."""
+
+    data_dir: str
+    queue_dir: str
+    mail_dir: str
+    traces_db: str
+
+
+def _registered(name: str, start):
+    """Wrap a start function so the new actor is registered as `name`."""
+
+    def start_and_register(link, args):
+        return registry.register(name, start(link, args))
+
+    return start_and_register
+
+
+def _supervisor(spec: SupervisorSpec, register_as: str | None = None) -> ChildSpec:
+    def start(link, _args):
+        return Supervisor.start(link, spec)
+
+    return ChildSpec(
+        id=spec.name,
+        start=_registered(register_as, start) if register_as else start,
+        restart="permanent",
+        shutdown="infinity",
+        type="supervisor",
+    )
+
+
+def listener_names(cfg: config_pb2.Config) -> list[tuple[str, str]]:
+    """(listener name, address) pairs: "smtp" for one address, else "smtp.<addr>"."""
+    addrs = list(cfg.smtp_address)
+    if len(addrs) == 1:
+        return [("smtp", addrs[0])]
+    return [(f"smtp.{a}", a) for a in addrs]
+
+
+def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: trace.Tracer) -> SupervisorSpec:
+    """The root SupervisorSpec for this configuration."""
+    n_couriers = max(1, cfg.local_delivery_concurrency)
+    couriers = SupervisorSpec(
+        name="couriers",
+        strategy="one_for_one",
+        intensity=10,
+        period=10.0,
+        children=[
+            ChildSpec(
+                id=f"courier.local.{i}",
+                start=_registered(
+                    f"courier.local.{i}",
+                    lambda link, _a: LocalCourier.start(link, paths.mail_dir, cfg.hostname, tracer),
+                ),
+                restart="permanent",
+                shutdown=10.0,
+            )
+            for i in range(n_couriers)
+        ],
+    )
+    item_env = ItemEnv(
+        store=store,
+        tracer=tracer,
+        retry=cfg.retry,
+        quarantine_after=cfg.quarantine_after_crashes,
+        couriers=n_couriers,
+    )
+    queue = SupervisorSpec(
+        name="queue",
+        strategy="rest_for_one",
+        intensity=5,
+        period=30.0,
+        children=[
+            ChildSpec(
+                id="manager",
+                start=_registered(
+                    "queue",
+                    lambda link, _a: QueueManager.start(link, store, cfg.max_queue_items, cfg.max_queue_bytes),
+                ),
+                restart="permanent",
+                shutdown=10.0,
+            ),
+            _supervisor(
+                SupervisorSpec(
+                    name="items",
+                    strategy="simple_one_for_one",
+                    intensity=10000,
+                    period=10.0,
+                    args_type=messages_pb2.QueueItemArgs,
+                    children=[
+                        ChildSpec(
+                            id="item",
+                            start=lambda link, args: QueueItem.start(link, item_env, args),
+                            restart="transient",
+                            shutdown=10.0,
+                        )
+                    ],
+                ),
+                register_as="queue.items",
+            ),
+        ],
+    )
+    params = smtp.ServerParams(
+        hostname=cfg.hostname,
+        max_message_size=cfg.max_data_size_bytes,
+        max_recipients=cfg.max_recipients,
+        max_errors=cfg.max_errors,
+    )
+    slots = ConnectionSlots(cfg.max_connections)
+    session_env = SessionEnv(
+        hostname=cfg.hostname,
+        params=params,
+        idle_timeout=cfg.idle_timeout_seconds,
+        data_timeout=cfg.data_timeout_seconds,
+        store=store,
+        tracer=tracer,
+        slots=slots,
+    )
+
+    def start_session(link, args: messages_pb2.StartSession):
+        ref = SmtpSession.start(link, session_env, args)
+        ref.tell(args)
+        return ref
+
+    listeners = []
+    for name, addr in listener_names(cfg):
+        address = parse_listen_address(addr)
+        listeners.append(
+            _supervisor(
+                SupervisorSpec(
+                    name=f"listener.{name}",
+                    strategy="rest_for_one",
+                    intensity=5,
+                    period=30.0,
+                    children=[
+                        _supervisor(
+                            SupervisorSpec(
+                                name="sessions",
+                                strategy="simple_one_for_one",
+                                intensity=1000,
+                                period=10.0,
+                                args_type=messages_pb2.StartSession,
+                                children=[
+                                    ChildSpec(
+                                        id="session",
+                                        start=start_session,
+                                        restart="temporary",
+                                        shutdown=cfg.shutdown_timeout_seconds,
+                                    )
+                                ],
+                            ),
+                            register_as=f"sessions.{name}",
+                        ),
+                        ChildSpec(
+                            id="acceptor",
+                            start=lambda link, _a, name=name, address=address: Listener.start(
+                                link, name, address, slots
+                            ),
+                            restart="permanent",
+                            shutdown=5.0,
+                        ),
+                    ],
+                )
+            )
+        )
+    return SupervisorSpec(
+        name="root",
+        strategy="one_for_one",
+        intensity=3,
+        period=30.0,
+        children=[
+            ChildSpec(
+                id="directory",
+                start=_registered("directory", lambda link, _a: Directory.start(link, cfg)),
+                restart="permanent",
+                shutdown=5.0,
+            ),
+            _supervisor(couriers),
+            _supervisor(queue),
+            _supervisor(
+                SupervisorSpec(name="listeners", strategy="one_for_one", intensity=5, period=30.0, children=listeners)
+            ),
+        ],
+    )

@@ -1,0 +1,114 @@
+"""The `estafeta` command: serve, config, queue, traces.
+
+    estafeta serve [--config FILE] [--data-dir DIR]
+    estafeta config defaults | check FILE
+    estafeta queue list | dump [ID ...] | show ID | release ID ...
+    estafeta traces list [--limit N] [--errors] | show KEY
+
+gevent's monkey patching comes first, before anything imports threading,
+ssl or pykka (DESIGN.md, "Known hazards"). Errors are one line on stderr
+and a non-zero exit, never a traceback.
+"""
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+from estafeta.supervisor.config import ConfigError, default_config, format_config, load_config  # noqa: E402
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="estafeta.conf (text protobuf); default: embedded defaults")
+    p.add_argument("--data-dir", metavar="DIR", help="overrides the config's data_dir")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="estafeta", description="estafeta mail transfer agent")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the daemon (SMTP on 127.0.0.1:2525 by default)")
+    _common(p)
+    p = sub.add_parser("config", help="print or check configuration")
+    csub = p.add_subparsers(dest="action", required=True)
+    csub.add_parser("defaults", help="print the whole default configuration")
+    c = csub.add_parser("check", help="validate a configuration file")
+    c.add_argument("file")
+    p = sub.add_parser("queue", help="inspect the queue (reads the files; no daemon needed)")
+    qsub = p.add_subparsers(dest="action", required=True)
+    for name, helptext in (
+        ("list", "one block per item, like mailq"),
+        ("dump", "item files as they are on disk"),
+        ("show", "one item and its message header"),
+        ("release", "release quarantined items"),
+    ):
+        q = qsub.add_parser(name, help=helptext)
+        _common(q)
+        if name == "dump":
+            q.add_argument("ids", nargs="*", metavar="ID")
+        elif name == "show":
+            q.add_argument("id", metavar="ID")
+        elif name == "release":
+            q.add_argument("ids", nargs="+", metavar="ID")
+    p = sub.add_parser("traces", help="inspect traces in the local span store")
+    tsub = p.add_subparsers(dest="action", required=True)
+    t = tsub.add_parser("list", help="recent traces, newest first")
+    _common(t)
+    t.add_argument("--limit", type=int, default=20)
+    t.add_argument("--errors", action="store_true", help="only traces with an error span")
+    t = tsub.add_parser("show", help="one trace as a waterfall")
+    _common(t)
+    t.add_argument("key", metavar="KEY", help="trace id, queue id or Message-ID")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ConfigError as e:
+        print(f"estafeta: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _run(args) -> int:
+    if args.command == "config":
+        if args.action == "defaults":
+            sys.stdout.write(format_config(default_config()))
+            return 0
+        load_config(args.file)
+        print(f"{args.file}: ok")
+        return 0
+    cfg = load_config(args.config, args.data_dir)
+    if args.command == "serve":
+        from estafeta.supervisor.daemon import serve
+
+        return serve(cfg)
+    data_dir = os.path.abspath(cfg.data_dir)
+    if args.command == "queue":
+        from estafeta.store.queue import QueueStore
+        from estafeta.supervisor import queuecli
+
+        store = QueueStore(queuecli.queue_dir(data_dir))
+        if args.action == "list":
+            return queuecli.cmd_list(store)
+        if args.action == "dump":
+            return queuecli.cmd_dump(store, args.ids)
+        if args.action == "show":
+            return queuecli.cmd_show(store, args.id)
+        return queuecli.cmd_release(store, args.ids)
+    from estafeta.tracing.viewer import cli as viewer
+
+    db = os.path.join(data_dir, "traces.db")
+    if args.action == "list":
+        return viewer.cmd_list(db, args.limit, args.errors)
+    return viewer.cmd_show(db, args.key)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

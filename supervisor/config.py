@@ -1,0 +1,204 @@
+"""Loading, defaulting and checking estafeta.conf (message `Config`).
+
+The file is text-format protobuf (proto/config.proto documents every field
+and its default). Errors never surface as tracebacks: every problem is a
+`ConfigError` whose message names the file, the line and the field, e.g.
+
+    estafeta.conf:3:1: Message type "estafeta.Config" has no field named "hostnam".
+    estafeta.conf:5: smtp_address "localhost" is not "host:port"
+"""
+from __future__ import annotations
+
+import re
+import socket
+from dataclasses import dataclass
+
+import idna
+from google.protobuf import text_format
+
+from estafeta.proto import config_pb2
+
+#: The defaults of repeated fields, which proto2 cannot express in the .proto.
+DEFAULT_SMTP_ADDRESS = ("127.0.0.1:2525",)
+DEFAULT_LOCAL_DOMAINS = ("localhost",)
+
+#: Actor classes that `chaos { crash { actor: ... } }` may name.
+CHAOS_ACTORS = frozenset(
+    {"SmtpSession", "Listener", "Directory", "QueueManager", "QueueItem", "LocalCourier", "Supervisor"}
+)
+
+
+class ConfigError(Exception):
+    """A configuration problem; str() is the one-line message for the user."""
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """One parsed "host:port" of Config.smtp_address."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen_address(text: str) -> ListenAddress:
+    """Parse "127.0.0.1:2525", "[::1]:2525" or "localhost:25".
+
+    Raises ValueError with a readable reason.
+    """
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", text.strip())
+    if not m:
+        raise ValueError(f'"{text}" is not "host:port" (IPv6 as "[::1]:port")')
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if not 0 < port < 65536:
+        raise ValueError(f'"{text}": port {port} is out of range 1-65535')
+    return ListenAddress(host, port)
+
+
+def normalize_domain(name: str) -> str:
+    """A domain as compared everywhere: IDNA2008/UTS 46 A-label, lower case,
+    no trailing dot. Raises ValueError for a name IDNA rejects."""
+    name = name.strip().rstrip(".")
+    if name.isascii():
+        return name.lower()
+    try:
+        return idna.encode(name, uts46=True).decode("ascii").lower()
+    except idna.IDNAError as e:
+        raise ValueError(f'"{name}" is not a valid domain name: {e}') from None
+
+
+def _fill_defaults(msg) -> None:
+    """Set every scalar field of `msg` (recursively) to its current value,
+    so that presence is explicit and text_format prints it."""
+    for field in msg.DESCRIPTOR.fields:
+        if field.is_repeated:
+            if field.message_type is not None:
+                for sub in getattr(msg, field.name):
+                    _fill_defaults(sub)
+            continue
+        if field.message_type is not None:
+            _fill_defaults(getattr(msg, field.name))
+        elif field.has_presence and field.name != "otlp_endpoint":
+            setattr(msg, field.name, getattr(msg, field.name))
+
+
+def apply_defaults(cfg: config_pb2.Config) -> config_pb2.Config:
+    """Fill what the .proto cannot default: hostname (the OS's), the
+    repeated smtp_address and local_domain; returns cfg."""
+    if not cfg.HasField("hostname") or not cfg.hostname:
+        cfg.hostname = socket.getfqdn() or "localhost"
+    if not cfg.smtp_address:
+        cfg.smtp_address.extend(DEFAULT_SMTP_ADDRESS)
+    if not cfg.local_domain:
+        for name in DEFAULT_LOCAL_DOMAINS:
+            cfg.local_domain.add(name=name)
+    return cfg
+
+
+def default_config() -> config_pb2.Config:
+    """The whole default configuration, every field explicit."""
+    cfg = apply_defaults(config_pb2.Config())
+    _fill_defaults(cfg)
+    return cfg
+
+
+def format_config(cfg: config_pb2.Config) -> str:
+    """Text-format rendering (what `estafeta config defaults` prints)."""
+    return text_format.MessageToString(cfg, as_utf8=True)
+
+
+def _line_of(text: str, field: str, value: str | None = None) -> int:
+    """Best-effort line number of `field` (with `value`) in the file text."""
+    for no, line in enumerate(text.splitlines(), 1):
+        if re.search(rf"\b{re.escape(field)}\b", line) and (value is None or value in line):
+            return no
+    return 0
+
+
+def _check(cfg: config_pb2.Config, where: str, text: str) -> None:
+    """Semantic checks text_format cannot make. Raises ConfigError."""
+
+    def fail(field: str, value: str | None, why: str) -> None:
+        line = _line_of(text, field, value)
+        loc = f"{where}:{line}" if line else where
+        raise ConfigError(f"{loc}: {field}: {why}")
+
+    for addr in cfg.smtp_address:
+        try:
+            parse_listen_address(addr)
+        except ValueError as e:
+            fail("smtp_address", addr, str(e))
+    seen = set()
+    for d in cfg.local_domain:
+        if not d.name:
+            fail("local_domain", None, "every local_domain needs a name")
+        try:
+            norm = normalize_domain(d.name)
+        except ValueError as e:
+            fail("name", d.name, str(e))
+        if norm in seen:
+            fail("name", d.name, f'domain "{d.name}" is listed twice')
+        seen.add(norm)
+        for user in d.user:
+            if not user or "@" in user or "/" in user:
+                fail("user", user, f'"{user}" is not a local part')
+    for c in cfg.chaos.crash:
+        if c.actor not in CHAOS_ACTORS:
+            fail("actor", c.actor, f'unknown actor class "{c.actor}" (one of: {", ".join(sorted(CHAOS_ACTORS))})')
+        if not 0.0 <= c.probability <= 1.0:
+            fail("probability", None, f"{c.probability} is not between 0 and 1")
+    positive = {
+        "max_data_size_bytes": cfg.max_data_size_bytes,
+        "max_recipients": cfg.max_recipients,
+        "max_connections": cfg.max_connections,
+        "idle_timeout_seconds": cfg.idle_timeout_seconds,
+        "data_timeout_seconds": cfg.data_timeout_seconds,
+        "local_delivery_concurrency": cfg.local_delivery_concurrency,
+        "quarantine_after_crashes": cfg.quarantine_after_crashes,
+        "initial_seconds": cfg.retry.initial_seconds,
+        "max_seconds": cfg.retry.max_seconds,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            fail(name, None, f"must be greater than 0, not {value}")
+    if cfg.log_level.lower() not in ("debug", "info", "warning", "error"):
+        fail("log_level", cfg.log_level, f'"{cfg.log_level}" is not one of debug, info, warning, error')
+
+
+def parse_config(text: str, where: str = "<config>") -> config_pb2.Config:
+    """Parse and check config text; defaults applied. Raises ConfigError."""
+    cfg = config_pb2.Config()
+    try:
+        text_format.Parse(text, cfg)
+    except text_format.ParseError as e:
+        # ParseError's str() is "line:col : message"; keep the location.
+        line, col = e.GetLine(), e.GetColumn()
+        msg = str(e)
+        msg = re.sub(r"^\d+:\d+ : ", "", msg)
+        loc = f"{where}:{line}:{col}" if line else where
+        raise ConfigError(f"{loc}: {msg}") from None
+    apply_defaults(cfg)
+    _check(cfg, where, text)
+    return cfg
+
+
+def load_config(path: str | None, data_dir: str | None = None) -> config_pb2.Config:
+    """Read the config file at `path` (None: embedded defaults), then apply
+    the --data-dir override. Raises ConfigError naming the file."""
+    if path is None:
+        cfg = apply_defaults(config_pb2.Config())
+    else:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text: {e.reason} at byte {e.start}") from None
+        cfg = parse_config(text, path)
+    if data_dir:
+        cfg.data_dir = data_dir
+    return cfg
