@@ -248,6 +248,9 @@ class SmtpSession(Actor):
             self._on_message(event, proto)
         elif isinstance(event, smtp.Helo):
             self._session_span.set_attribute("smtp.helo", event.name)
+        elif isinstance(event, smtp.MessageRejected):
+            if self._txn is not None:
+                self._end_transaction(f"message refused: {event.reason}", error=True)
         elif isinstance(event, smtp.Reset):
             if self._txn is not None:
                 self._end_transaction("reset")

@@ -3,9 +3,11 @@
 `os.fsync`, `sqlite3` and plain file I/O are C calls that never yield: on the
 hub's thread they stop every greenlet until they return (DESIGN.md, "Known
 hazards"). `run_blocking` hands such a call to gevent's hub threadpool and
-blocks only the calling greenlet until the result is back (one round trip
-costs about 15 µs of hub-thread CPU here, so callers batch a whole operation
-into one job rather than one job per syscall).
+blocks only the calling greenlet until the result is back. A round trip
+costs the hub thread about 15 µs of CPU when it is busy anyway, and 40-70 µs
+on this VM when it has to sleep and be woken for the result (measured): so
+callers batch a whole operation, or several, into one job rather than one
+job per syscall.
 
 Outside a gevent hub context the call simply runs inline:
 
@@ -15,9 +17,10 @@ Outside a gevent hub context the call simply runs inline:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import gevent
+import gevent.event
 import gevent.threadpool
 from gevent import getcurrent
 from gevent._hub_local import get_hub_if_exists
@@ -41,41 +44,11 @@ def _pool() -> gevent.threadpool.ThreadPool | None:
     return hub.threadpool
 
 
-class _Done:
-    """An already-finished result (inline mode), shaped like AsyncResult."""
-
-    __slots__ = ("_value", "_exc")
-
-    def __init__(self, value: Any = None, exc: BaseException | None = None):
-        self._value, self._exc = value, exc
-
-    def ready(self) -> bool:
-        return True
-
-    def get(self) -> Any:
-        if self._exc is not None:
-            raise self._exc
-        return self._value
-
-
-def submit_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any):
-    """Start fn(*args, **kwargs) in the hub threadpool; return at once.
-
-    Returns an object with `.get()` (the result, or raises fn's exception;
-    blocks only the calling greenlet) and `.ready()`. Inline mode (see the
-    module docstring) runs fn now and returns a finished result.
-
-    For callers that must survive an exception thrown into their greenlet
-    while they wait (e.g. `ShutdownRequested`): the job keeps running, and
-    the result can be waited for again (see QueueStore.put).
-    """
-    pool = _pool()
-    if pool is None:
-        try:
-            return _Done(fn(*args, **kwargs))
-        except Exception as e:  # noqa: BLE001 - handed to the caller of get()
-            return _Done(exc=e)
-    return pool.spawn(fn, *args, **kwargs)
+def in_hub_context() -> bool:
+    """True if run_blocking would use the hub threadpool from here (a
+    greenlet other than the hub, in a thread with a hub); False where it
+    runs inline."""
+    return _pool() is not None
 
 
 def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -95,11 +68,129 @@ def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def configure_threadpool(n: int) -> None:
     """Set the hub threadpool's maximum number of native threads to n.
 
-    Sized for concurrent fsyncs: queue writes wait inside the pool for their
-    group-committed directory fsync (store/queue.py), so the pool bounds how
-    many puts are in flight at once; 16 keeps a few threads free for
-    deliveries and the span store. Call on the hub's thread, before load.
+    Sized for concurrent fsyncs: every local delivery waits in a pool thread
+    for its fsyncs (store/maildir.py), as do the span store's sqlite writes;
+    the queue store uses one thread at a time (store/queue.py batches its
+    writes). 16 lets that many fsyncs share the disk's journal commits.
+    Call on the hub's thread, at start-up.
     """
     if n < 1:
         raise ValueError(f"threadpool size must be >= 1, not {n}")
     gevent.get_hub().threadpool.maxsize = n
+
+
+class Request:
+    """One caller's request to a Batcher: `args` in; `result` or `error`
+    out, set by Batcher.execute in the pool thread; `finished` once the
+    batch is done."""
+
+    __slots__ = ("args", "result", "error", "finished", "event")
+
+    def __init__(self, args: tuple):
+        self.args = args
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.finished = False
+        self.event: Any = None
+
+
+class Batcher:
+    """Group commit of blocking work: the requests of every greenlet waiting
+    at the same moment run in ONE threadpool job.
+
+    Subclasses implement `execute(requests)` (blocking, in a pool thread):
+    do the work of every request, in order, setting each one's `result` or
+    `error`, sharing what can be shared (one directory fsync for all, the
+    writeback of many files at once). A runner greenlet hands the pending
+    requests (at most `max_batch`) to one job at a time; requests arriving
+    meanwhile form the next batch. So requests run in call order, and under
+    load the hub pays one pool round trip and no thread wake-up per request
+    — the cross-thread wake-ups, not the Python code, dominate the hub's
+    CPU per blocking call on this VM (perf: finish_task_switch, futex).
+
+    `call(*args)` submits and waits; outside a hub context it runs
+    `execute([request])` inline. Counters: `batches`, `requests`.
+    """
+
+    def __init__(self, max_batch: int = 64):
+        self.max_batch = max_batch
+        self.batches = 0
+        self.requests = 0
+        self._pending: list[Request] = []
+        self._next: Any = None  # Event set when the batch taking _pending is done
+        self._runner: Any = None  # the greenlet feeding the pool while there is work
+
+    def execute(self, requests: Sequence[Request]) -> None:  # pragma: no cover - abstract
+        """Do the requests' work (blocking; runs in a pool thread)."""
+        raise NotImplementedError
+
+    def call(self, *args: Any) -> Any:
+        """Submit a request and wait for it; returns its result or raises
+        its error. Blocks only the calling greenlet."""
+        req = Request(args)
+        if _pool() is None:
+            self.execute([req])
+            req.finished = True
+            if req.error is not None:
+                raise req.error
+            return req.result
+        self.submit(req)
+        return self.wait(req)
+
+    def submit(self, req: Request) -> Request:
+        """Queue a request for the next batch (hub context only)."""
+        if self._next is None:
+            self._next = gevent.event.Event()
+        req.event = self._next
+        self._pending.append(req)
+        if self._runner is None:
+            self._runner = gevent.spawn(self._loop)
+        return req
+
+    def wait(self, req: Request) -> Any:
+        """Block the calling greenlet until req is done; return its result
+        or raise its error. An exception thrown in meanwhile
+        (ShutdownRequested, a Timeout) propagates, and req still runs in its
+        turn: wait(req) again to see how it went."""
+        while not req.finished:
+            req.event.wait()
+        if req.error is not None:
+            raise req.error
+        return req.result
+
+    def _loop(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                done, self._next = self._next, gevent.event.Event()
+                for req in self._pending:  # left for the next batch
+                    req.event = self._next
+                result = _pool().spawn(self.execute, batch)  # type: ignore[union-attr]
+                try:
+                    result.get()
+                except BaseException as e:
+                    if not result.ready():  # this greenlet is being killed
+                        # Fail everything queued (the job may still finish
+                        # in its thread: its outcome is unknown to callers).
+                        stranded, self._pending = batch + self._pending, []
+                        later, self._next = self._next, None
+                        for req in stranded:
+                            req.error = req.error or e
+                            req.finished = True
+                        done.set()
+                        later.set()
+                        raise
+                    for req in batch:  # execute itself failed (a bug, MemoryError)
+                        req.error = req.error or e
+                for req in batch:
+                    req.finished = True
+                    req.args = ()  # drop the data (e.g. a message body) now
+                self.batches += 1
+                self.requests += len(batch)
+                done.set()
+                # Let the callers just woken queue their next requests, so
+                # they share the next batch instead of trickling in after it.
+                gevent.sleep(0)
+        finally:
+            self._runner = None

@@ -2,22 +2,24 @@
 proto/queue.proto) next to `<id>.body` (the raw message, CRLF line endings).
 
 Durability (DESIGN.md; Postfix's rule: fsync before "250 OK"): `put()`
-returns only when the body and the item are on disk and their directory
-entries are too. One put is ONE threadpool job: body (O_EXCL, write,
-fdatasync), item (temp, fdatasync, rename), then the directory fsync,
-group-committed with every other put/update in flight (queuefile.DirSync),
-so N concurrent sessions pay far fewer than N directory fsyncs. Only the
-text-format serialisation (~4 µs, queuefile.to_text) and one pool round
-trip (15-40 µs) run on the hub thread.
+returns only when the body and the item are on disk and so are their
+directory entries: body created with O_EXCL, written, fdatasync'd; item
+written to a temp file, fdatasync'd, renamed into place; then the
+directory fsync'd. Writes go through a queuefile.BatchWriter (group
+commit): the puts, updates and removes of every greenlet waiting at the
+same moment run in ONE threadpool job with ONE directory fsync, in call
+order. The hub thread pays the text-format serialisation (~4 µs,
+queuefile.to_text), a few µs of bookkeeping, and a share of one pool round
+trip.
 
 Readers (`estafeta queue`, load after a restart) need no lock: items are
 only ever replaced by rename, so a reader sees the old or the new file.
 
 Interrupted callers: an exception thrown into a greenlet waiting in put /
-update / remove (`ShutdownRequested`, `gevent.Timeout`) does not stop the
-job, which runs to its end in its thread. A later call for the same id
-first waits for it — a retried put() joins the interrupted one instead of
-failing on its own body file, and writes to one item stay in call order.
+update / remove (`ShutdownRequested`, `gevent.Timeout`) does not cancel the
+write, which still happens in call order. A put() retried after such an
+interruption (actors/session.py does) joins the pending one instead of
+failing on its own body file.
 """
 from __future__ import annotations
 
@@ -25,16 +27,14 @@ import itertools
 import os
 import random
 import time
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 from estafeta.proto import queue_pb2
 from estafeta.store import queuefile
-from estafeta.store.blocking import run_blocking, submit_blocking
+from estafeta.store.blocking import Request, in_hub_context, run_blocking
 
 ITEM_SUFFIX = ".item"
 BODY_SUFFIX = ".body"
-
-_BODY_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 #: Per-process counter behind new_id(); the random start keeps two
 #: processes started in the same microsecond apart.
@@ -65,16 +65,17 @@ class QueueStore:
     read their bodies. Safe to use from many greenlets at once (and from the
     CLI without a gevent hub: then everything runs inline).
 
-    Attributes: `queue_dir` (str, as given), `dirsync` (the group-commit
-    state; `dirsync.fsyncs` counts directory fsyncs).
+    Attributes: `queue_dir` (str, as given), `writer` (the BatchWriter;
+    `writer.batches` counts jobs and directory fsyncs, `writer.requests`
+    the puts, updates and removes).
     """
 
     def __init__(self, queue_dir: str):
         """No disk access here; `recover()` creates the directory."""
         self.queue_dir = os.fspath(queue_dir)
-        self.dirsync = queuefile.DirSync(self.queue_dir)
-        # id -> (kind, pending result) of a job whose caller was interrupted
-        self._inflight: dict[str, tuple[str, Any]] = {}
+        self.writer = queuefile.BatchWriter(self.queue_dir)
+        # id -> the pending put of a caller that was interrupted waiting
+        self._interrupted_puts: dict[str, Request] = {}
 
     # ------------------------------------------------------------- paths
     new_id = staticmethod(new_id)
@@ -96,38 +97,46 @@ class QueueStore:
         `item.id` names the files (from new_id()). Blocks only the calling
         greenlet. Raises OSError (e.g. ENOSPC: answer 452/451), and
         FileExistsError if the id is already used; on error nothing is left
-        behind but, at worst, an orphan body that recover() removes.
+        behind (at worst, after a crash, an orphan body recover() removes).
         """
         qid = item.id
-        pending = self._inflight.get(qid)
-        if pending is not None and pending[0] == "put":
-            self._wait(qid, pending[1])  # retry of an interrupted put: join it
-            return
-        text = queuefile.to_text(item)
-        self._run(qid, "put", self._put_job, self.item_path(qid), self.body_path(qid), text, body)
+        op = self._interrupted_puts.pop(qid, None)
+        if op is None:
+            writes = ((self.body_path(qid), body, True), (self.item_path(qid), queuefile.to_text(item), False))
+            if not in_hub_context():
+                self.writer.write(writes)
+                return
+            op = self.writer.submit(Request((writes, ())))
+        try:
+            self.writer.wait(op)
+        except BaseException:
+            if not op.finished:  # interrupted: the write goes on; a retry joins it
+                if len(self._interrupted_puts) >= 1000:  # callers that never retried
+                    self._interrupted_puts = {k: v for k, v in self._interrupted_puts.items() if not v.finished}
+                self._interrupted_puts[qid] = op
+            raise
 
     def update(self, item: queue_pb2.QueueItem) -> None:
         """Rewrite an item atomically and durably (temp, fdatasync, rename,
         group-committed directory fsync): write a transition before acting on
         it. Blocks only the calling greenlet. Raises OSError; on error the
         old file stays."""
-        qid = item.id
-        text = queuefile.to_text(item)
-        self._run(qid, "update", self._update_job, self.item_path(qid), text)
+        self.writer.write(((self.item_path(item.id), queuefile.to_text(item), False),))
 
     def remove(self, queue_id: str) -> None:
         """Delete an item: the item file first, then the body. Missing files
         are fine (idempotent). Raises OSError otherwise.
 
-        No fsync: if a crash undoes the unlink, the item comes back as it was
-        last written (e.g. DONE, or a recipient still PENDING whose delivery
-        had in fact finished). Its next attempt re-delivers with
-        check_existing, and the Maildir's deterministic file name
+        Not fsync'd for its own sake (it rides in a batch whose directory
+        fsync may or may not come later): if a crash undoes the unlink, the
+        item comes back as last written (e.g. DONE, or a recipient PENDING
+        whose delivery had in fact finished). Its next attempt re-delivers
+        with check_existing, and the Maildir's deterministic file name
         (maildir.unique_name) finds the earlier copy: still exactly once.
         Item before body, so a crash in between leaves an orphan body
         (removed by recover()), never an item without its body.
         """
-        self._run(queue_id, "remove", self._remove_job, queue_id)
+        self.writer.write((), (self.item_path(queue_id), self.body_path(queue_id)))
 
     # ------------------------------------------------------------- reads
     def load(self, queue_id: str) -> queue_pb2.QueueItem:
@@ -171,69 +180,7 @@ class QueueStore:
         """
         return run_blocking(self._recover_job)
 
-    # ------------------------------------------------- hub-side plumbing
-    def _run(self, qid: str, kind: str, job: Callable[..., Any], *args: Any) -> Any:
-        pending = self._inflight.get(qid)
-        if pending is not None:
-            # An interrupted caller's job for this id may still run: let it
-            # finish first so writes land in call order. Its outcome was
-            # nobody's to hear any more.
-            try:
-                self._wait(qid, pending[1])
-            except Exception:  # noqa: BLE001
-                pass
-        result = submit_blocking(job, *args)
-        if not result.ready():
-            self._inflight[qid] = (kind, result)
-        return self._wait(qid, result)
-
-    def _wait(self, qid: str, result: Any) -> Any:
-        try:
-            value = result.get()
-        except BaseException:
-            if not result.ready():
-                raise  # thrown into us while waiting: the job runs on
-            self._forget(qid, result)
-            raise
-        self._forget(qid, result)
-        return value
-
-    def _forget(self, qid: str, result: Any) -> None:
-        pending = self._inflight.get(qid)
-        if pending is not None and pending[1] is result:
-            del self._inflight[qid]
-
     # ------------------------------------------ threadpool jobs (blocking)
-    def _put_job(self, item_path: str, body_path: str, text: bytes, body: bytes) -> None:
-        fd = os.open(body_path, _BODY_FLAGS, 0o600)
-        try:
-            try:
-                queuefile.write_all(fd, body)
-                queuefile.sync_data(fd)
-            finally:
-                os.close(fd)
-            queuefile.atomic_write(item_path, text, fsync_dir=False)
-        except Exception:
-            try:
-                os.unlink(body_path)
-            except OSError:
-                pass
-            raise
-        # One directory fsync makes both new entries (body create, item
-        # rename) durable; shared with the other puts in flight.
-        self.dirsync.sync()
-
-    def _update_job(self, item_path: str, text: bytes) -> None:
-        queuefile.atomic_write(item_path, text, fsync_dir=False)
-        self.dirsync.sync()
-
-    def _remove_job(self, queue_id: str) -> None:
-        for path in (self.item_path(queue_id), self.body_path(queue_id)):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-
     def _load_job(self, queue_id: str) -> queue_pb2.QueueItem:
         path = self.item_path(queue_id)
         item = queuefile.read_message(path, queue_pb2.QueueItem)

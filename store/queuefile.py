@@ -13,8 +13,11 @@ Data files are flushed with fdatasync(2) where the OS has it: it covers the
 data and the metadata needed to read it back (size, blocks) and skips the
 timestamps, which nothing here needs; about 20 % cheaper than fsync here.
 
-Directory fsyncs of many concurrent writers are shared by `DirSync` (group
-commit). Everything here is blocking; callers on the gevent hub run it via
+Group commit, two ways: `BatchWriter` runs the writes of every greenlet
+waiting at the same moment in one threadpool job with one directory fsync
+(the queue uses it); `DirSync` lets writers in separate pool threads share
+directory fsyncs (Maildir deliveries made with run_blocking). Everything
+else here is blocking; callers on the gevent hub run it via
 `estafeta.store.blocking.run_blocking`.
 """
 from __future__ import annotations
@@ -22,12 +25,14 @@ from __future__ import annotations
 import itertools
 import os
 import random
-from typing import TypeVar
+from typing import Any, Sequence, TypeVar
 
 from gevent.monkey import get_original
 from google.protobuf import text_format
 from google.protobuf.internal import api_implementation
 from google.protobuf.message import Message
+
+from estafeta.store.blocking import Batcher, Request
 
 M = TypeVar("M", bound=Message)
 
@@ -45,6 +50,7 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC | _O_NOFOLLOW
+_EXCL_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC
 
 
 class CorruptFileError(text_format.ParseError):
@@ -231,3 +237,135 @@ class DirSync:
             self._synced = marker
             self.fsyncs += 1
 
+
+# --------------------------------------------------------------- batching
+def start_writeback(fd: int) -> None:
+    """Start writing fd's dirty pages to disk now, without waiting.
+
+    posix_fadvise(POSIX_FADV_DONTNEED) is the way to do that from Python
+    (PostgreSQL's pg_flush_data falls back on it where there is no
+    sync_file_range). Used on every file of a batch before their serial
+    fdatasyncs: the writes then go to the device together, and the later
+    fdatasyncs find their data already written or in flight (~50 µs each
+    instead of ~300 µs, measured here: a batch of 10 puts costs half the
+    time and CPU). Durability still comes from each file's own fdatasync.
+    Pages under writeback stay cached. Errors are ignored (a hint).
+    """
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except (OSError, AttributeError):
+        pass
+
+
+class BatchWriter(Batcher):
+    """Group commit of atomic writes in one directory (a Batcher).
+
+    Each request is `(writes, unlinks)`: `writes` are (path, data,
+    exclusive) triples — exclusive=True creates the file with O_EXCL
+    (FileExistsError if it exists) and writes it in place, False replaces it
+    atomically through a temp file; `unlinks` are paths removed (missing is
+    fine) after the writes. One request's writes all become durable, or on
+    error none is left behind.
+
+    A batch runs in four phases: create and write every file (starting its
+    writeback), fdatasync each, rename the temps into place and do the
+    unlinks in call order, fsync the directory once. So every caller
+    returns only after a directory fsync that began after its own renames
+    (classic group commit), and requests on one path land in call order.
+    If that directory fsync fails, every writing request of the batch gets
+    its error although its files are in place: durability is unknown, so
+    the caller must not report success (a put's client gets a 4xx and may
+    send again: at least once, never lost).
+    """
+
+    def __init__(self, directory: str, max_batch: int = 64):
+        super().__init__(max_batch)
+        self.directory = directory
+
+    def write(self, writes: tuple[tuple[str, bytes, bool], ...], unlinks: tuple[str, ...] = ()) -> None:
+        """Submit one request and wait until it is durable; raises its error
+        (OSError, FileExistsError). Blocks only the calling greenlet."""
+        self.call(writes, unlinks)
+
+    # -------------------------------------------- in the pool thread
+    def execute(self, ops: Sequence[Request]) -> None:
+        """Run a batch (blocking). Per-request errors go to its `error`;
+        only an error of the shared directory fsync fails every writer."""
+        advise = sum(len(op.args[0]) for op in ops) > 1
+        staged: list[list[list[Any]] | None] = []
+        # 1. create and write every file; start its writeback
+        for op in ops:
+            files: list[list[Any]] = []  # [fd, temp path or None, path, exclusive]
+            try:
+                for path, data, exclusive in op.args[0]:
+                    if exclusive:
+                        files.append([os.open(path, _EXCL_FLAGS, 0o600), None, path, True])
+                    else:
+                        tmp = temp_path(path)
+                        files.append([os.open(tmp, _TMP_FLAGS, 0o600), tmp, path, False])
+                    write_all(files[-1][0], data)
+                    if advise:
+                        start_writeback(files[-1][0])
+            except Exception as e:
+                op.error = e
+                _abort(files)
+                files = None  # type: ignore[assignment]
+            staged.append(files)
+        # 2. make each file's data durable
+        for i, (op, files) in enumerate(zip(ops, staged)):
+            if files is None:
+                continue
+            try:
+                for f in files:
+                    sync_data(f[0])
+                    os.close(f[0])
+                    f[0] = None
+            except Exception as e:
+                op.error = e
+                _abort(files)
+                staged[i] = None
+        # 3. put the files in place and do the unlinks, in call order
+        wrote = []
+        for op, files in zip(ops, staged):
+            if files is None:
+                continue
+            try:
+                for f in files:
+                    if f[1] is not None:
+                        os.rename(f[1], f[2])
+                        f[1] = None
+                for path in op.args[1]:
+                    try:
+                        os.unlink(path)
+                    except FileNotFoundError:
+                        pass
+            except Exception as e:
+                op.error = e
+                _abort(files)
+                continue
+            if files:
+                wrote.append(op)
+        # 4. one directory fsync makes every create and rename durable
+        if wrote:
+            try:
+                fsync_directory(self.directory)
+            except Exception as e:
+                for op in wrote:
+                    op.error = e
+
+
+def _abort(files: list[list[Any]]) -> None:
+    """Undo one op's files: close them, remove its temps and its exclusive
+    creations (ours: O_EXCL made them). A replace already renamed stays."""
+    for fd, tmp, path, exclusive in files:
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        for victim in (tmp, path if exclusive else None):
+            if victim is not None:
+                try:
+                    os.unlink(victim)
+                except OSError:
+                    pass

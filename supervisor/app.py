@@ -2,7 +2,7 @@
 
     root (one_for_one, 3 restarts / 30 s; past it the daemon exits 1)
     ├── directory            Directory                      permanent
-    ├── couriers (one_for_one, 10 / 10 s)
+    ├── couriers (one_for_one, 1000 / 10 s)
     │   └── courier.local.N  LocalCourier x local_delivery_concurrency  permanent
     ├── queue (rest_for_one, 5 / 30 s)
     │   ├── manager          QueueManager                   permanent
@@ -23,7 +23,10 @@ process is unhealthy and should exit non-zero for its init system to act.
 The items supervisor restarts items that fail independently of each other
 (a poison item is quarantined by QueueItem itself after
 quarantine_after_crashes), so its intensity only guards against a
-systematic failure: every item crashing, thousands per second.
+systematic failure: every item crashing, thousands per second. The same
+holds for couriers: a courier crash fails one delivery (retried by its
+item), and a crash per message must not take the tree down; restart
+backoff keeps a courier that fails at once on every start from spinning.
 
 Tracing and logging are set up before the tree (every actor needs them
 from its first message) and flushed after it stops.
@@ -94,7 +97,7 @@ def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: 
     couriers = SupervisorSpec(
         name="couriers",
         strategy="one_for_one",
-        intensity=10,
+        intensity=1000,
         period=10.0,
         children=[
             ChildSpec(

@@ -23,7 +23,8 @@ from estafeta.actors.smtp.events import (
     Reset,
 )
 from estafeta.actors.smtp.parser import ParseError, is_postmaster
-from estafeta.actors.smtp.protocol import MAX_COMMAND_LINE, ServerParams, SmtpServer, State
+from estafeta.actors.smtp.params import ServerParams, State
+from estafeta.actors.smtp.protocol import MAX_COMMAND_LINE, SmtpServer
 from estafeta.actors.smtp.replies import Reply, shutting_down, timed_out, too_many_errors
 
 __all__ = [

@@ -14,7 +14,7 @@ Driver contract (actors/session.py is the driver)::
         elif event is CLOSED:
             sock.sendall(proto.data_to_send()); break
         elif isinstance(event, DECISIONS):      # MailFrom, RcptTo, DataStart, MessageReceived
-            proto.accept() or proto.reject(reply)   # exactly one, before next_event()
+            proto.accept()  # or proto.reject(reply): exactly one, before next_event()
         else:                                   # Helo, Reset, MessageRejected, Quit, ConnectionClosed
             ...                                 # informational: reply already queued
 
@@ -33,16 +33,36 @@ DATA: the content is read in bulk (actors/smtp/data.py). The protocol
 itself refuses a message that is too big (552 5.3.4), has a line over 1000
 octets (554 5.6.0), holds a smuggling sequence (554 5.5.2) or more than
 max_received_headers Received fields (554 5.4.6): it then emits
-MessageRejected (a Reset), not MessageReceived.
+MessageRejected (a Reset), not MessageReceived. Between the 354 and the
+end of the content, every byte is content: nothing in it is ever taken as
+a command (that is what makes smuggling harmless here).
+
+Cost: a whole EHLO / MAIL / RCPT / DATA (1 KiB) / QUIT conversation,
+driver loop included, takes about 32 us of CPU (CPython 3.11, this
+project's 2-vCPU machine); bulk content is scanned at roughly 200-250 MB/s.
+To measure again::
+
+    import timeit
+    from estafeta.actors import smtp
+    p = smtp.ServerParams("mx.test", 10_000_000)
+    wire = [b"EHLO c.test\\r\\n", b"MAIL FROM:<a@c.test>\\r\\n", b"RCPT TO:<b@mx.test>\\r\\n",
+            b"DATA\\r\\n", b"Subject: x\\r\\n\\r\\n" + (b"x" * 76 + b"\\r\\n") * 13 + b".\\r\\n", b"QUIT\\r\\n"]
+    def conversation():
+        s = smtp.SmtpServer(p); s.greet()
+        for chunk in wire:
+            s.receive_data(chunk)
+            while (e := s.next_event()) is not smtp.NEED_DATA and e is not smtp.CLOSED:
+                if isinstance(e, smtp.DECISIONS):
+                    s.accept()
+            s.data_to_send()
+    print(timeit.timeit(conversation, number=10_000) / 10_000 * 1e6, "us")
 """
 from __future__ import annotations
 
-import enum
 from collections import deque
-from dataclasses import dataclass
-from functools import lru_cache
 
 from estafeta.actors.smtp import replies as R
+from estafeta.actors.smtp.commands import HANDLERS, Commands
 from estafeta.actors.smtp.data import DataReader, count_received
 from estafeta.actors.smtp.events import (
     CLOSED,
@@ -51,85 +71,19 @@ from estafeta.actors.smtp.events import (
     ConnectionClosed,
     DataStart,
     Event,
-    Helo,
     MailFrom,
     MessageReceived,
     MessageRejected,
     ProtocolUsageError,
-    Quit,
     RcptTo,
-    Reset,
 )
-from estafeta.actors.smtp.parser import (
-    PARAM_SYNTAX,
-    ParseError,
-    has_control_characters,
-    parse_helo,
-    parse_mail_from,
-    parse_rcpt_to,
-    split_command,
-)
+from estafeta.actors.smtp.params import TRANSACTION_STATES, ServerParams, State, fixed_replies
+from estafeta.actors.smtp.parser import has_control_characters, split_command
 from estafeta.actors.smtp.replies import Reply
 
 #: RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with its CRLF.
 MAX_COMMAND_LINE = 512
 
-BAD_BODY = Reply(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
-BAD_SIZE = Reply(501, "5.5.4", "SIZE must be a number of octets")
-
-
-@dataclass(frozen=True)
-class ServerParams:
-    """What a listener's sessions share. Sizes in bytes.
-
-    hostname: in the greeting, EHLO and 421 replies; max_message_size:
-    advertised as SIZE (RFC 1870), checked at MAIL SIZE= and on the DATA
-    content (552 5.3.4); max_recipients: accepted RCPTs per transaction,
-    then 452 4.5.3 (RFC 5321 §4.5.3.1.8, at least 100 recommended);
-    max_errors: 5xx replies before 421 4.7.0 and close (0: no limit);
-    greeting_text: after the hostname in the 220; max_received_headers:
-    more Received fields is a loop, 554 5.4.6 (RFC 5321 §6.3).
-    Raises ValueError for a non-positive size or recipient limit."""
-
-    hostname: str
-    max_message_size: int
-    max_recipients: int = 100
-    max_errors: int = 10
-    greeting_text: str = "ESMTP estafeta"
-    max_received_headers: int = 50
-
-    def __post_init__(self):
-        if self.max_message_size <= 0 or self.max_recipients <= 0:
-            raise ValueError("max_message_size and max_recipients must be positive")
-
-
-@lru_cache(maxsize=64)
-def _fixed_replies(params: ServerParams) -> tuple[Reply, Reply, Reply, Reply]:
-    """(greeting, EHLO reply, HELO reply, too-many-errors) for `params`,
-    built once: their wire bytes are then reused by every session."""
-    h = params.hostname
-    ehlo = Reply(
-        250, "",
-        # RFC 5321 §4.1.1.1 ehlo-ok-rsp; the keywords: RFC 2920, RFC 1870,
-        # RFC 6152, RFC 2034, RFC 6531, RFC 5321 §4.1.1.8 (HELP).
-        f"{h}\nPIPELINING\nSIZE {params.max_message_size}\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nHELP",
-    )
-    return Reply(220, "", f"{h} {params.greeting_text}"), ehlo, Reply(250, "", h), R.too_many_errors(h)
-
-
-class State(enum.Enum):
-    """Where the conversation is (RFC 5321 §4.1.4 ordering)."""
-
-    CONNECTED = "connected"  # before greet()
-    GREETED = "greeted"  # 220 queued, no EHLO/HELO yet
-    READY = "ready"  # EHLO/HELO done, no transaction
-    MAIL = "mail"  # MAIL accepted, no recipient accepted yet
-    RCPT = "rcpt"  # at least one recipient accepted
-    DATA = "data"  # 354 sent: content being read, or MessageReceived pending
-    CLOSED = "closed"
-
-
-_TRANSACTION = (State.MAIL, State.RCPT, State.DATA)
 #: MessageRejected.reason by the enhanced code of the protocol's own refusals.
 _REASONS = {
     R.SMUGGLING.enhanced: "smuggling",
@@ -139,7 +93,7 @@ _REASONS = {
 }
 
 
-class SmtpServer:
+class SmtpServer(Commands):
     """One SMTP server conversation (RFC 5321), without I/O. See the module
     docstring for the driver contract.
 
@@ -164,7 +118,7 @@ class SmtpServer:
         self.recipient_count = 0
         self.error_count = 0
         self._rcpt_attempts = 0
-        self._greeting, self._ehlo_reply, self._helo_reply, self._too_many_errors = _fixed_replies(params)
+        self._greeting, self._ehlo_reply, self._helo_reply, self._too_many_errors = fixed_replies(params)
         self._buf = bytearray()
         self._pos = 0  # start of the unprocessed input in _buf
         self._crlf = True  # the last command line ended in CRLF (not a bare LF)
@@ -332,7 +286,7 @@ class SmtpServer:
 
     def _reset_transaction(self) -> None:
         """RFC 5321 §4.1.1.5 / §4.1.4: forget the envelope."""
-        if self.state in _TRANSACTION:
+        if self.state in TRANSACTION_STATES:
             self.state = State.READY
         self.smtputf8 = False
         self.body_type = ""
@@ -387,135 +341,13 @@ class SmtpServer:
             self._reply(R.BAD_CHARACTERS)
             return
         verb, arg = split_command(line)
-        handler = _HANDLERS.get(verb)
+        handler = HANDLERS.get(verb)
         if handler is None:
             self._reply(R.UNKNOWN_COMMAND if line.strip() else R.SYNTAX_ERROR)
         elif self._refused and verb != b"QUIT":
             self._reply(R.NO_SERVICE)
         else:
             handler(self, arg)
-
-    # ------------------------------------------------------------ commands
-    def _ehlo(self, arg: bytes, extended: bool = True) -> None:
-        try:
-            name = parse_helo(arg)
-        except ParseError as e:
-            self._reply(e.reply)
-            return
-        # RFC 5321 §4.1.4: EHLO/HELO in a transaction resets it, like RSET.
-        if self.state in _TRANSACTION:
-            self._events.append(Reset())
-        self._reset_transaction()
-        self.state = State.READY
-        self.esmtp = extended
-        self.helo_name = name
-        self._out.append((self._ehlo_reply if extended else self._helo_reply).wire)
-        self._events.append(Helo(name, extended))
-
-    def _helo(self, arg: bytes) -> None:
-        self._ehlo(arg, extended=False)
-
-    def _mail(self, arg: bytes) -> None:
-        state = self.state
-        if state is not State.READY:
-            self._reply(R.NEED_HELO if state is State.GREETED else R.NESTED_MAIL)
-            return
-        try:
-            path, params = parse_mail_from(arg.decode("utf-8"))
-        except UnicodeDecodeError:
-            self._reply(R.BAD_CHARACTERS)
-            return
-        except ParseError as e:
-            self._reply(e.reply)
-            return
-        size = body = None
-        utf8 = False
-        if params:
-            if not self.esmtp:
-                self._reply(R.PARAMS_NEED_EHLO)
-                return
-            for key, value in params.items():
-                if key == "SIZE":  # RFC 1870 §3
-                    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 20:
-                        self._reply(BAD_SIZE)
-                        return
-                    size = int(value)
-                elif key == "BODY":  # RFC 6152 §2 (BINARYMIME is not offered)
-                    body = (value or "").upper()
-                    if body not in ("7BIT", "8BITMIME"):
-                        self._reply(BAD_BODY)
-                        return
-                elif key == "SMTPUTF8" and value is None:  # RFC 6531 §3.4
-                    utf8 = True
-                else:
-                    self._reply(PARAM_SYNTAX if key == "SMTPUTF8" else R.UNKNOWN_PARAMETER)
-                    return
-            if size is not None and size > self.params.max_message_size:
-                self._reply(R.MESSAGE_TOO_BIG)  # RFC 1870 §6.1
-                return
-        if not utf8 and not path.isascii():
-            self._reply(R.NON_ASCII_ADDRESS)  # RFC 6531 §3.7.4.1
-            return
-        self._events.append(MailFrom(path, params, size, utf8, body))
-
-    def _rcpt(self, arg: bytes) -> None:
-        if self.state is not State.MAIL and self.state is not State.RCPT:
-            self._reply(R.NEED_MAIL)
-            return
-        try:
-            path, params = parse_rcpt_to(arg.decode("utf-8"))
-        except UnicodeDecodeError:
-            self._reply(R.BAD_CHARACTERS)
-            return
-        except ParseError as e:
-            self._reply(e.reply)
-            return
-        if params:  # no RCPT parameter is offered (DSN's NOTIFY/ORCPT not yet)
-            self._reply(R.UNKNOWN_PARAMETER if self.esmtp else R.PARAMS_NEED_EHLO)
-        elif not self.smtputf8 and not path.isascii():
-            self._reply(R.NON_ASCII_ADDRESS)  # RFC 6531 §3.7.4.1
-        elif self.recipient_count >= self.params.max_recipients:
-            self._reply(R.TOO_MANY_RECIPIENTS)  # RFC 5321 §4.5.3.1.10
-        else:
-            self._rcpt_attempts += 1
-            self._events.append(RcptTo(path, params))
-
-    def _data_cmd(self, arg: bytes) -> None:
-        state = self.state
-        if arg:
-            self._reply(R.NO_ARGUMENTS)
-        elif state is State.RCPT:
-            self._events.append(DataStart())
-        elif state is State.MAIL:
-            # RFC 5321 §3.3: all RCPTs refused -> 554 "no valid recipients".
-            self._reply(R.NO_VALID_RECIPIENTS if self._rcpt_attempts else R.NEED_RCPT)
-        else:
-            self._reply(R.NEED_HELO if state is State.GREETED else R.NEED_MAIL)
-
-    def _rset(self, arg: bytes) -> None:
-        if arg:
-            self._reply(R.NO_ARGUMENTS)
-            return
-        self._reset_transaction()  # RFC 5321 §4.1.1.5
-        self._out.append(R.OK.wire)
-        self._events.append(Reset())
-
-    def _noop(self, arg: bytes) -> None:
-        self._out.append(R.OK.wire)  # RFC 5321 §4.1.1.9: an argument is ignored
-
-    def _vrfy(self, arg: bytes) -> None:
-        self._reply(R.CANNOT_VRFY if arg.strip() else R.NEED_ARGUMENT)
-
-    def _help(self, arg: bytes) -> None:
-        self._out.append(R.HELP.wire)
-
-    def _expn(self, arg: bytes) -> None:
-        self._reply(R.NOT_IMPLEMENTED)  # RFC 5321 §3.5.2: EXPN is optional
-
-    def _quit(self, arg: bytes) -> None:
-        self._out.append(R.BYE.wire)
-        self._close_now()
-        self._events.append(Quit())
 
     # ------------------------------------------------------------ DATA
     def _start_data(self) -> None:
@@ -561,18 +393,3 @@ class SmtpServer:
         self._events.append(MessageRejected(error, _REASONS[error.enhanced]))
         self._reply(error)
         return True
-
-
-_HANDLERS = {
-    b"EHLO": SmtpServer._ehlo,
-    b"HELO": SmtpServer._helo,
-    b"MAIL": SmtpServer._mail,
-    b"RCPT": SmtpServer._rcpt,
-    b"DATA": SmtpServer._data_cmd,
-    b"RSET": SmtpServer._rset,
-    b"NOOP": SmtpServer._noop,
-    b"QUIT": SmtpServer._quit,
-    b"VRFY": SmtpServer._vrfy,
-    b"HELP": SmtpServer._help,
-    b"EXPN": SmtpServer._expn,
-}

@@ -3,6 +3,7 @@
     daemon_factory(**config_fields) -> Daemon   started, on a free port,
                                                 config and data in tmp_path
     daemon                                      one started with the base config
+    held                                        mail to held@localhost stays queued
 
 At teardown every daemon still running gets SIGTERM and must exit 0 within
 its shutdown timeout (a test that stopped or killed it itself is left
@@ -69,3 +70,12 @@ def daemon(daemon_factory) -> Daemon:
     """A running daemon with the base config (localhost: every local part;
     users.test: alice and bob only)."""
     return daemon_factory()
+
+
+@pytest.fixture
+def held(daemon_factory) -> Daemon:
+    """A running daemon where mail to held@localhost is deferred once and
+    then stays queued (retries an hour apart)."""
+    d = daemon_factory(start=False, retry="{ initial_seconds: 3600 max_seconds: 3600 }")
+    d.block_mailbox("localhost", "held")
+    return d.start()

@@ -269,6 +269,16 @@ class Daemon:
     def maildir(self, domain: str, user: str) -> Path:
         return self.data_dir / "mail" / domain / user
 
+    def block_mailbox(self, domain: str, user: str) -> Path:
+        """Make <domain>/<user> undeliverable (deliveries defer with 451):
+        a plain file stands where its Maildir directory should be (the
+        tests run as root, so permissions would not stop a write).
+        Returns the file; unlink it to unblock."""
+        path = self.maildir(domain, user)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("not a maildir\n")
+        return path
+
     def delivered(self, domain: str, user: str) -> list[Path]:
         return maildir_files(self.maildir(domain, user))
 

@@ -12,17 +12,6 @@ from e2e_harness import estafeta_cli, make_message
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def held(daemon_factory):
-    """A daemon whose mailbox localhost/held cannot be created (a plain file
-    stands where its directory should be), with retries an hour apart: mail
-    to held@localhost is deferred once and then stays queued."""
-    d = daemon_factory(start=False, retry="{ initial_seconds: 3600 max_seconds: 3600 }")
-    (d.data_dir / "mail" / "localhost").mkdir(parents=True)
-    (d.data_dir / "mail" / "localhost" / "held").write_text("not a maildir\n")
-    return d.start()
-
-
 def _queue_id_of_deferred(d, rcpt: str) -> str:
     m = d.wait_log(rf"^\S+ \w+ deferred .*\bid=(\w+).*<{re.escape(rcpt)}>")
     return m.group(1)

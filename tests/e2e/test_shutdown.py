@@ -95,9 +95,7 @@ def test_second_signal_exits_at_once_and_loses_nothing(daemon_factory):
     because its mailbox cannot be written yet, is delivered after restart."""
     d = daemon_factory(start=False, shutdown_timeout_seconds=30.0,
                        retry="{ initial_seconds: 0.3 max_seconds: 0.5 }")
-    blocker = d.data_dir / "mail" / "localhost" / "later"
-    blocker.parent.mkdir(parents=True)
-    blocker.write_text("not a maildir yet\n")
+    blocker = d.block_mailbox("localhost", "later")
     d.start()
     msg = make_message()
     assert d.send("sd@client.test", ["later@localhost"], msg) == {}

@@ -178,3 +178,54 @@ def test_log_lines_carry_the_queue_id(daemon):
     delivered = [line for line in daemon.events("delivered") if f"id={queue_id}" in line]
     assert len(delivered) == 1 and "logged@localhost" in delivered[0], delivered
     assert "Traceback" not in daemon.log_text()
+
+
+def test_utf8_address_needs_smtputf8(daemon):
+    """RFC 6531 §3.4: a non-ASCII address without the SMTPUTF8 parameter
+    is refused (553 5.6.7 is the usual reply)."""
+    with RawSmtp(daemon.port) as c:
+        c.cmd(b"EHLO client.e2e.test")
+        code, text = c.cmd("MAIL FROM:<jürgen@client.test>".encode())
+        assert 500 <= code < 600, text
+        assert c.cmd("MAIL FROM:<jürgen@client.test> SMTPUTF8".encode())[0] == 250
+        assert c.cmd("RCPT TO:<ñandú@localhost>".encode())[0] == 250
+
+
+def test_too_many_recipients(daemon_factory):
+    d = daemon_factory(max_recipients=3)
+    with d.smtp() as s:
+        s.ehlo()
+        s.mail("sender@client.test")
+        for n in range(3):
+            assert s.rcpt(f"r{n}@localhost")[0] == 250
+        code, text = s.rcpt("r3@localhost")
+        assert code == 452 and b"4.5.3" in text, (code, text)  # RFC 5321 §4.5.3.1.8
+        assert s.data(make_message())[0] == 250
+    for n in range(3):
+        d.wait_delivered("localhost", f"r{n}", 1)
+    assert d.delivered("localhost", "r3") == []
+
+
+def test_queue_full_is_a_temporary_refusal(daemon_factory):
+    """Back-pressure: at max_queue_items new mail gets 452 4.3.1; nothing
+    queued is dropped, and once the queue drains mail is accepted again."""
+    d = daemon_factory(start=False, max_queue_items=2, retry="{ initial_seconds: 0.3 max_seconds: 0.5 }")
+    blocker = d.block_mailbox("localhost", "held")
+    d.start()
+    for n in range(2):
+        assert d.send("sender@client.test", ["held@localhost"], make_message()) == {}
+    with d.smtp() as s:
+        s.ehlo()
+        code, text = s.mail("sender@client.test")
+        if code == 250:  # refusing at RCPT or DATA is as good
+            code, text = s.rcpt("more@localhost")
+            if code == 250:
+                code, text = s.data(make_message())
+        assert code == 452 and b"4.3.1" in text, (code, text)
+    assert len(d.queued_ids()) == 2
+    blocker.unlink()
+    d.wait_delivered("localhost", "held", 2)
+    d.wait_queue_empty(timeout=30)
+    assert d.send("sender@client.test", ["more@localhost"], make_message()) == {}
+    d.wait_delivered("localhost", "more", 1)
+

@@ -117,3 +117,37 @@ def test_concurrent_deliveries_share_directory_fsyncs(tmp_path):
     assert sorted(os.listdir(new)) == sorted(_name(i) for i in range(40))
     assert all((new / n).read_bytes() == PREFIX + BODY for n in os.listdir(new))
     assert maildir._dirsync(str(new)).fsyncs < 40  # noqa: SLF001
+
+
+def test_deliverer_batches_and_isolates_failures(tmp_path):
+    configure_threadpool(16)
+    root = str(tmp_path / "mail")
+    dl = maildir.Deliverer()
+    good = tmp_path / "q.body"
+    good.write_bytes(BODY)
+    maildir.deliver(root, "example.com/u0", _name(99), PREFIX, BODY, None, False)  # already there
+    calls = [("example.com/u%d" % (i % 3), _name(i), BODY if i % 2 else None, None if i % 2 else str(good), False)
+             for i in range(30)]
+    calls.append(("example.com/u1", _name(50), None, str(tmp_path / "missing.body"), False))
+    calls.append(("example.com/u0", _name(99), BODY, None, True))
+    calls.append(("example.com/u1", _name(7), BODY, None, False))  # the same copy twice in a batch
+    out: dict[int, object] = {}
+
+    def one(k, mailbox, name, body, body_path, check):
+        try:
+            out[k] = dl.deliver(root, mailbox, name, PREFIX, body, body_path, check)
+        except OSError as e:
+            out[k] = e
+
+    gevent.joinall([gevent.spawn(one, k, *c) for k, c in enumerate(calls)], raise_error=True, timeout=20)
+    assert dl.requests == len(calls) and dl.batches <= 3
+    for k in range(30):
+        path, existed = out[k]
+        assert not existed and path.endswith("/new/" + _name(k)) and open(path, "rb").read() == PREFIX + BODY
+    assert isinstance(out[30], FileNotFoundError)
+    assert out[31] == (str(tmp_path / "mail/example.com/u0/new" / _name(99)), True)
+    assert out[32] == out[7]
+    for b in range(3):
+        assert os.listdir(tmp_path / "mail" / "example.com" / f"u{b}" / "tmp") == []
+    with pytest.raises(ValueError):
+        dl.deliver(root, "../etc", _name(), PREFIX, BODY, None, False)

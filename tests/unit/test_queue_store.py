@@ -262,7 +262,7 @@ def test_group_commit_shares_directory_fsyncs(store, hub, monkeypatch):
     gevent.joinall([gevent.spawn(one, i) for i in range(50)], raise_error=True, timeout=20)
     assert len(returned) == 50
     assert 1 <= len(dir_syncs) <= 50 // 4, dir_syncs
-    assert store.dirsync.fsyncs == len(dir_syncs)
+    assert store.writer.batches == len(dir_syncs) and store.writer.requests == 50
     for qid, ret in returned.items():
         r = renamed[qid + ".item"]
         assert any(r < start and end < ret for start, end in dir_syncs), (qid, r, ret, dir_syncs)
@@ -317,10 +317,63 @@ def test_interrupted_put_can_be_retried(store, hub, monkeypatch):
     assert isinstance(g.exception, Interrupt)
     store.put(item, body)  # the retry
     assert store.load("0abc") == item and store.read_body("0abc") == body
-    assert store._inflight == {}  # noqa: SLF001
+    assert store._interrupted_puts == {}  # noqa: SLF001
     # an update after an interrupted update lands last
     g = gevent.spawn(store.update, _item("0abc", 3))
     gevent.sleep(0.01)
     g.kill(Interrupt, block=True)
     store.update(_item("0abc", 2))
     assert len(store.load("0abc").recipients) == 2
+
+
+def test_batch_isolates_errors_and_keeps_call_order(store, hub):
+    """One batch: a duplicate id fails alone; an update then a remove of
+    the same item land in that order."""
+    store.put(_item("0d00"), b"first")
+    store.put(_item("0e00"), b"doomed")
+    results: dict[str, object] = {}
+
+    def attempt(key, fn, *args):
+        try:
+            fn(*args)
+            results[key] = "ok"
+        except Exception as e:  # noqa: BLE001
+            results[key] = type(e).__name__
+
+    jobs = [gevent.spawn(attempt, f"p{i}", store.put, _item(f"1{i:03x}"), b"b%d" % i) for i in range(10)]
+    jobs.append(gevent.spawn(attempt, "dup", store.put, _item("0d00"), b"second"))
+    jobs.append(gevent.spawn(attempt, "upd", store.update, _item("0e00", 4)))
+    jobs.append(gevent.spawn(attempt, "rm", store.remove, "0e00"))
+    before = store.writer.batches
+    gevent.joinall(jobs, raise_error=True, timeout=10)
+    assert results.pop("dup") == "FileExistsError"
+    assert set(results.values()) == {"ok"} and len(results) == 12
+    assert store.writer.batches - before <= 2  # they shared jobs
+    assert store.read_body("0d00") == b"first"
+    assert "0e00" not in store.list_ids() and not os.path.exists(store.body_path("0e00"))
+    assert len(store.list_ids()) == 11 and sorted(os.listdir(store.queue_dir)) == sorted(
+        [f"{i}.item" for i in store.list_ids()] + [f"{i}.body" for i in store.list_ids()]
+    )
+
+
+def test_killed_runner_fails_waiters_then_recovers(store, hub, monkeypatch):
+    real = os.fdatasync
+    monkeypatch.setattr(queuefile.os, "fdatasync", lambda fd: (_real_sleep(0.05), real(fd)))
+    raised = []
+
+    def put():
+        try:
+            store.put(_item("0f00"), b"x")
+        except BaseException as e:  # noqa: BLE001
+            raised.append(e)
+
+    waiter = gevent.spawn(put)
+    gevent.sleep(0.01)
+    store.writer._runner.kill(block=True)  # noqa: SLF001
+    waiter.join(2)
+    assert waiter.dead and len(raised) == 1 and isinstance(raised[0], gevent.GreenletExit)
+    hub.threadpool.join()  # the orphaned job still finishes in its thread
+    monkeypatch.undo()
+    with gevent.Timeout(5):  # a new runner takes the next request
+        store.put(_item("0f01"), b"y")
+    assert store.read_body("0f01") == b"y"

@@ -720,3 +720,39 @@ def test_any_chunking_gives_the_same_events_and_replies(cuts):
     bounds = [0, *cuts, len(CONVERSATION)]
     chunks = [CONVERSATION[a:b] for a, b in zip(bounds, bounds[1:])]
     assert run_chunked(chunks) == REFERENCE
+
+
+# ------------------------------------------------------------------ odds and ends
+def test_custom_354_and_close_while_a_decision_is_pending():
+    s = SmtpServer(PARAMS)
+    s.greet()
+    s.receive_data(b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@mx.test>\r\nDATA\r\n")
+    for _ in range(3):
+        event = s.next_event()
+        if isinstance(event, DECISIONS):
+            s.accept()
+    assert isinstance(s.next_event(), DataStart)
+    s.accept(Reply(354, "", "Go ahead, end with <CRLF>.<CRLF>"))
+    assert s.in_data and s.next_event() is NEED_DATA
+    assert s.data_to_send().endswith(b"\r\n354 Go ahead, end with <CRLF>.<CRLF>\r\n")
+    s.receive_data(b"body\r\n.\r\nMAIL FROM:<x@b.test>\r\n")
+    assert isinstance(s.next_event(), MessageReceived)
+    s.close(smtp.shutting_down("mx.test"))  # the driver may close with a decision pending
+    assert s.next_event() is CLOSED
+    assert s.data_to_send() == b"421 4.3.2 mx.test Service shutting down\r\n"
+
+
+def test_message_rejected_is_a_reset_for_drivers():
+    assert isinstance(MessageRejected(smtp.replies.SMUGGLING, "smuggling"), Reset)
+    assert not isinstance(MessageRejected(smtp.replies.SMUGGLING, "smuggling"), DECISIONS)
+
+
+def test_params_validation_and_greeting_codes():
+    for bad in ({"max_message_size": 0}, {"max_message_size": 10, "max_recipients": 0}):
+        with pytest.raises(ValueError):
+            ServerParams("mx.test", **{"max_message_size": 10, **bad})
+    s = SmtpServer(ServerParams("mx.test", 10, greeting_text="ESMTP hi"))
+    with pytest.raises(ProtocolUsageError):
+        s.greet(Reply(250, "", "not a greeting"))
+    s.greet()
+    assert s.data_to_send() == b"220 mx.test ESMTP hi\r\n"

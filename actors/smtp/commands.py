@@ -1,0 +1,157 @@
+"""The SMTP command handlers (RFC 5321 §4.1.1), one method per verb.
+
+`Commands` is a mixin of SmtpServer (actors/smtp/protocol.py): a handler
+gets the command's argument (bytes after the verb and its space), and uses
+the server's state and its helpers: _reply() queues a counted reply,
+_out takes a reply that can never be an error, _events gets the events.
+"""
+from __future__ import annotations
+
+from estafeta.actors.smtp import replies as R
+from estafeta.actors.smtp.events import DataStart, Helo, MailFrom, Quit, RcptTo, Reset
+from estafeta.actors.smtp.params import TRANSACTION_STATES, State
+from estafeta.actors.smtp.parser import PARAM_SYNTAX, ParseError, parse_helo, parse_mail_from, parse_rcpt_to
+from estafeta.actors.smtp.replies import Reply
+
+BAD_BODY = Reply(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
+BAD_SIZE = Reply(501, "5.5.4", "SIZE must be a number of octets")
+
+
+class Commands:
+    """Command handlers; see the module docstring."""
+
+    def _ehlo(self, arg: bytes, extended: bool = True) -> None:
+        try:
+            name = parse_helo(arg)
+        except ParseError as e:
+            self._reply(e.reply)
+            return
+        # RFC 5321 §4.1.4: EHLO/HELO in a transaction resets it, like RSET.
+        if self.state in TRANSACTION_STATES:
+            self._events.append(Reset())
+        self._reset_transaction()
+        self.state = State.READY
+        self.esmtp = extended
+        self.helo_name = name
+        self._out.append((self._ehlo_reply if extended else self._helo_reply).wire)
+        self._events.append(Helo(name, extended))
+
+    def _helo(self, arg: bytes) -> None:
+        self._ehlo(arg, extended=False)
+
+    def _mail(self, arg: bytes) -> None:
+        state = self.state
+        if state is not State.READY:
+            self._reply(R.NEED_HELO if state is State.GREETED else R.NESTED_MAIL)
+            return
+        try:
+            path, params = parse_mail_from(arg.decode("utf-8"))
+        except UnicodeDecodeError:
+            self._reply(R.BAD_CHARACTERS)
+            return
+        except ParseError as e:
+            self._reply(e.reply)
+            return
+        size = body = None
+        utf8 = False
+        if params:
+            if not self.esmtp:
+                self._reply(R.PARAMS_NEED_EHLO)
+                return
+            for key, value in params.items():
+                if key == "SIZE":  # RFC 1870 §3
+                    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 20:
+                        self._reply(BAD_SIZE)
+                        return
+                    size = int(value)
+                elif key == "BODY":  # RFC 6152 §2 (BINARYMIME is not offered)
+                    body = (value or "").upper()
+                    if body not in ("7BIT", "8BITMIME"):
+                        self._reply(BAD_BODY)
+                        return
+                elif key == "SMTPUTF8" and value is None:  # RFC 6531 §3.4
+                    utf8 = True
+                else:
+                    self._reply(PARAM_SYNTAX if key == "SMTPUTF8" else R.UNKNOWN_PARAMETER)
+                    return
+            if size is not None and size > self.params.max_message_size:
+                self._reply(R.MESSAGE_TOO_BIG)  # RFC 1870 §6.1
+                return
+        if not utf8 and not path.isascii():
+            self._reply(R.NON_ASCII_ADDRESS)  # RFC 6531 §3.7.4.1
+            return
+        self._events.append(MailFrom(path, params, size, utf8, body))
+
+    def _rcpt(self, arg: bytes) -> None:
+        if self.state is not State.MAIL and self.state is not State.RCPT:
+            self._reply(R.NEED_MAIL)
+            return
+        try:
+            path, params = parse_rcpt_to(arg.decode("utf-8"))
+        except UnicodeDecodeError:
+            self._reply(R.BAD_CHARACTERS)
+            return
+        except ParseError as e:
+            self._reply(e.reply)
+            return
+        if params:  # no RCPT parameter is offered (DSN's NOTIFY/ORCPT not yet)
+            self._reply(R.UNKNOWN_PARAMETER if self.esmtp else R.PARAMS_NEED_EHLO)
+        elif not self.smtputf8 and not path.isascii():
+            self._reply(R.NON_ASCII_ADDRESS)  # RFC 6531 §3.7.4.1
+        elif self.recipient_count >= self.params.max_recipients:
+            self._reply(R.TOO_MANY_RECIPIENTS)  # RFC 5321 §4.5.3.1.10
+        else:
+            self._rcpt_attempts += 1
+            self._events.append(RcptTo(path, params))
+
+    def _data_cmd(self, arg: bytes) -> None:
+        state = self.state
+        if arg:
+            self._reply(R.NO_ARGUMENTS)
+        elif state is State.RCPT:
+            self._events.append(DataStart())
+        elif state is State.MAIL:
+            # RFC 5321 §3.3: all RCPTs refused -> 554 "no valid recipients".
+            self._reply(R.NO_VALID_RECIPIENTS if self._rcpt_attempts else R.NEED_RCPT)
+        else:
+            self._reply(R.NEED_HELO if state is State.GREETED else R.NEED_MAIL)
+
+    def _rset(self, arg: bytes) -> None:
+        if arg:
+            self._reply(R.NO_ARGUMENTS)
+            return
+        self._reset_transaction()  # RFC 5321 §4.1.1.5
+        self._out.append(R.OK.wire)
+        self._events.append(Reset())
+
+    def _noop(self, arg: bytes) -> None:
+        self._out.append(R.OK.wire)  # RFC 5321 §4.1.1.9: an argument is ignored
+
+    def _vrfy(self, arg: bytes) -> None:
+        self._reply(R.CANNOT_VRFY if arg.strip() else R.NEED_ARGUMENT)
+
+    def _help(self, arg: bytes) -> None:
+        self._out.append(R.HELP.wire)
+
+    def _expn(self, arg: bytes) -> None:
+        self._reply(R.NOT_IMPLEMENTED)  # RFC 5321 §3.5.2: EXPN is optional
+
+    def _quit(self, arg: bytes) -> None:
+        self._out.append(R.BYE.wire)
+        self._close_now()
+        self._events.append(Quit())
+
+
+HANDLERS = {
+    b"EHLO": Commands._ehlo,
+    b"HELO": Commands._helo,
+    b"MAIL": Commands._mail,
+    b"RCPT": Commands._rcpt,
+    b"DATA": Commands._data_cmd,
+    b"RSET": Commands._rset,
+    b"NOOP": Commands._noop,
+    b"QUIT": Commands._quit,
+    b"VRFY": Commands._vrfy,
+    b"HELP": Commands._help,
+    b"EXPN": Commands._expn,
+}
