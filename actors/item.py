@@ -25,6 +25,7 @@ their last_error for them.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 import zlib
@@ -67,8 +68,8 @@ def next_delay(retry: config_pb2.Retry, attempts: int, rnd: random.Random = rand
 
 
 class QueueItem(Actor):
-    """Delivers one queued message. Args: QueueItemArgs (the fresh item and
-    body on the first start; restarts reload the file)."""
+    """Delivers one queued message. Args: QueueItemArgs (the fresh item on
+    the first start; restarts reload the file)."""
 
     def __init__(self, link: Link | None, env: ItemEnv, args: messages_pb2.QueueItemArgs):
         super().__init__(link)
@@ -76,7 +77,6 @@ class QueueItem(Actor):
         self._id = args.queue_id
         self._args = args
         self._item: queue_pb2.QueueItem | None = None
-        self._body: bytes = b""
         #: True while the in-memory item is the one just enqueued by this
         #: process and never attempted: no earlier attempt can have left a
         #: Maildir file behind.
@@ -88,7 +88,7 @@ class QueueItem(Actor):
         registry.register(f"item.{self._id}", self.actor_ref)
         args = self._args
         if self.link is not None and self.link.restarts == 0 and args.item.id:
-            self._item, self._body, self._fresh = args.item, args.body, True
+            self._item, self._fresh = args.item, True
         else:
             try:
                 self._item = run_blocking(self._env.store.load, self._id)
@@ -99,7 +99,7 @@ class QueueItem(Actor):
                 log.error("quarantined id=%s reason=%s", self._id, kv(f"unreadable item file: {e}"))
                 self._finish(queue_pb2.QUARANTINED)
                 return
-        self._args = messages_pb2.QueueItemArgs(queue_id=self._id)  # drop the body reference
+        self._args = None
         item = self._item
         if item.state == queue_pb2.QUARANTINED:
             self._finish(queue_pb2.QUARANTINED)
@@ -107,7 +107,7 @@ class QueueItem(Actor):
         if item.crashes >= self._env.quarantine_after:
             self._quarantine(f"actor crashed {item.crashes} times, last: {item.last_crash}")
             return
-        if not self._fresh and not run_blocking(_exists, self._env.store.body_path(self._id)):
+        if not self._fresh and not run_blocking(os.path.exists, self._env.store.body_path(self._id)):
             self._quarantine("body file missing")
             return
         self._schedule(item.next_attempt_at - time.time())
@@ -170,7 +170,7 @@ class QueueItem(Actor):
         item.attempts += 1
         check_existing = not self._fresh or item.attempts > 1
         self._fresh = False
-        with env.tracer.start_as_current_span(
+        with env.tracer.start_span(
             "delivery.attempt",
             context=extract(item.trace),
             kind=SpanKind.INTERNAL,
@@ -184,14 +184,14 @@ class QueueItem(Actor):
                 self._record(rcpt, result, errors)
             pending = [r for r in item.recipients if r.status == queue_pb2.PENDING]
             if not pending:
-                run_blocking(env.store.remove, item.id)
+                env.store.remove(item.id)
                 self._finish(queue_pb2.DONE)
                 return
             if time.time() - item.created_at >= env.retry.give_up_after_seconds:
                 for r in pending:
                     r.status, r.done_at = queue_pb2.FAILED, time.time()
                     log.warning("failed id=%s to=<%s> error=%s", item.id, r.address, kv("gave up: " + r.last_error))
-                run_blocking(env.store.remove, item.id)  # DSNs: a later issue
+                env.store.remove(item.id)  # DSNs: a later issue
                 self._finish(queue_pb2.DONE)
                 return
             delay = next_delay(env.retry, item.attempts)
@@ -213,18 +213,28 @@ class QueueItem(Actor):
             recipient=rcpt,
             reverse_path=item.reverse_path,
             created_at=item.created_at,
-            body=self._body,
-            body_path="" if self._body else self._env.store.body_path(item.id),
+            body_path=self._env.store.body_path(item.id),
             check_existing=check_existing,
             trace=inject(span),
         )
         try:
-            return registry.whereis(f"courier.local.{n}").ask(request, timeout=COURIER_TIMEOUT)
+            return self._courier(n).ask(request, timeout=COURIER_TIMEOUT)
         except Exception as e:  # courier crashed, restarting, or timed out
             return messages_pb2.DeliveryResult(
                 outcome=messages_pb2.OUTCOME_TEMPORARY_FAILURE,
                 reply=common_pb2.Reply(code=451, enhanced="4.3.0", text=f"courier failed: {type(e).__name__}: {e}"),
             )
+
+    def _courier(self, n: int):
+        """The courier for this item (by queue id), or the next live one if
+        it is restarting: a courier crash must not stall every item hashed
+        to it. Raises NotRegistered if none is alive."""
+        count = self._env.couriers
+        for k in range(count):
+            name = f"courier.local.{(n + k) % count}"
+            if registry.is_alive(name):
+                return registry.whereis(name)
+        return registry.whereis(f"courier.local.{n}")
 
     def _record(self, rcpt: queue_pb2.Recipient, result: messages_pb2.DeliveryResult, errors: list) -> None:
         item, r = self._item, result.reply
@@ -240,8 +250,3 @@ class QueueItem(Actor):
             rcpt.last_error = text
             errors.append(f"<{rcpt.address}>: {text}")
 
-
-def _exists(path: str) -> bool:
-    import os
-
-    return os.path.exists(path)

@@ -15,7 +15,6 @@ import logging
 import socket
 
 import gevent
-from opentelemetry import trace
 
 from estafeta.actors.session import ConnectionSlots
 from estafeta.proto import messages_pb2

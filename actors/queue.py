@@ -1,8 +1,10 @@
 """QueueManager and QueueItem actors: the queue as a state machine on disk.
 
 QueueManager (permanent, registered as "queue"):
-- on start, recovers the queue directory (temp files and orphan bodies
-  removed) and starts one QueueItem per item file;
+- on start, lists the queue directory and starts one QueueItem per item
+  file (the daemon cleaned it of temp files and orphan bodies before the
+  tree started: that clean-up is only safe while nothing writes, and this
+  actor may be restarted while sessions are putting messages);
 - answers `Admit` (back-pressure: 452 4.3.1 once max_queue_items or
   max_queue_bytes is reached — RFC 3463 §3.4 "mail system full");
 - on `Enqueued` (told by a session once the item is durable) starts the
@@ -53,7 +55,7 @@ class QueueManager(Actor):
 
     # ------------------------------------------------------------ start-up
     def on_start(self) -> None:
-        ids = run_blocking(self._store.recover)
+        ids = self._store.list_ids()
         for queue_id in ids:
             self._items[queue_id] = self._body_size(queue_id)
         self._bytes = sum(self._items.values())
@@ -132,7 +134,7 @@ class QueueManager(Actor):
         self._bytes += item.body_size
         start_child(
             registry.whereis("queue.items"),
-            messages_pb2.QueueItemArgs(queue_id=item.id, item=item, body=m.body, trace=m.trace),
+            messages_pb2.QueueItemArgs(queue_id=item.id, item=item, trace=m.trace),
         )
 
     def _finished(self, m: messages_pb2.ItemFinished) -> None:

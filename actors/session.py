@@ -329,15 +329,17 @@ class SmtpSession(Actor):
             body_type=txn.body_type,
         )
         ctx = trace.set_span_in_context(span)
-        with env.tracer.start_as_current_span("queue.enqueue", context=ctx) as enq:
-            enq.set_attribute("estafeta.queue_id", queue_id)
-            enq.set_attribute("estafeta.body_size", len(body))
+        # start_span, not start_as_current_span: contexts travel in messages
+        # here, so making the span current (a contextvar) would be wasted.
+        with env.tracer.start_span(
+            "queue.enqueue", context=ctx, attributes={"estafeta.queue_id": queue_id, "estafeta.body_size": len(body)}
+        ):
             env.store.put(item, body)
-        registry.whereis("queue").tell(messages_pb2.Enqueued(item=item, body=body, trace=item.trace))
-        span.set_attribute("estafeta.queue_id", queue_id)
+        registry.whereis("queue").tell(messages_pb2.Enqueued(item=item, trace=item.trace))
+        attrs = {"estafeta.queue_id": queue_id, "smtp.rcpt_count": len(rcpts)}
         if message_id:
-            span.set_attribute("estafeta.message_id", message_id)
-        span.set_attribute("smtp.rcpt_count", len(rcpts))
+            attrs["estafeta.message_id"] = message_id
+        span.set_attributes(attrs)
         log.info(
             "queued id=%s from=<%s> to=%s size=%d message_id=%s",
             queue_id, txn.reverse_path, ",".join(f"<{r.address}>" for r in rcpts), len(body), kv(message_id or "-"),

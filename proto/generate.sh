@@ -11,4 +11,4 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/estafeta"
 ln -s "$here" "$tmp/estafeta/proto"
 cd "$tmp"
-python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. estafeta/proto/*.proto
+"${PYTHON:-python}" -m grpc_tools.protoc -I. --python_out=. --pyi_out=. estafeta/proto/*.proto

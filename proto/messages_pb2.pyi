@@ -72,26 +72,22 @@ class AdmitReply(_message.Message):
     def __init__(self, accepted: _Optional[bool] = ..., reply: _Optional[_Union[_common_pb2.Reply, _Mapping]] = ...) -> None: ...
 
 class Enqueued(_message.Message):
-    __slots__ = ("item", "body", "trace")
+    __slots__ = ("item", "trace")
     ITEM_FIELD_NUMBER: _ClassVar[int]
-    BODY_FIELD_NUMBER: _ClassVar[int]
     TRACE_FIELD_NUMBER: _ClassVar[int]
     item: _queue_pb2.QueueItem
-    body: bytes
     trace: _common_pb2.TraceContext
-    def __init__(self, item: _Optional[_Union[_queue_pb2.QueueItem, _Mapping]] = ..., body: _Optional[bytes] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
+    def __init__(self, item: _Optional[_Union[_queue_pb2.QueueItem, _Mapping]] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
 
 class QueueItemArgs(_message.Message):
-    __slots__ = ("queue_id", "item", "body", "trace")
+    __slots__ = ("queue_id", "item", "trace")
     QUEUE_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
-    BODY_FIELD_NUMBER: _ClassVar[int]
     TRACE_FIELD_NUMBER: _ClassVar[int]
     queue_id: str
     item: _queue_pb2.QueueItem
-    body: bytes
     trace: _common_pb2.TraceContext
-    def __init__(self, queue_id: _Optional[str] = ..., item: _Optional[_Union[_queue_pb2.QueueItem, _Mapping]] = ..., body: _Optional[bytes] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
+    def __init__(self, queue_id: _Optional[str] = ..., item: _Optional[_Union[_queue_pb2.QueueItem, _Mapping]] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
 
 class AttemptDue(_message.Message):
     __slots__ = ("trace",)
@@ -112,13 +108,12 @@ class ItemFinished(_message.Message):
     def __init__(self, queue_id: _Optional[str] = ..., state: _Optional[_Union[_queue_pb2.ItemState, str]] = ..., body_size: _Optional[int] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
 
 class DeliverLocal(_message.Message):
-    __slots__ = ("queue_id", "recipient_index", "recipient", "reverse_path", "created_at", "body", "body_path", "check_existing", "trace")
+    __slots__ = ("queue_id", "recipient_index", "recipient", "reverse_path", "created_at", "body_path", "check_existing", "trace")
     QUEUE_ID_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_INDEX_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
     REVERSE_PATH_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
-    BODY_FIELD_NUMBER: _ClassVar[int]
     BODY_PATH_FIELD_NUMBER: _ClassVar[int]
     CHECK_EXISTING_FIELD_NUMBER: _ClassVar[int]
     TRACE_FIELD_NUMBER: _ClassVar[int]
@@ -127,11 +122,10 @@ class DeliverLocal(_message.Message):
     recipient: _queue_pb2.Recipient
     reverse_path: str
     created_at: float
-    body: bytes
     body_path: str
     check_existing: bool
     trace: _common_pb2.TraceContext
-    def __init__(self, queue_id: _Optional[str] = ..., recipient_index: _Optional[int] = ..., recipient: _Optional[_Union[_queue_pb2.Recipient, _Mapping]] = ..., reverse_path: _Optional[str] = ..., created_at: _Optional[float] = ..., body: _Optional[bytes] = ..., body_path: _Optional[str] = ..., check_existing: _Optional[bool] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
+    def __init__(self, queue_id: _Optional[str] = ..., recipient_index: _Optional[int] = ..., recipient: _Optional[_Union[_queue_pb2.Recipient, _Mapping]] = ..., reverse_path: _Optional[str] = ..., created_at: _Optional[float] = ..., body_path: _Optional[str] = ..., check_existing: _Optional[bool] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
 
 class DeliveryResult(_message.Message):
     __slots__ = ("outcome", "reply", "path")
@@ -142,3 +136,13 @@ class DeliveryResult(_message.Message):
     reply: _common_pb2.Reply
     path: str
     def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., reply: _Optional[_Union[_common_pb2.Reply, _Mapping]] = ..., path: _Optional[str] = ...) -> None: ...
+
+class DiskWorkerExited(_message.Message):
+    __slots__ = ("pid", "reason", "trace")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    reason: str
+    trace: _common_pb2.TraceContext
+    def __init__(self, pid: _Optional[int] = ..., reason: _Optional[str] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...

@@ -29,6 +29,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from concurrent.futures import Executor
 from typing import Sequence
 
 from estafeta.store import queuefile
@@ -175,7 +176,7 @@ def deliver(
     (permanent: 5xx), OSError for I/O errors (ENOSPC/EDQUOT: mailbox full).
     """
     req = Request((root, mailbox, name, header_prefix, body, body_path, check_existing))
-    _deliver_all([req])
+    deliver_batch([req])
     if req.error is not None:
         raise req.error
     return req.result
@@ -209,12 +210,13 @@ class Deliverer(Batcher):
         return self.call(root, mailbox, name, header_prefix, body, body_path, check_existing)
 
     def execute(self, requests: Sequence[Request]) -> None:
-        _deliver_all(requests)
+        deliver_batch(requests)
 
 
-def _deliver_all(requests: Sequence[Request]) -> None:
+def deliver_batch(requests: Sequence[Request], sync_pool: Executor | None = None) -> None:
     """Deliver a batch (blocking): each request's args are deliver()'s;
-    its result is (path, already_there) or its error is set."""
+    its result is (path, already_there) or its error is set. `sync_pool`:
+    run the fdatasyncs in parallel (queuefile.sync_all)."""
     advise = len(requests) > 1
     staged: dict[str, list] = {}  # tmp path -> [fd, final path, [requests]]
     # 1. write every tmp/ file and start its writeback
@@ -256,12 +258,14 @@ def _deliver_all(requests: Sequence[Request]) -> None:
         except Exception as e:
             req.error = e
             _discard(fd, tmp)
-    # 2. fdatasync each file; 3. rename it into new/
+    # 2. fdatasync each file (in parallel with a sync pool); 3. rename it into new/
     by_dir: dict[str, list] = {}
-    for tmp, (fd, final, reqs) in staged.items():
+    errors = queuefile.sync_all([entry[0] for entry in staged.values()], sync_pool)
+    for error, (tmp, (fd, final, reqs)) in zip(errors, staged.items()):
         try:
             try:
-                queuefile.sync_data(fd)
+                if error is not None:
+                    raise error
             finally:
                 os.close(fd)
             os.rename(tmp, final)

@@ -5,7 +5,7 @@ Durability (DESIGN.md; Postfix's rule: fsync before "250 OK"): `put()`
 returns only when the body and the item are on disk and so are their
 directory entries: body created with O_EXCL, written, fdatasync'd; item
 written to a temp file, fdatasync'd, renamed into place; then the
-directory fsync'd. Writes go through a queuefile.BatchWriter (group
+directory fsync'd. Writes go through a batchwriter.BatchWriter (group
 commit): the puts, updates and removes of every greenlet waiting at the
 same moment run in ONE threadpool job with ONE directory fsync, in call
 order. The hub thread pays the text-format serialisation (~4 µs,
@@ -29,9 +29,11 @@ import random
 import time
 from typing import Iterator
 
-from estafeta.proto import queue_pb2
+from estafeta.proto import disk_pb2, queue_pb2
 from estafeta.store import queuefile
+from estafeta.store.batchwriter import BatchWriter
 from estafeta.store.blocking import Request, in_hub_context, run_blocking
+from estafeta.store.disk_client import DiskChannel, Pending
 
 ITEM_SUFFIX = ".item"
 BODY_SUFFIX = ".body"
@@ -70,12 +72,19 @@ class QueueStore:
     the puts, updates and removes).
     """
 
-    def __init__(self, queue_dir: str):
-        """No disk access here; `recover()` creates the directory."""
+    def __init__(self, queue_dir: str, disk: DiskChannel | None = None):
+        """No disk access here; `recover()` creates the directory.
+
+        `disk`: where the daemon's disk worker process is found
+        (store/disk_client.py); writes then go to it. Without one (the CLI,
+        tests) they run through `writer` in the hub threadpool, or inline
+        outside a hub.
+        """
         self.queue_dir = os.fspath(queue_dir)
-        self.writer = queuefile.BatchWriter(self.queue_dir)
+        self.writer = BatchWriter(self.queue_dir)
+        self.disk = disk
         # id -> the pending put of a caller that was interrupted waiting
-        self._interrupted_puts: dict[str, Request] = {}
+        self._interrupted_puts: dict[str, Request | Pending] = {}
 
     # ------------------------------------------------------------- paths
     new_id = staticmethod(new_id)
@@ -103,16 +112,22 @@ class QueueStore:
         op = self._interrupted_puts.pop(qid, None)
         if op is None:
             writes = ((self.body_path(qid), body, True), (self.item_path(qid), queuefile.to_text(item), False))
-            if not in_hub_context():
+            if self.disk is not None:
+                op = self.disk.submit(self._disk_request(writes, ()))
+            elif not in_hub_context():
                 self.writer.write(writes)
                 return
-            op = self.writer.submit(Request((writes, ())))
+            else:
+                op = self.writer.submit(Request((writes, ())))
         try:
-            self.writer.wait(op)
+            if isinstance(op, Pending):
+                op.wait()
+            else:
+                self.writer.wait(op)
         except BaseException:
-            if not op.finished:  # interrupted: the write goes on; a retry joins it
+            if not _finished(op):  # interrupted: the write goes on; a retry joins it
                 if len(self._interrupted_puts) >= 1000:  # callers that never retried
-                    self._interrupted_puts = {k: v for k, v in self._interrupted_puts.items() if not v.finished}
+                    self._interrupted_puts = {k: v for k, v in self._interrupted_puts.items() if not _finished(v)}
                 self._interrupted_puts[qid] = op
             raise
 
@@ -121,7 +136,7 @@ class QueueStore:
         group-committed directory fsync): write a transition before acting on
         it. Blocks only the calling greenlet. Raises OSError; on error the
         old file stays."""
-        self.writer.write(((self.item_path(item.id), queuefile.to_text(item), False),))
+        self._write(((self.item_path(item.id), queuefile.to_text(item), False),), ())
 
     def remove(self, queue_id: str) -> None:
         """Delete an item: the item file first, then the body. Missing files
@@ -136,7 +151,22 @@ class QueueStore:
         Item before body, so a crash in between leaves an orphan body
         (removed by recover()), never an item without its body.
         """
-        self.writer.write((), (self.item_path(queue_id), self.body_path(queue_id)))
+        self._write((), (self.item_path(queue_id), self.body_path(queue_id)))
+
+    def _write(self, writes: tuple, unlinks: tuple) -> None:
+        if self.disk is not None:
+            self.disk.call(self._disk_request(writes, unlinks))
+        else:
+            self.writer.write(writes, unlinks)
+
+    def _disk_request(self, writes: tuple, unlinks: tuple) -> disk_pb2.DiskRequest:
+        return disk_pb2.DiskRequest(
+            queue_write=disk_pb2.QueueWrite(
+                writes=[disk_pb2.FileWrite(path=p, data=d, exclusive=x) for p, d, x in writes],
+                unlinks=unlinks,
+                directory=self.queue_dir,
+            )
+        )
 
     # ------------------------------------------------------------- reads
     def load(self, queue_id: str) -> queue_pb2.QueueItem:
@@ -216,6 +246,10 @@ class QueueStore:
             except FileNotFoundError:
                 pass
         return sorted(items)
+
+
+def _finished(op: Request | Pending) -> bool:
+    return op.ready() if isinstance(op, Pending) else op.finished
 
 
 def _read_file(path: str) -> bytes:

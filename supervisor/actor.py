@@ -38,12 +38,16 @@ Per message the loop adds two attribute stores and one chaos dict lookup.
 from __future__ import annotations
 
 import logging
+import queue
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import gevent
 import gevent.event
+import gevent.queue
 import pykka
+from pykka._future import _Unset as _UnsetClass
 from gevent import getcurrent, monkey
 from pykka import ActorDeadError, ActorRegistry
 from pykka.messages import _ActorStop
@@ -123,6 +127,57 @@ def describe(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
+class GeventFuture(pykka.Future):
+    """A pykka Future on gevent's AsyncResult (C code): an `ask` costs
+    about 8 µs instead of 16 µs with pykka's ThreadingFuture, whose
+    threading.Condition is gevent's pure-Python one under monkey patching.
+
+    Same contract as pykka's futures: `get(timeout=)` returns the value or
+    raises the exception set (pykka.Timeout when the timeout expires);
+    `set` / `set_exception(exc_info)` once; get hooks (pykka's `stop()`
+    uses them) as in pykka.Future. For greenlets of one hub, which is where
+    every estafeta actor runs.
+    """
+
+    __slots__ = ("_result",)
+
+    def __init__(self) -> None:
+        self._get_hook = None
+        self._result = gevent.event.AsyncResult()
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        if self._get_hook is not None:
+            if self._get_hook_result.__class__ is _UnsetClass:
+                self._get_hook_result = self._get_hook(timeout)
+            return self._get_hook_result
+        try:
+            value, exc_info = self._result.get(timeout=timeout)
+        except gevent.Timeout:
+            raise pykka.Timeout(f"{timeout} seconds") from None
+        if exc_info is not None:
+            exc_type, exc_value, tb = exc_info
+            if exc_value is None:
+                exc_value = exc_type()
+            raise exc_value.with_traceback(tb) if exc_value.__traceback__ is not tb else exc_value
+        return value
+
+    def set(self, value: Any = None) -> None:
+        if self._result.ready() or self._get_hook is not None:
+            raise queue.Full
+        self._result.set((value, None))
+
+    def set_exception(self, exc_info=None) -> None:
+        if self._result.ready() or self._get_hook is not None:
+            raise queue.Full
+        self._result.set((None, exc_info if exc_info is not None else sys.exc_info()))
+
+    def set_get_hook(self, func) -> None:
+        if self._result.ready():
+            raise queue.Full
+        self._get_hook = func
+        self._get_hook_result = _UnsetClass()
+
+
 class Actor(pykka.ThreadingActor):
     """Base class of every estafeta actor (see the module docstring).
 
@@ -153,6 +208,16 @@ class Actor(pykka.ThreadingActor):
     def __init__(self, link: Link | None) -> None:
         super().__init__()
         self.link = link
+
+    @staticmethod
+    def _create_future() -> pykka.Future:
+        return GeventFuture() if monkey.is_module_patched("threading") else pykka.ThreadingFuture()
+
+    @staticmethod
+    def _create_actor_inbox():
+        # gevent's Queue is C code; queue.Queue under monkey patching is
+        # gevent's pure-Python Condition and Lock.
+        return gevent.queue.Queue() if monkey.is_module_patched("threading") else queue.Queue()
 
     # ------------------------------------------------------------ the loop
     def _start_actor_loop(self) -> None:

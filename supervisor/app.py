@@ -1,6 +1,7 @@
 """The application's supervision tree: who supervises whom.
 
     root (one_for_one, 3 restarts / 30 s; past it the daemon exits 1)
+    ├── disk                 DiskWriter: the disk worker process  permanent
     ├── directory            Directory                      permanent
     ├── couriers (one_for_one, 1000 / 10 s)
     │   └── courier.local.N  LocalCourier x local_delivery_concurrency  permanent
@@ -16,7 +17,8 @@
 
 Start order is top to bottom, shutdown the reverse: listeners stop
 accepting and drain their sessions first, then queue items finish their
-current attempt, then couriers, then the directory.
+current attempt, then couriers, then the directory, and last the disk
+worker, once nothing writes any more.
 
 Why these intensities: a root child that fails 3 times in 30 s means the
 process is unhealthy and should exit non-zero for its init system to act.
@@ -39,12 +41,14 @@ from opentelemetry import trace
 
 from estafeta.actors import smtp
 from estafeta.actors.couriers.local import LocalCourier
+from estafeta.actors.disk import DiskWriter
 from estafeta.actors.directory import Directory
 from estafeta.actors.item import ItemEnv, QueueItem
 from estafeta.actors.listener import Listener
 from estafeta.actors.queue import QueueManager
 from estafeta.actors.session import ConnectionSlots, SessionEnv, SmtpSession
 from estafeta.proto import config_pb2, messages_pb2
+from estafeta.store.disk_client import DiskChannel
 from estafeta.store.queue import QueueStore
 from estafeta.supervisor import registry
 from estafeta.supervisor.config import parse_listen_address
@@ -91,20 +95,27 @@ def listener_names(cfg: config_pb2.Config) -> list[tuple[str, str]]:
     return [(f"smtp.{a}", a) for a in addrs]
 
 
-def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: trace.Tracer) -> SupervisorSpec:
-    """The root SupervisorSpec for this configuration."""
+def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: trace.Tracer,
+               disk: DiskChannel | None = None) -> SupervisorSpec:
+    """The root SupervisorSpec for this configuration. With `disk`, the
+    tree starts a DiskWriter (and its worker process) first, and the
+    couriers write through it; `store` should then use the same channel."""
     n_couriers = max(1, cfg.local_delivery_concurrency)
     couriers = SupervisorSpec(
         name="couriers",
         strategy="one_for_one",
         intensity=1000,
         period=10.0,
+        # Courier crashes are per delivery, not a sign the courier cannot
+        # start: keep restarts quick so items do not find every courier
+        # backing off at once.
+        backoff_max=1.0,
         children=[
             ChildSpec(
                 id=f"courier.local.{i}",
                 start=_registered(
                     f"courier.local.{i}",
-                    lambda link, _a: LocalCourier.start(link, paths.mail_dir, cfg.hostname, tracer),
+                    lambda link, _a: LocalCourier.start(link, paths.mail_dir, cfg.hostname, tracer, disk),
                 ),
                 restart="permanent",
                 shutdown=10.0,
@@ -223,6 +234,12 @@ def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: 
         intensity=3,
         period=30.0,
         children=[
+            *([ChildSpec(
+                id="disk",
+                start=_registered("disk", lambda link, _a: DiskWriter.start(link, disk)),
+                restart="permanent",
+                shutdown=30.0,
+            )] if disk is not None else []),
             ChildSpec(
                 id="directory",
                 start=_registered("directory", lambda link, _a: Directory.start(link, cfg)),

@@ -22,6 +22,7 @@ import gevent.event
 from estafeta.actors.listener import ListenError, open_listening_socket
 from estafeta.proto import config_pb2, supervision_pb2
 from estafeta.store.blocking import configure_threadpool
+from estafeta.store.disk_client import DiskChannel
 from estafeta.store.queue import QueueStore
 from estafeta.supervisor import chaos, registry
 from estafeta.supervisor.app import Paths, build_tree
@@ -48,30 +49,45 @@ def paths_for(cfg: config_pb2.Config) -> Paths:
     )
 
 
-def _preflight(cfg: config_pb2.Config, paths: Paths) -> None:
-    """Fail early, with one clear line, on what would make the tree crash-loop."""
+class StartupError(Exception):
+    """The daemon cannot start; the message is the one line logged."""
+
+
+def _preflight(cfg: config_pb2.Config, paths: Paths, store: QueueStore) -> None:
+    """Fail early, with one clear line, on what would make the tree
+    crash-loop; then clean the queue directory of what a crash left (temp
+    and spare files, orphan bodies: QueueStore.recover), which is only safe
+    before anything writes there. Raises StartupError."""
     for d in (paths.data_dir, paths.queue_dir, paths.mail_dir):
         try:
             os.makedirs(d, mode=0o700, exist_ok=True)
         except OSError as e:
-            raise ListenError(f"cannot create {d}: {e.strerror}") from None
+            raise StartupError(f"cannot create {d}: {e.strerror}") from None
     for addr in cfg.smtp_address:
-        open_listening_socket(parse_listen_address(addr)).close()
+        try:
+            open_listening_socket(parse_listen_address(addr)).close()
+        except ListenError as e:
+            raise StartupError(str(e)) from None
+    try:
+        store.recover()
+    except OSError as e:
+        raise StartupError(f"cannot recover the queue in {store.queue_dir}: {e}") from None
 
 
 def serve(cfg: config_pb2.Config) -> int:
     """Run the daemon until signalled; returns the exit status."""
     setup_logging(cfg.log_level)
     paths = paths_for(cfg)
+    disk = DiskChannel()
+    store = QueueStore(paths.queue_dir, disk=disk)
     try:
-        _preflight(cfg, paths)
-    except ListenError as e:
+        _preflight(cfg, paths, store)
+    except StartupError as e:
         log.error("cannot start: %s", e)
         return 1
     configure_threadpool(THREADPOOL_SIZE)
     chaos.configure(cfg.chaos if cfg.chaos.crash else None)
     tracing = setup_tracing(cfg.tracing, paths.traces_db, hostname=cfg.hostname)
-    store = QueueStore(paths.queue_dir)
     stop = gevent.event.Event()
     status = {"code": 0}
     signals_seen = []
@@ -91,7 +107,7 @@ def serve(cfg: config_pb2.Config) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(sig, on_signal, sig)
-    root = Supervisor.start(None, build_tree(cfg, paths, store, tracing.tracer), on_escalate=on_escalate)
+    root = Supervisor.start(None, build_tree(cfg, paths, store, tracing.tracer, disk), on_escalate=on_escalate)
     root.ask(supervision_pb2.WhichChildren())  # answered once every child has started
     log.info("started hostname=%s data_dir=%s pid=%d", cfg.hostname, paths.data_dir, os.getpid())
     stop.wait()

@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from dataclasses import dataclass, field
 
 import gevent
+from gevent import monkey
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -115,6 +117,39 @@ class Tracing:
         self.provider = None
 
 
+class _OsThreading:
+    """Stands in for the `threading` module inside the OTel SDK's span
+    modules: `Lock` and `RLock` are the OS ones even under gevent's monkey
+    patching; everything else is the (patched) threading module's.
+
+    Why: a span makes 3-4 locks (the span's, its attributes', its event and
+    link lists'); gevent's are Python objects, about 11 µs of a span's 28 µs
+    (measured: 17 µs per span with these). Safe here because every span is
+    created, changed and ended on the hub's thread, and the SDK never yields
+    inside those locks (nothing in them does I/O; span processors run after
+    release), so an OS lock is never contended; our span store reads ended
+    spans in a pool thread without taking them.
+    """
+
+    Lock = staticmethod(monkey.get_original("_thread", "allocate_lock"))
+    RLock = staticmethod(monkey.get_original("threading", "RLock"))
+
+    def __getattr__(self, name: str):
+        return getattr(threading, name)
+
+
+def _use_os_locks_in_spans() -> None:
+    """Point the SDK's span modules at _OsThreading (see there)."""
+    import opentelemetry.attributes
+    import opentelemetry.sdk.trace
+    import opentelemetry.sdk.util
+
+    shim = _OsThreading()
+    for module in (opentelemetry.sdk.trace, opentelemetry.attributes, opentelemetry.sdk.util):
+        if getattr(module, "threading", None) is threading:
+            module.threading = shim
+
+
 def setup_tracing(cfg: config_pb2.Tracing, db_path: str, *, service_name: str = "estafeta",
                   hostname: str) -> Tracing:
     """Build tracing from the config's ``Tracing`` message.
@@ -126,6 +161,8 @@ def setup_tracing(cfg: config_pb2.Tracing, db_path: str, *, service_name: str = 
     """
     if not cfg.enabled:
         return Tracing(tracer=trace.NoOpTracer())
+    if monkey.is_module_patched("threading"):
+        _use_os_locks_in_spans()
     resource = Resource.create({"service.name": service_name, "host.name": hostname or socket.gethostname()})
     parent = os.path.dirname(os.path.abspath(db_path))
     os.makedirs(parent, exist_ok=True)

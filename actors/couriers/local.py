@@ -3,8 +3,9 @@
 Asked `DeliverLocal`, answers `DeliveryResult`. Several run in parallel
 (Config.local_delivery_concurrency, registered "courier.local.<n>"); a
 QueueItem picks one by its queue id. The file is written by
-store/maildir.py in the hub threadpool (write tmp/, fsync, rename to new/,
-fsync new/): the answer DELIVERED means it is durable.
+store/maildir.py (write tmp/, fsync, rename to new/, fsync new/) in the
+daemon's disk worker process, or the hub threadpool without one: the
+answer DELIVERED means it is durable.
 
 Added headers (prepended; the body keeps our SMTP Received header):
 - Return-Path: <reverse-path> (RFC 5321 §4.4: added at final delivery);
@@ -22,9 +23,10 @@ import logging
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from estafeta.proto import common_pb2, messages_pb2
+from estafeta.proto import common_pb2, disk_pb2, messages_pb2
 from estafeta.store import maildir
 from estafeta.store.blocking import run_blocking
+from estafeta.store.disk_client import DiskChannel
 from estafeta.supervisor.actor import Actor, Link
 from estafeta.tracing.propagation import extract
 
@@ -40,11 +42,15 @@ def header_prefix(reverse_path: str, recipient: str) -> bytes:
 class LocalCourier(Actor):
     """Writes messages into <mail_root>/<domain>/<localpart>/ Maildirs."""
 
-    def __init__(self, link: Link | None, mail_root: str, hostname: str, tracer: trace.Tracer):
+    def __init__(self, link: Link | None, mail_root: str, hostname: str, tracer: trace.Tracer,
+                 disk: DiskChannel | None = None):
+        """`disk`: the daemon's disk worker (store/disk_client.py) does the
+        writes; without one they run in the hub threadpool."""
         super().__init__(link)
         self._root = mail_root
         self._hostname = hostname
         self._tracer = tracer
+        self._disk = disk
 
     def on_receive(self, message):
         if isinstance(message, messages_pb2.DeliverLocal):
@@ -54,7 +60,7 @@ class LocalCourier(Actor):
     def _deliver(self, m: messages_pb2.DeliverLocal) -> messages_pb2.DeliveryResult:
         rcpt = m.recipient
         name = maildir.unique_name(m.queue_id, m.recipient_index, m.created_at, self._hostname)
-        with self._tracer.start_as_current_span(
+        with self._tracer.start_span(
             "courier.local",
             context=extract(m.trace),
             kind=SpanKind.CLIENT,
@@ -66,16 +72,7 @@ class LocalCourier(Actor):
             },
         ) as span:
             try:
-                path, existed = run_blocking(
-                    maildir.deliver,
-                    self._root,
-                    rcpt.mailbox,
-                    name,
-                    header_prefix(m.reverse_path, rcpt.address),
-                    m.body or None,
-                    m.body_path or None,
-                    m.check_existing,
-                )
+                path, existed = self._write(m, name)
             except ValueError as e:
                 return self._fail(span, messages_pb2.OUTCOME_PERMANENT_FAILURE, 550, "5.1.3", str(e))
             except OSError as e:
@@ -90,6 +87,29 @@ class LocalCourier(Actor):
                 reply=common_pb2.Reply(code=250, enhanced="2.0.0", text="delivered to maildir"),
                 path=path,
             )
+
+    def _write(self, m: messages_pb2.DeliverLocal, name: str) -> tuple[str, bool]:
+        """Write the Maildir file durably; (path, already there). Raises
+        ValueError (unsafe mailbox or name) or OSError."""
+        rcpt = m.recipient
+        prefix = header_prefix(m.reverse_path, rcpt.address)
+        if self._disk is None:
+            return run_blocking(
+                maildir.deliver, self._root, rcpt.mailbox, name, prefix, None, m.body_path, m.check_existing
+            )
+        reply = self._disk.call(
+            disk_pb2.DiskRequest(
+                maildir=disk_pb2.MaildirDelivery(
+                    root=self._root,
+                    mailbox=rcpt.mailbox,
+                    name=name,
+                    header_prefix=prefix,
+                    body_path=m.body_path,
+                    check_existing=m.check_existing,
+                )
+            )
+        )
+        return reply.path, reply.already_there
 
     @staticmethod
     def _fail(span, outcome: int, code: int, enhanced: str, text: str) -> messages_pb2.DeliveryResult:

@@ -167,7 +167,7 @@ def test_chaos_crashes_lose_and_duplicate_nothing(daemon_factory, actor):
     )
     markers = [f"chaos-{actor}-{n:04d}" for n in range(300)]
     sent = _send_concurrently(d, markers)
-    d.wait_queue_empty(timeout=180)
+    d.wait_queue_empty(timeout=90)
     time.sleep(0.5)
     files = d.delivered("localhost", "chaos")
     counts = count_markers(files)

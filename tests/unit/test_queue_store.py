@@ -12,7 +12,7 @@ from gevent.monkey import get_original
 
 from estafeta.proto import queue_pb2
 from estafeta.store import queue as queue_mod
-from estafeta.store import queuefile
+from estafeta.store import batchwriter, queuefile
 from estafeta.store.blocking import configure_threadpool, run_blocking
 from estafeta.store.queue import QueueStore
 
@@ -198,6 +198,7 @@ def test_crash_at_every_step_of_put(tmp_path, monkeypatch):
         s.recover()
         fake = CrashingOS(k, partial=True)
         monkeypatch.setattr(queuefile, "os", fake)
+        monkeypatch.setattr(batchwriter, "os", fake)
         monkeypatch.setattr(queue_mod, "os", fake)
         try:
             s.put(_item("00ff"), body)
@@ -206,6 +207,7 @@ def test_crash_at_every_step_of_put(tmp_path, monkeypatch):
             finished = False
         finally:
             monkeypatch.setattr(queuefile, "os", os)
+            monkeypatch.setattr(batchwriter, "os", os)
             monkeypatch.setattr(queue_mod, "os", os)
         ids = s.recover()
         if ids:
@@ -252,6 +254,7 @@ def test_group_commit_shares_directory_fsyncs(store, hub, monkeypatch):
                 dir_syncs.append((start, next(seq)))
 
     monkeypatch.setattr(queuefile, "os", Spy())
+    monkeypatch.setattr(batchwriter, "os", queuefile.os)
     returned: dict[str, int] = {}
 
     def one(i):
