@@ -1,8 +1,10 @@
 """Directory actor: which recipients are local, and their mailboxes.
 
-It answers `CheckRecipient` with a `RecipientVerdict` (proto/messages.proto)
-from the configured `local_domain`s. The decision itself is the pure
-function `check_recipient`, unit-tested on its own.
+It owns the recipient tables built from the configured `local_domain`s:
+it publishes them in a DirectoryView, which sessions read at RCPT TO, and
+answers `CheckRecipient` asks with a `RecipientVerdict`
+(proto/messages.proto). The decision itself is the pure function
+`check_recipient`, unit-tested on its own.
 
 Replies (RFC 5321 §4.2.2, enhanced codes RFC 3463):
 - non-local domain, address literal: 554 5.7.1 relay access denied (this
@@ -90,12 +92,41 @@ def check_recipient(domains: LocalDomains, address: str) -> messages_pb2.Recipie
     return messages_pb2.RecipientVerdict(accepted=True, mailbox=f"{dom}/{name}")
 
 
-class Directory(Actor):
-    """Answers CheckRecipient -> RecipientVerdict. Registered as "directory"."""
+class DirectoryView:
+    """The Directory's current tables, published for sessions to read at
+    RCPT TO (like an ETS table with one writer: the Directory actor sets
+    `domains`, a LocalDomains it never changes in place, so a reader always
+    sees one whole version). `check(address)` is check_recipient on it:
+    the same decision a CheckRecipient ask gets, without an actor round
+    trip per recipient.
+    """
 
-    def __init__(self, link: Link | None, cfg: config_pb2.Config):
+    __slots__ = ("domains",)
+
+    def __init__(self, domains: LocalDomains | None = None):
+        self.domains = domains
+
+    def check(self, address: str) -> messages_pb2.RecipientVerdict:
+        """Decide RCPT TO:<address> (see check_recipient). Raises
+        RuntimeError before the Directory has published its tables."""
+        if self.domains is None:
+            raise RuntimeError("directory not started")
+        return check_recipient(self.domains, address)
+
+
+class Directory(Actor):
+    """Owns the recipient tables: publishes them in its DirectoryView on
+    start, and answers CheckRecipient -> RecipientVerdict. Registered as
+    "directory"."""
+
+    def __init__(self, link: Link | None, cfg: config_pb2.Config, view: DirectoryView | None = None):
         super().__init__(link)
         self._domains = LocalDomains(cfg)
+        self._view = view
+
+    def on_start(self) -> None:
+        if self._view is not None:
+            self._view.domains = self._domains
 
     def on_receive(self, message):
         if isinstance(message, messages_pb2.CheckRecipient):

@@ -5,8 +5,10 @@ QueueManager (permanent, registered as "queue"):
   file (the daemon cleaned it of temp files and orphan bodies before the
   tree started: that clean-up is only safe while nothing writes, and this
   actor may be restarted while sessions are putting messages);
-- answers `Admit` (back-pressure: 452 4.3.1 once max_queue_items or
-  max_queue_bytes is reached — RFC 3463 §3.4 "mail system full");
+- publishes its counts in a QueueGauge that sessions read at MAIL FROM
+  (back-pressure: 452 4.3.1 once max_queue_items or max_queue_bytes is
+  reached — RFC 3463 §3.4 "mail system full"), and answers `Admit` asks
+  with the same decision;
 - on `Enqueued` (told by a session once the item is durable) starts the
   item's QueueItem under the items supervisor ("queue.items");
 - on `ItemFinished` updates its counters;
@@ -38,14 +40,41 @@ SWEEP_SECONDS = 30.0
 QUEUE_FULL = common_pb2.Reply(code=452, enhanced="4.3.1", text="Insufficient system storage, try again later")
 
 
+class QueueGauge:
+    """How full the queue is, as the QueueManager counts it, published for
+    sessions to read at MAIL FROM (like an ETS table with one writer: only
+    the manager writes it; readers on the same hub see whole values).
+
+    `items` (count) and `bytes` (body bytes) of every item on disk not yet
+    finished; `max_items` / `max_bytes` from the config. Reading it instead
+    of asking the manager saves an actor round trip per message; the check
+    is as exact as the ask was (both see the counts as of the last
+    Enqueued/ItemFinished the manager handled).
+    """
+
+    __slots__ = ("items", "bytes", "max_items", "max_bytes")
+
+    def __init__(self, max_items: int, max_bytes: int):
+        self.items = 0
+        self.bytes = 0
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+
+    def admits(self, size: int) -> bool:
+        """May a message of `size` bytes (0: unknown) be accepted now?
+        RFC 3463 §3.4: when not, the reply is 452 4.3.1 (QUEUE_FULL)."""
+        return self.items < self.max_items and self.bytes + size <= self.max_bytes
+
+
 class QueueManager(Actor):
     """Owns the queue's counters and starts QueueItem actors."""
 
-    def __init__(self, link: Link | None, store: QueueStore, max_items: int, max_bytes: int):
+    def __init__(self, link: Link | None, store: QueueStore, gauge: QueueGauge):
+        """`gauge`: where the counts are published (QueueGauge); its
+        max_items / max_bytes are the back-pressure limits."""
         super().__init__(link)
         self._store = store
-        self._max_items = max_items
-        self._max_bytes = max_bytes
+        self._gauge = gauge
         #: queue id -> body size, for every item on disk not known finished.
         self._items: dict[str, int] = {}
         #: ids that are quarantined or unreadable: on disk, but not started.
@@ -59,6 +88,7 @@ class QueueManager(Actor):
         for queue_id in ids:
             self._items[queue_id] = self._body_size(queue_id)
         self._bytes = sum(self._items.values())
+        self._publish()
         if ids:
             log.info("loaded %d queued items (%d bytes)", len(ids), self._bytes)
         self.actor_ref.tell(messages_pb2.AttemptDue())  # start them, once the items supervisor is up
@@ -109,6 +139,11 @@ class QueueManager(Actor):
         for gone in set(self._items) - on_disk:
             self._bytes -= self._items.pop(gone)
             self._held.discard(gone)
+        self._publish()
+
+    def _publish(self) -> None:
+        self._gauge.items = len(self._items)
+        self._gauge.bytes = self._bytes
 
     # ------------------------------------------------------------ messages
     def on_receive(self, message):
@@ -123,7 +158,7 @@ class QueueManager(Actor):
         raise TypeError(f"QueueManager cannot handle {type(message).__name__}")
 
     def _admit(self, m: messages_pb2.Admit) -> messages_pb2.AdmitReply:
-        if len(self._items) >= self._max_items or self._bytes + m.size_bytes > self._max_bytes:
+        if not self._gauge.admits(m.size_bytes):
             log.warning("queue full items=%d bytes=%d: refusing new mail (452 4.3.1)", len(self._items), self._bytes)
             return messages_pb2.AdmitReply(accepted=False, reply=QUEUE_FULL)
         return messages_pb2.AdmitReply(accepted=True)
@@ -132,6 +167,7 @@ class QueueManager(Actor):
         item = m.item
         self._items[item.id] = item.body_size
         self._bytes += item.body_size
+        self._publish()
         start_child(
             registry.whereis("queue.items"),
             messages_pb2.QueueItemArgs(queue_id=item.id, item=item, trace=m.trace),
@@ -142,6 +178,7 @@ class QueueManager(Actor):
             size = self._items.pop(m.queue_id, None)
             if size is not None:
                 self._bytes -= size
+                self._publish()
             self._held.discard(m.queue_id)
         else:  # QUARANTINED or unreadable: stays on disk, not restarted
             self._held.add(m.queue_id)

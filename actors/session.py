@@ -3,8 +3,10 @@
 It owns the socket, feeds the sans-I/O protocol (actors/smtp), and asks
 other actors for the decisions the protocol leaves to it:
 
-- MAIL FROM: `Admit` -> QueueManager (back-pressure, 452 4.3.1);
-- RCPT TO: `CheckRecipient` -> Directory (local? relay denied? user?);
+- MAIL FROM: the QueueManager's QueueGauge (back-pressure, 452 4.3.1);
+- RCPT TO: the Directory's DirectoryView (local? relay denied? user?);
+  both are tables those actors publish and only they write (Erlang's
+  ETS pattern), read here instead of an ask per command;
 - end of DATA: the item and body are written durably by the QueueStore
   (fsync'd, group commit) *before* "250 ... queued as <id>" goes out
   (RFC 5321 §4.1.1.4, §6.1: once 250 is sent the message must not be lost),
@@ -34,6 +36,8 @@ from opentelemetry.trace import Link as SpanLink
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from estafeta.actors import smtp
+from estafeta.actors.directory import DirectoryView
+from estafeta.actors.queue import QUEUE_FULL, QueueGauge
 from estafeta.proto import common_pb2, messages_pb2, queue_pb2
 from estafeta.store.queue import QueueStore, new_id
 from estafeta.supervisor import registry
@@ -42,9 +46,6 @@ from estafeta.supervisor.log import kv
 from estafeta.tracing.propagation import inject
 
 log = logging.getLogger("estafeta.session")
-
-#: How long a session waits for another actor's answer, seconds.
-ASK_TIMEOUT = 30.0
 
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*<?([^>\r\n]*)>?", re.IGNORECASE | re.MULTILINE)
 _EMPTY_CONTEXT = trace.set_span_in_context(trace.INVALID_SPAN)
@@ -87,6 +88,8 @@ class SessionEnv:
     store: QueueStore
     tracer: trace.Tracer
     slots: ConnectionSlots
+    gauge: QueueGauge  # published by the QueueManager (back-pressure)
+    directory: DirectoryView  # published by the Directory (RCPT TO)
 
 
 class _DateCache:
@@ -155,7 +158,6 @@ class SmtpSession(Actor):
     def _serve(self, start: messages_pb2.StartSession) -> None:
         env = self._env
         sock = socket.socket(fileno=start.fd)
-        peer = f"{start.peer_address}:{start.peer_port}"
         span = env.tracer.start_span(
             "smtp.session",
             context=_EMPTY_CONTEXT,
@@ -169,14 +171,14 @@ class SmtpSession(Actor):
             },
         )
         self._session_span = span
-        log.info("connection from=%s listener=%s", peer, start.listener)
+        log.info("connection from=%s:%d listener=%s", start.peer_address, start.peer_port, start.listener)
         proto = smtp.SmtpServer(env.params, start.peer_address)
         try:
             proto.greet()
             self._converse(sock, proto)
         except OSError as e:
             span.set_attribute("error.type", type(e).__name__)
-            log.info("disconnected from=%s error=%s", peer, kv(e))
+            log.info("disconnected from=%s:%d error=%s", start.peer_address, start.peer_port, kv(e))
         finally:
             if self._txn is not None:
                 self._end_transaction("connection closed during transaction", error=True)
@@ -232,11 +234,6 @@ class SmtpSession(Actor):
             sock.sendall(out)
 
     # ---------------------------------------------------------- decisions
-    @staticmethod
-    def _ask(name: str, message):
-        """Ask the actor registered as `name` (ASK_TIMEOUT seconds)."""
-        return registry.whereis(name).ask(message, timeout=ASK_TIMEOUT)
-
     def _handle(self, event, proto: smtp.SmtpServer) -> None:
         if isinstance(event, smtp.MailFrom):
             self._on_mail(event, proto)
@@ -269,19 +266,18 @@ class SmtpSession(Actor):
                 "network.peer.address": self._start.peer_address,
             },
         )
-        trace_ctx = inject(span)
-        verdict = self._ask("queue", messages_pb2.Admit(size_bytes=event.size or 0, trace=trace_ctx))
-        if not verdict.accepted:
-            span.set_status(Status(StatusCode.ERROR, verdict.reply.text))
+        if not self._env.gauge.admits(event.size or 0):
+            log.warning("queue full: refusing new mail from=%s (452 4.3.1)", self._start.peer_address)
+            span.set_status(Status(StatusCode.ERROR, QUEUE_FULL.text))
             span.end()
-            proto.reject(_reply(verdict.reply))
+            proto.reject(_reply(QUEUE_FULL))
             return
         self._txn = _Transaction(span, event)
         proto.accept()
 
     def _on_rcpt(self, event: smtp.RcptTo, proto: smtp.SmtpServer) -> None:
         txn = self._txn
-        verdict = self._ask("directory", messages_pb2.CheckRecipient(address=event.forward_path))
+        verdict = self._env.directory.check(event.forward_path)
         if not verdict.accepted:
             txn.span.add_event(
                 "rcpt.rejected", {"smtp.rcpt_to": event.forward_path, "smtp.reply.code": verdict.reply.code}
@@ -331,19 +327,29 @@ class SmtpSession(Actor):
         ctx = trace.set_span_in_context(span)
         # start_span, not start_as_current_span: contexts travel in messages
         # here, so making the span current (a contextvar) would be wasted.
-        with env.tracer.start_span(
-            "queue.enqueue", context=ctx, attributes={"estafeta.queue_id": queue_id, "estafeta.body_size": len(body)}
-        ):
-            env.store.put(item, body)
+        try:
+            with env.tracer.start_span(
+                "queue.enqueue", context=ctx, attributes={"estafeta.queue_id": queue_id, "estafeta.body_size": len(body)}
+            ):
+                env.store.put(item, body)
+        except OSError as e:
+            # Not durable, so not accepted (RFC 5321 §4.1.1.4): 451, the
+            # client keeps the message and tries again (Postfix: "queue file
+            # write error"). The session goes on.
+            log.error("queue write failed id=%s error=%s", queue_id, kv(e))
+            self._end_transaction(f"queue write failed: {e}", error=True)
+            proto.reject(smtp.Reply(451, "4.3.0", "Error: queue file write error, try again later"))
+            return
         registry.whereis("queue").tell(messages_pb2.Enqueued(item=item, trace=item.trace))
         attrs = {"estafeta.queue_id": queue_id, "smtp.rcpt_count": len(rcpts)}
         if message_id:
             attrs["estafeta.message_id"] = message_id
         span.set_attributes(attrs)
-        log.info(
-            "queued id=%s from=<%s> to=%s size=%d message_id=%s",
-            queue_id, txn.reverse_path, ",".join(f"<{r.address}>" for r in rcpts), len(body), kv(message_id or "-"),
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "queued id=%s from=<%s> to=%s size=%d message_id=%s",
+                queue_id, txn.reverse_path, ",".join(f"<{r.address}>" for r in rcpts), len(body), kv(message_id or "-"),
+            )
         self._txn = None
         span.end()
         proto.accept(smtp.Reply(250, "2.0.0", f"Ok: queued as {queue_id}"))

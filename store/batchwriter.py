@@ -2,8 +2,8 @@
 recycled inodes.
 
 A batch of requests — each `(writes, unlinks)` — runs in four phases:
-create and write every file (starting its writeback), fdatasync them all
-(in parallel with a sync pool), rename the temps into place and do the
+create and write every file (starting its writeback), fdatasync them all,
+rename the temps into place and do the
 unlinks in call order, fsync the directory once. So every caller returns
 only after a directory fsync that began after its own renames (classic
 group commit), and requests on one path land in call order.
@@ -37,8 +37,9 @@ again: at least once, never lost).
 from __future__ import annotations
 
 import os
-from concurrent.futures import Executor
 from typing import Any, Sequence
+
+from gevent.monkey import get_original
 
 from estafeta.store.blocking import Batcher, Request
 from estafeta.store.queuefile import (
@@ -57,13 +58,21 @@ from estafeta.store.queuefile import (
 #: Most spare files a BatchWriter keeps; past it, removals unlink.
 SPARE_LIMIT = 1024
 _REUSE_FLAGS = os.O_WRONLY | os.O_TRUNC | _O_CLOEXEC | _O_NOFOLLOW
+#: An OS lock even under gevent's monkey patching: batches run in native
+#: threads (the disk worker's lanes, the hub threadpool).
+_allocate_lock = get_original("_thread", "allocate_lock")
 
 
 class SparePool:
-    """The spare inodes of one directory (see the module docstring).
+    """The spare inodes of one directory (see the module docstring). Safe
+    for several threads running batches at once (an OS lock).
 
     `ready`: spares whose rename a finished directory fsync covers (may be
-    reused); `pending`: renamed since the last directory fsync began.
+    reused); `pending`: renamed, but no directory fsync that began after
+    the rename has finished yet. A batch collects the spares it makes and
+    hands them to `end()`: after its own directory fsync they are ready;
+    without one (a batch of removals only, or a failed fsync) they wait for
+    the next batch's fsync, which `begin()` gives them to.
     """
 
     def __init__(self, directory: str, limit: int = SPARE_LIMIT):
@@ -71,6 +80,8 @@ class SparePool:
         self.limit = limit
         self.ready: list[str] = []
         self.pending: list[str] = []
+        self._unsynced: list[str] = []  # pending, and no batch has taken them
+        self._lock = _allocate_lock()
         self.reused = 0
         self.recycled = 0
 
@@ -82,13 +93,55 @@ class SparePool:
         return temp_path(os.path.join(self.directory, "spare"))
 
     def take(self) -> str | None:
-        """A reusable spare path, or None."""
-        return self.ready.pop() if self.ready else None
+        """A reusable spare path, or None. The caller reports `used()` or
+        `give_back()`s it; if the file turned out to be gone, neither."""
+        with self._lock:
+            return self.ready.pop() if self.ready else None
+
+    def used(self) -> None:
+        """A spare from take() now holds a new file (counted in `reused`)."""
+        with self._lock:
+            self.reused += 1
+
+    def give_back(self, path: str) -> None:
+        """Return a spare from take() that was not used."""
+        with self._lock:
+            self.ready.append(path)
+
+    def renamed(self, path: str, mine: list[str]) -> None:
+        """A file was just renamed to the spare `path` by the batch whose
+        list is `mine`."""
+        with self._lock:
+            self.pending.append(path)
+            self.recycled += 1
+        mine.append(path)
+
+    def begin(self) -> list[str]:
+        """A batch starts: its list of spares, holding those renamed before
+        now that no fsync covers yet (this batch's fsync will)."""
+        with self._lock:
+            mine, self._unsynced = self._unsynced, []
+        return mine
+
+    def end(self, mine: list[str], synced: bool) -> None:
+        """The batch is over; `synced`: its directory fsync succeeded."""
+        if not mine:
+            return
+        with self._lock:
+            if synced:
+                done = set(mine)
+                self.pending = [p for p in self.pending if p not in done]
+                self.ready.extend(mine)
+            else:
+                self._unsynced.extend(mine)
 
     def synced(self) -> None:
-        """A directory fsync that began after every pending rename finished."""
-        self.ready.extend(self.pending)
-        self.pending.clear()
+        """A directory fsync began after every pending rename and finished
+        (single-threaded use and tests)."""
+        with self._lock:
+            self.ready.extend(self.pending)
+            self.pending.clear()
+            self._unsynced.clear()
 
 
 class BatchWriter(Batcher):
@@ -100,14 +153,12 @@ class BatchWriter(Batcher):
     through a temp file; `unlinks` are paths removed (missing is fine)
     after the writes. One request's writes all become durable, or on error
     none is left behind. See the module docstring for the phases and for
-    `recycle`; `sync_pool` runs a batch's fdatasyncs in parallel.
+    `recycle`.
     """
 
-    def __init__(self, directory: str, max_batch: int = 64, sync_pool: Executor | None = None,
-                 recycle: bool = False):
+    def __init__(self, directory: str, max_batch: int = 64, recycle: bool = False):
         super().__init__(max_batch)
         self.directory = directory
-        self.sync_pool = sync_pool
         #: The recycled inodes, or None without recycling.
         self.spares = SparePool(directory) if recycle else None
 
@@ -119,7 +170,21 @@ class BatchWriter(Batcher):
     # -------------------------------------------- in the pool thread
     def execute(self, ops: Sequence[Request]) -> None:
         """Run a batch (blocking). Per-request errors go to its `error`;
-        only an error of the shared directory fsync fails every writer."""
+        only an error of the shared directory fsync fails every writer.
+        Thread-safe for batches on different paths (the disk worker runs
+        two at once); requests on one path must not be in two batches at
+        once (every caller waits for its write)."""
+        spares = self.spares
+        mine = spares.begin() if spares is not None else None  # spares this batch's fsync will cover
+        synced = False
+        try:
+            synced = self._execute(ops, mine)
+        finally:
+            if spares is not None:
+                spares.end(mine, synced)
+
+    def _execute(self, ops: Sequence[Request], mine: list[str] | None) -> bool:
+        """execute()'s work; True if its directory fsync succeeded."""
         advise = sum(len(op.args[0]) for op in ops) > 1
         staged: list[list[list[Any]] | None] = []
         # 1. create and write every file; start its writeback
@@ -140,8 +205,8 @@ class BatchWriter(Batcher):
                 _abort(files)
                 files = None  # type: ignore[assignment]
             staged.append(files)
-        # 2. make each file's data durable (in parallel with a sync pool)
-        errors = iter(sync_all([f[0] for files in staged if files for f in files], self.sync_pool))
+        # 2. make each file's data durable
+        errors = iter(sync_all([f[0] for files in staged if files for f in files]))
         for i, (op, files) in enumerate(zip(ops, staged)):
             if files is None:
                 continue
@@ -169,10 +234,10 @@ class BatchWriter(Batcher):
                 new = any(f[3] for f in files)
                 for f in files:
                     if f[1] is not None:
-                        self._replace(f[1], f[2], new)
+                        self._replace(f[1], f[2], new, mine)
                         f[1] = None
                 for path in op.args[1]:
-                    self._remove(path)
+                    self._remove(path, mine)
             except Exception as e:
                 op.error = e
                 _abort(files)
@@ -180,15 +245,15 @@ class BatchWriter(Batcher):
             if files:
                 wrote.append(op)
         # 4. one directory fsync makes every create and rename durable
-        if wrote:
-            try:
-                fsync_directory(self.directory)
-            except Exception as e:
-                for op in wrote:
-                    op.error = e
-            else:
-                if self.spares is not None:
-                    self.spares.synced()
+        if not wrote:  # (a batch of removals only leaves its spares to the next fsync)
+            return False
+        try:
+            fsync_directory(self.directory)
+        except Exception as e:
+            for op in wrote:
+                op.error = e
+            return False
+        return True
 
     # Each of these uses a spare where there is one (recycle=True), else
     # allocates or frees an inode as plain files do.
@@ -201,12 +266,24 @@ class BatchWriter(Batcher):
             except FileNotFoundError:
                 pass  # gone (removed by hand?): allocate
             except BaseException:
-                spares.ready.append(spare)
+                spares.give_back(spare)
                 raise
             else:
-                spares.reused += 1
-                return os.open(path, _REUSE_FLAGS)
+                return self._open_spare(path, spares)
         return os.open(path, _EXCL_FLAGS, 0o600)
+
+    @staticmethod
+    def _open_spare(path: str, spares: SparePool) -> int:
+        """Open a spare just renamed to `path`, emptied. If that fails, the
+        file (another message's old bytes) must not stay: it is removed,
+        and the spare is lost (an inode freed, as plain files do)."""
+        try:
+            fd = os.open(path, _REUSE_FLAGS)
+        except BaseException:
+            _unlink_quietly(path)
+            raise
+        spares.used()
+        return fd
 
     def _create_temp(self, tmp: str) -> int:
         spares = self.spares
@@ -216,12 +293,14 @@ class BatchWriter(Batcher):
                 os.rename(spare, tmp)
             except FileNotFoundError:
                 pass
+            except BaseException:
+                spares.give_back(spare)
+                raise
             else:
-                spares.reused += 1
-                return os.open(tmp, _REUSE_FLAGS)
+                return self._open_spare(tmp, spares)
         return os.open(tmp, _TMP_FLAGS, 0o600)
 
-    def _replace(self, tmp: str, path: str, new: bool) -> None:
+    def _replace(self, tmp: str, path: str, new: bool, mine: list[str] | None) -> None:
         spares = self.spares
         keep = None
         if spares is not None and not new and not spares.full():
@@ -237,10 +316,9 @@ class BatchWriter(Batcher):
                 _unlink_quietly(keep)  # it must not alias the live file
             raise
         if keep is not None:
-            spares.pending.append(keep)
-            spares.recycled += 1
+            spares.renamed(keep, mine)
 
-    def _remove(self, path: str) -> None:
+    def _remove(self, path: str, mine: list[str] | None) -> None:
         spares = self.spares
         if spares is not None and not spares.full():
             keep = spares.new_name()
@@ -248,8 +326,7 @@ class BatchWriter(Batcher):
                 os.rename(path, keep)
             except FileNotFoundError:
                 return
-            spares.pending.append(keep)
-            spares.recycled += 1
+            spares.renamed(keep, mine)
             return
         _unlink_quietly(path)
 

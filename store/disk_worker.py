@@ -15,11 +15,11 @@ syscalls run on the other CPU under this process's own GIL, and the hub
 pays one send and one receive per request.
 
 Protocol: proto/disk.proto, length-prefixed binary frames over the
-socketpair whose end is file descriptor ARGV[1]. Two lanes, each a thread
-that takes everything queued for it as one batch (group commit): queue
-writes (one directory fsync per batch) and Maildir deliveries (one fsync
-per new/ directory per batch). Within a batch, the fdatasyncs run in
-parallel on SYNC_THREADS threads. Replies go back as each batch finishes.
+socketpair whose end is file descriptor ARGV[1]. Two lanes, each a
+thread that takes everything queued for the lane as one batch (group
+commit): queue writes (one directory fsync per batch) and Maildir
+deliveries (one fsync per new/ directory per batch). Replies go back as
+each batch finishes.
 
 Lifetime: it exits when its socket reaches end-of-file — the daemon closed
 it (shutdown) or died — after finishing the batches already received.
@@ -42,7 +42,6 @@ import socket
 import struct
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 from estafeta.proto import disk_pb2
@@ -52,10 +51,12 @@ from estafeta.store.blocking import Request
 
 #: Frame header: the length of the encoded message that follows, bytes.
 FRAME = struct.Struct(">I")
-#: Threads running a batch's fdatasyncs in parallel.
-SYNC_THREADS = 8
 #: Most requests in one batch of a lane.
 MAX_BATCH = 256
+#: Threads per lane (batches in flight at once). 1: two were measured
+#: slower here (smaller batches, more flushes on a disk that does not
+#: overlap them; docs/PERFORMANCE.md).
+LANE_THREADS = 1
 _PR_SET_PDEATHSIG = 1
 
 
@@ -107,9 +108,9 @@ def reply_for(request_id: int, req: Request) -> disk_pb2.DiskReply:
 class Executor:
     """Runs batches of DiskRequests (blocking). Shared by the lanes."""
 
-    def __init__(self, sync_threads: int = SYNC_THREADS):
-        self.sync_pool = ThreadPoolExecutor(sync_threads, thread_name_prefix="sync")
+    def __init__(self) -> None:
         self._writers: dict[str, BatchWriter] = {}
+        self._lock = threading.Lock()
 
     def queue_writes(self, batch: Sequence[disk_pb2.DiskRequest]) -> list[disk_pb2.DiskReply]:
         """QueueWrite requests, one group commit per directory."""
@@ -118,9 +119,10 @@ class Executor:
             by_dir.setdefault(pb.queue_write.directory, []).append(pb)
         replies = []
         for directory, pbs in by_dir.items():
-            writer = self._writers.get(directory)
-            if writer is None:
-                writer = self._writers[directory] = BatchWriter(directory, sync_pool=self.sync_pool, recycle=True)
+            with self._lock:  # lanes may run several threads
+                writer = self._writers.get(directory)
+                if writer is None:
+                    writer = self._writers[directory] = BatchWriter(directory, recycle=True)
             reqs = [
                 Request((
                     tuple((f.path, f.data, f.exclusive) for f in pb.queue_write.writes),
@@ -140,22 +142,27 @@ class Executor:
             reqs.append(Request((
                 m.root, m.mailbox, m.name, m.header_prefix, m.body or None, m.body_path or None, m.check_existing,
             )))
-        maildir.deliver_batch(reqs, self.sync_pool)
+        maildir.deliver_batch(reqs)
         return [reply_for(pb.id, req) for pb, req in zip(batch, reqs)]
 
 
 class Lane:
-    """A thread that executes the requests queued for it, all that are
-    waiting at once as one batch, and sends their replies."""
+    """`threads` threads that execute the requests queued for the lane: a
+    free thread takes all that are waiting (at most MAX_BATCH) as one
+    batch, and sends their replies. With more than one thread a batch may
+    start while another waits for its fdatasyncs (safe: requests on one
+    path are never in two batches at once, since each caller waits for its
+    reply before it sends the next write of that file)."""
 
-    def __init__(self, name: str, execute: Callable[[list], list], send: Callable[[list], None]):
+    def __init__(self, name: str, execute: Callable[[list], list], send: Callable[[list], None], threads: int = 1):
         self._execute = execute
         self._send = send
         self._items: collections.deque = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(threads)]
+        for t in self._threads:
+            t.start()
 
     def put(self, request: disk_pb2.DiskRequest) -> None:
         with self._cond:
@@ -166,8 +173,9 @@ class Lane:
         """Finish everything queued, then stop the thread."""
         with self._cond:
             self._closed = True
-            self._cond.notify()
-        self._thread.join()
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join()
 
     def _run(self) -> None:
         items = self._items
@@ -190,14 +198,14 @@ class Lane:
 class Worker:
     """Reads requests from `sock`, runs them in their lanes, sends replies."""
 
-    def __init__(self, sock: socket.socket, sync_threads: int = SYNC_THREADS):
+    def __init__(self, sock: socket.socket):
         self._sock = sock
         self._send_lock = threading.Lock()
-        executor = Executor(sync_threads)
+        executor = Executor()
         self._executor = executor
         self._lanes = {
-            "queue_write": Lane("queue", executor.queue_writes, self._send),
-            "maildir": Lane("maildir", executor.maildir_deliveries, self._send),
+            "queue_write": Lane("queue", executor.queue_writes, self._send, threads=LANE_THREADS),
+            "maildir": Lane("maildir", executor.maildir_deliveries, self._send, threads=LANE_THREADS),
         }
 
     def _send(self, replies: list) -> None:
@@ -231,7 +239,6 @@ class Worker:
         finally:
             for lane in self._lanes.values():
                 lane.close()
-            self._executor.sync_pool.shutdown()
         return status
 
 

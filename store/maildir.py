@@ -29,7 +29,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from concurrent.futures import Executor
 from typing import Sequence
 
 from estafeta.store import queuefile
@@ -213,10 +212,9 @@ class Deliverer(Batcher):
         deliver_batch(requests)
 
 
-def deliver_batch(requests: Sequence[Request], sync_pool: Executor | None = None) -> None:
+def deliver_batch(requests: Sequence[Request]) -> None:
     """Deliver a batch (blocking): each request's args are deliver()'s;
-    its result is (path, already_there) or its error is set. `sync_pool`:
-    run the fdatasyncs in parallel (queuefile.sync_all)."""
+    its result is (path, already_there) or its error is set."""
     advise = len(requests) > 1
     staged: dict[str, list] = {}  # tmp path -> [fd, final path, [requests]]
     # 1. write every tmp/ file and start its writeback
@@ -258,9 +256,9 @@ def deliver_batch(requests: Sequence[Request], sync_pool: Executor | None = None
         except Exception as e:
             req.error = e
             _discard(fd, tmp)
-    # 2. fdatasync each file (in parallel with a sync pool); 3. rename it into new/
+    # 2. fdatasync each file; 3. rename it into new/
     by_dir: dict[str, list] = {}
-    errors = queuefile.sync_all([entry[0] for entry in staged.values()], sync_pool)
+    errors = queuefile.sync_all([entry[0] for entry in staged.values()])
     for error, (tmp, (fd, final, reqs)) in zip(errors, staged.items()):
         try:
             try:

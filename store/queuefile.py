@@ -14,7 +14,7 @@ data and the metadata needed to read it back (size, blocks) and skips the
 timestamps, which nothing here needs; about 20 % cheaper than fsync here.
 
 Group commit: `DirSync` lets writers in separate threads share directory
-fsyncs; `sync_all` runs many fdatasyncs in parallel; the queue's batches
+fsyncs; `sync_all` fdatasyncs a batch's files; the queue's batches
 are store/batchwriter.py. Everything here is blocking; callers on the
 gevent hub run it via `estafeta.store.blocking.run_blocking` (or in the
 disk worker process, store/disk_worker.py).
@@ -25,7 +25,6 @@ import errno
 import itertools
 import os
 import random
-from concurrent.futures import Executor
 from typing import Sequence, TypeVar
 
 from gevent.monkey import get_original
@@ -115,9 +114,14 @@ def rename_noreplace(src: str, dst: str) -> None:
         if fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
             return
         err = get_errno()
+        if err == errno.EEXIST:  # name the file that is in the way
+            raise FileExistsError(err, os.strerror(err), dst)
         if err not in (errno.EINVAL, errno.ENOSYS):  # EINVAL: the file system has no RENAME_NOREPLACE
             raise OSError(err, os.strerror(err), src, None, dst)
-    os.link(src, dst)
+    try:
+        os.link(src, dst)
+    except FileExistsError as e:
+        raise FileExistsError(e.errno, e.strerror, dst) from None
     os.unlink(src)
 
 
@@ -272,24 +276,21 @@ class DirSync:
             self.fsyncs += 1
 
 
-def sync_all(fds: Sequence[int], pool: Executor | None = None) -> list[BaseException | None]:
-    """fdatasync (sync_data) every fd; returns each one's error or None, in
-    order. With `pool` (a concurrent.futures executor of native threads) and
-    more than one fd, the calls run in parallel: concurrent flushes share
-    the device's cache flushes, so N files take far less than N serial
-    fdatasyncs (../shared/bench/RESULTS.md §E: 8 writers, 3.5x the files/s
-    of one). Blocking."""
-
-    def one(fd: int) -> BaseException | None:
+def sync_all(fds: Sequence[int]) -> list[BaseException | None]:
+    """fdatasync (sync_data) every fd, one after the other; returns each
+    one's error or None, in order, so one file's failure fails only its own
+    request. (Running them in parallel threads was measured slower here:
+    more, smaller I/Os on a disk whose cache flushes do not overlap;
+    docs/PERFORMANCE.md.) Blocking."""
+    out: list[BaseException | None] = []
+    for fd in fds:
         try:
             sync_data(fd)
         except Exception as e:  # noqa: BLE001 - reported per file
-            return e
-        return None
-
-    if pool is None or len(fds) < 2:
-        return [one(fd) for fd in fds]
-    return list(pool.map(one, fds))
+            out.append(e)
+        else:
+            out.append(None)
+    return out
 
 
 # --------------------------------------------------------------- batching

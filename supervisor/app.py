@@ -42,10 +42,10 @@ from opentelemetry import trace
 from estafeta.actors import smtp
 from estafeta.actors.couriers.local import LocalCourier
 from estafeta.actors.disk import DiskWriter
-from estafeta.actors.directory import Directory
+from estafeta.actors.directory import Directory, DirectoryView
 from estafeta.actors.item import ItemEnv, QueueItem
 from estafeta.actors.listener import Listener
-from estafeta.actors.queue import QueueManager
+from estafeta.actors.queue import QueueGauge, QueueManager
 from estafeta.actors.session import ConnectionSlots, SessionEnv, SmtpSession
 from estafeta.proto import config_pb2, messages_pb2
 from estafeta.store.disk_client import DiskChannel
@@ -123,6 +123,8 @@ def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: 
             for i in range(n_couriers)
         ],
     )
+    gauge = QueueGauge(cfg.max_queue_items, cfg.max_queue_bytes)
+    directory = DirectoryView()
     item_env = ItemEnv(
         store=store,
         tracer=tracer,
@@ -140,7 +142,7 @@ def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: 
                 id="manager",
                 start=_registered(
                     "queue",
-                    lambda link, _a: QueueManager.start(link, store, cfg.max_queue_items, cfg.max_queue_bytes),
+                    lambda link, _a: QueueManager.start(link, store, gauge),
                 ),
                 restart="permanent",
                 shutdown=10.0,
@@ -180,6 +182,8 @@ def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: 
         store=store,
         tracer=tracer,
         slots=slots,
+        gauge=gauge,
+        directory=directory,
     )
 
     def start_session(link, args: messages_pb2.StartSession):
@@ -242,7 +246,7 @@ def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: 
             )] if disk is not None else []),
             ChildSpec(
                 id="directory",
-                start=_registered("directory", lambda link, _a: Directory.start(link, cfg)),
+                start=_registered("directory", lambda link, _a: Directory.start(link, cfg, directory)),
                 restart="permanent",
                 shutdown=5.0,
             ),
