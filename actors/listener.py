@@ -83,6 +83,10 @@ class Listener(Actor):
     def _accept_loop(self) -> None:
         sock = self._sock
         sessions = f"sessions.{self._name}"
+        # Bound to one address, every connection's local end is that one: no
+        # getsockname(2) per connection. A wildcard address needs it.
+        bound = sock.getsockname()
+        fixed_local = None if bound[0] in ("0.0.0.0", "::") else bound
         while True:
             try:
                 conn, peer = sock.accept()
@@ -99,7 +103,7 @@ class Listener(Actor):
                 finally:
                     conn.close()
                 continue
-            local = conn.getsockname()
+            local = fixed_local or conn.getsockname()
             start = messages_pb2.StartSession(
                 fd=conn.detach(),
                 peer_address=peer[0],

@@ -29,6 +29,7 @@ import re
 import socket
 import time
 from dataclasses import dataclass
+from time import monotonic as _monotonic
 from email.utils import formatdate
 
 from opentelemetry import trace
@@ -38,6 +39,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from estafeta.actors import smtp
 from estafeta.actors.directory import DirectoryView
 from estafeta.actors.queue import QUEUE_FULL, QueueGauge
+from estafeta.actors.timeouts import IdleWatch, SessionTimedOut
 from estafeta.proto import common_pb2, messages_pb2, queue_pb2
 from estafeta.store.queue import QueueStore, new_id
 from estafeta.supervisor import registry
@@ -88,6 +90,7 @@ class SessionEnv:
     store: QueueStore
     tracer: trace.Tracer
     slots: ConnectionSlots
+    watch: IdleWatch  # idle and DATA timeouts of every session
     gauge: QueueGauge  # published by the QueueManager (back-pressure)
     directory: DirectoryView  # published by the Directory (RCPT TO)
 
@@ -138,6 +141,10 @@ class SmtpSession(Actor):
         #: True only while blocked reading the next command outside a
         #: transaction: the one point where a shutdown may cut in.
         self._awaiting_command = False
+        #: For the IdleWatch: time.monotonic() when the current wait for
+        #: the client began (None: not waiting), and its limit in seconds.
+        self.wait_since: float | None = None
+        self.wait_limit = env.idle_timeout
 
     def interruptible_now(self) -> bool:
         """Only an idle session (between transactions, waiting for a
@@ -157,7 +164,10 @@ class SmtpSession(Actor):
     # ------------------------------------------------------------ the loop
     def _serve(self, start: messages_pb2.StartSession) -> None:
         env = self._env
-        sock = socket.socket(fileno=start.fd)
+        # Family and type given: socket(fileno=) alone would probe them
+        # with getsockname and two getsockopt calls.
+        family = socket.AF_INET6 if ":" in start.peer_address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, 0, fileno=start.fd)
         span = env.tracer.start_span(
             "smtp.session",
             context=_EMPTY_CONTEXT,
@@ -173,6 +183,7 @@ class SmtpSession(Actor):
         self._session_span = span
         log.info("connection from=%s:%d listener=%s", start.peer_address, start.peer_port, start.listener)
         proto = smtp.SmtpServer(env.params, start.peer_address)
+        env.watch.add(self)
         try:
             proto.greet()
             self._converse(sock, proto)
@@ -180,6 +191,7 @@ class SmtpSession(Actor):
             span.set_attribute("error.type", type(e).__name__)
             log.info("disconnected from=%s:%d error=%s", start.peer_address, start.peer_port, kv(e))
         finally:
+            env.watch.remove(self)
             if self._txn is not None:
                 self._end_transaction("connection closed during transaction", error=True)
             try:
@@ -188,32 +200,36 @@ class SmtpSession(Actor):
                 env.slots.release()
                 span.end()
 
+    @property
+    def greenlet(self):
+        """The greenlet serving this connection (for the IdleWatch)."""
+        return self._greenlet
+
     def _converse(self, sock: socket.socket, proto: smtp.SmtpServer) -> None:
         env = self._env
-        timeout = None
         while True:
             event = proto.next_event()
             if event is smtp.NEED_DATA:
                 out = proto.data_to_send()
                 if out:
-                    sock.sendall(out)
+                    self._send(sock, out)
                 idle = not proto.in_data and self._txn is None
                 if idle and self.shutdown_pending:
                     self._close(sock, proto, smtp.Reply(421, "4.3.2", f"{env.hostname} Service shutting down"))
                     return
-                want = env.data_timeout if proto.in_data else env.idle_timeout
-                if want != timeout:
-                    sock.settimeout(want)
-                    timeout = want
+                # RFC 5321 §4.5.3.2.6/7: the IdleWatch enforces these.
+                self.wait_limit = env.data_timeout if proto.in_data else env.idle_timeout
                 self._awaiting_command = idle
+                self.wait_since = _monotonic()
                 try:
                     data = sock.recv(65536)
-                except socket.timeout:
+                except SessionTimedOut:
                     self._close(sock, proto, smtp.Reply(421, "4.4.2", f"{env.hostname} Timeout, closing connection"))
                     return
                 except ShutdownRequested:
                     continue  # shutdown_pending is set: the check above replies 421
                 finally:
+                    self.wait_since = None
                     self._awaiting_command = False
                 if data:
                     proto.receive_data(data)
@@ -222,16 +238,32 @@ class SmtpSession(Actor):
             elif event is smtp.CLOSED:
                 out = proto.data_to_send()
                 if out:
-                    sock.sendall(out)
+                    self._send(sock, out)
                 return
             else:
                 self._handle(event, proto)
+
+    def _send(self, sock: socket.socket, data: bytes) -> None:
+        """sendall, timed out by the IdleWatch (idle timeout) if the client
+        stops reading. Raises OSError (ConnectionError, or TimeoutError)."""
+        self.wait_limit = self._env.idle_timeout
+        self.wait_since = _monotonic()
+        try:
+            # One send() first: a reply nearly always fits the socket buffer,
+            # and gevent's sendall() asks the kernel for SO_SNDBUF each time.
+            n = sock.send(data)
+            if n < len(data):
+                sock.sendall(memoryview(data)[n:])
+        except SessionTimedOut as e:
+            raise TimeoutError(f"client does not read: {e}") from None
+        finally:
+            self.wait_since = None
 
     def _close(self, sock, proto: smtp.SmtpServer, reply: smtp.Reply) -> None:
         proto.close(reply)
         out = proto.data_to_send()
         if out:
-            sock.sendall(out)
+            self._send(sock, out)
 
     # ---------------------------------------------------------- decisions
     def _handle(self, event, proto: smtp.SmtpServer) -> None:

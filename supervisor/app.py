@@ -47,6 +47,7 @@ from estafeta.actors.item import ItemEnv, QueueItem
 from estafeta.actors.listener import Listener
 from estafeta.actors.queue import QueueGauge, QueueManager
 from estafeta.actors.session import ConnectionSlots, SessionEnv, SmtpSession
+from estafeta.actors.timeouts import IdleWatch
 from estafeta.proto import config_pb2, messages_pb2
 from estafeta.store.disk_client import DiskChannel
 from estafeta.store.queue import QueueStore
@@ -182,6 +183,8 @@ def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: 
         store=store,
         tracer=tracer,
         slots=slots,
+        # Ticks of at most a quarter of the shorter timeout (1 s at most).
+        watch=IdleWatch(tick=max(0.01, min(1.0, cfg.idle_timeout_seconds / 4, cfg.data_timeout_seconds / 4))),
         gauge=gauge,
         directory=directory,
     )

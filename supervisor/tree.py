@@ -57,7 +57,7 @@ from estafeta.supervisor.actor import (
     Actor,
     Link,
     describe,
-    greenlet_of,
+    join_all,
     interrupt,
     join,
     kill,
@@ -473,16 +473,13 @@ class Supervisor(Actor):
                 if ref.actor_class.interruptible_on_shutdown:
                     interrupt(ref)
                 _tell_stop(ref)
-            live = [g for g in map(greenlet_of, refs) if g is not None]
-            gevent.joinall(live, timeout=None if shutdown == "infinity" else float(shutdown))
-            late = [ref for ref, g in zip(refs, map(greenlet_of, refs)) if g is not None and not g.dead]
+            late = join_all(refs, None if shutdown == "infinity" else float(shutdown))
             if late:
                 log.warning("kill sup=%s children=%d reason=shutdown_timeout timeout=%ss",
                             self.spec.name, len(late), shutdown)
                 for ref in late:
                     kill(ref, "shutdown timeout")
-        live = [g for g in map(greenlet_of, refs) if g is not None]
-        gevent.joinall(live, timeout=KILL_WAIT)
+        join_all(refs, KILL_WAIT)
 
     def _stop_child(self, child_id: str) -> pb.ChildExited:
         c = self._children.pop(child_id, None)

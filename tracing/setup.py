@@ -20,6 +20,7 @@ from gevent import monkey
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from estafeta.proto import config_pb2
 from estafeta.store.spans import SpanStore
@@ -177,7 +178,10 @@ def setup_tracing(cfg: config_pb2.Tracing, db_path: str, *, service_name: str = 
     )
     # shutdown_on_exit=False: the daemon shuts down explicitly on SIGTERM;
     # an atexit hook would run after gevent's hub is gone.
-    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    # ALWAYS_ON, not the SDK's default ParentBased(ALWAYS_ON): every span's
+    # parent is one of ours and sampled anyway (every message is traced),
+    # and it skips a dispatch per span.
+    provider = TracerProvider(resource=resource, sampler=ALWAYS_ON, shutdown_on_exit=False)
     provider.add_span_processor(processor)
     otlp = None
     if cfg.otlp_endpoint:

@@ -229,3 +229,35 @@ def test_queue_full_is_a_temporary_refusal(daemon_factory):
     assert d.send("sender@client.test", ["more@localhost"], make_message()) == {}
     d.wait_delivered("localhost", "more", 1)
 
+
+
+def test_idle_and_data_timeouts_close_with_421(daemon_factory):
+    """RFC 5321 §4.5.3.2: a client that stops talking is timed out, waiting
+    for a command (idle_timeout_seconds) and inside DATA (data_timeout_seconds),
+    with 421 4.4.2; a client that keeps talking within the limit is not."""
+    import time
+
+    d = daemon_factory(idle_timeout_seconds=1.0, data_timeout_seconds=1.5)
+    with RawSmtp(d.port) as c:
+        assert c.cmd(b"EHLO client.test")[0] == 250
+        for _ in range(4):  # 2 s of activity, never 1 s idle
+            time.sleep(0.5)
+            assert c.cmd(b"NOOP")[0] == 250
+        t0 = time.monotonic()
+        code, text = c.reply()
+        waited = time.monotonic() - t0
+        assert code == 421 and b"4.4.2" in text, text
+        assert 0.9 < waited < 3.0, waited
+        assert c.sock.recv(100) == b""  # closed
+    with RawSmtp(d.port) as c:
+        assert c.cmd(b"EHLO client.test")[0] == 250
+        assert c.cmd(b"MAIL FROM:<a@client.test>")[0] == 250
+        assert c.cmd(b"RCPT TO:<slow@localhost>")[0] == 250
+        assert c.cmd(b"DATA")[0] == 354
+        c.send(b"Subject: half a message\r\n\r\nand then")
+        t0 = time.monotonic()
+        code, text = c.reply()
+        assert code == 421 and b"4.4.2" in text, text
+        assert 1.4 < time.monotonic() - t0 < 3.5
+    assert d.delivered("localhost", "slow") == []
+    assert d.queued_ids() == []

@@ -2,7 +2,11 @@
 §4.2, §4.5.3.1.5; RFC 2034) and the DATA scanning helpers of actors/smtp."""
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from estafeta.actors.smtp import data as D
 from estafeta.actors.smtp.parser import (
@@ -289,3 +293,59 @@ def test_count_received():
     assert D.count_received(head + b"\r\nReceived: in the body\r\n") == 3
     assert D.count_received(head) == 3  # no body at all
     assert D.count_received(b"\r\nReceived: body only\r\n") == 0
+
+
+# ------------------------------------------------ DataReader against a model
+# A plain model of DATA content, written for clarity not speed: the first
+# CRLF.CRLF ends it; the regexes below are the textbook form of the
+# smuggling rule (RFC 5321 §4.1.1.4: only <CRLF>.<CRLF> ends data) that
+# DataReader implements with one search for "\n." and one for "\r.".
+_MODEL_SMUGGLE = re.compile(rb"\n\.(?:\n|\r[^\n]|(?<!\r\n\.)\r)|\r\.[\r\n]")
+
+
+def _model(content_and_end: bytes, max_size: int):
+    """(end index, error reply or None, message) for a buffer starting with
+    the DATA line's CRLF, or None when it holds no end marker."""
+    e = content_and_end.find(D.END_OF_DATA)
+    if e < 0:
+        return None
+    inside = content_and_end[: e + 2]
+    if e > max_size:
+        return e, D.MESSAGE_TOO_BIG, None
+    if _MODEL_SMUGGLE.search(inside):
+        return e, D.SMUGGLING, None
+    lines = inside[2:].split(b"\n")
+    if any(len(l[1:] if l.startswith(b".") else l) + 1 > D.MAX_TEXT_LINE for l in lines[:-1]):
+        return e, D.TEXT_LINE_TOO_LONG, None
+    return e, None, D.unstuff(inside[2:])
+
+
+_PIECES = st.sampled_from([b"a", b"text ", b".", b"..", b"\r\n", b"\n", b"\r", b"\r\n.", b"\n.", b"x" * 700])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_PIECES, max_size=40), st.lists(st.integers(1, 9), min_size=1, max_size=12))
+def test_data_reader_matches_the_model_in_any_chunking(pieces, cuts):
+    wire = b"\r\n" + b"".join(pieces) + b"\r\n.\r\n" + b"NOOP\r\n"
+    expected = _model(wire, 10_000)
+    reader = D.DataReader(10_000)
+    buf = bytearray()
+    got = None
+    pos, k = 0, 0
+    while pos < len(wire):
+        step = cuts[k % len(cuts)]
+        k += 1
+        buf += wire[pos : pos + step]
+        pos += step
+        e = reader.feed(buf)
+        if e >= 0:
+            got = (reader.error, reader.take(buf, e) if reader.error is None else None)
+            break
+    assert got is not None
+    exp_error, exp_message = expected[1], expected[2]
+    if exp_error is None:
+        assert got == (None, exp_message)
+    else:  # which error is reported first may differ; that one is refused is what matters
+        assert got[0] is not None and got[1] is None
+        if exp_error is D.SMUGGLING:
+            assert got[0] in (D.SMUGGLING, D.TEXT_LINE_TOO_LONG)
