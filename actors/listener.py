@@ -33,8 +33,13 @@ class ListenError(Exception):
     """The address cannot be bound (in use, not local, no permission)."""
 
 
-def open_listening_socket(addr: ListenAddress) -> socket.socket:
-    """Bind and listen on `addr`. Raises ListenError with the reason."""
+def open_listening_socket(addr: ListenAddress, reuse_port: bool = False) -> socket.socket:
+    """Bind and listen on `addr`. Raises ListenError with the reason.
+
+    `reuse_port`: SO_REUSEPORT, so that the daemon's serving processes
+    (Config.processes) each listen on the address and the kernel spreads
+    the connections over them. Only then: otherwise a second daemon on the
+    same port would start without noticing."""
     family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
     try:
         infos = socket.getaddrinfo(addr.host, addr.port, family, socket.SOCK_STREAM)
@@ -43,6 +48,8 @@ def open_listening_socket(addr: ListenAddress) -> socket.socket:
     sock = socket.socket(infos[0][0], socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(infos[0][4])
         sock.listen(BACKLOG)
     except OSError as e:
@@ -54,16 +61,18 @@ def open_listening_socket(addr: ListenAddress) -> socket.socket:
 class Listener(Actor):
     """Accepts on one address; starts sessions under "sessions.<name>"."""
 
-    def __init__(self, link: Link | None, name: str, addr: ListenAddress, slots: ConnectionSlots):
+    def __init__(self, link: Link | None, name: str, addr: ListenAddress, slots: ConnectionSlots,
+                 reuse_port: bool = False):
         super().__init__(link)
         self._name = name
         self._addr = addr
         self._slots = slots
+        self._reuse_port = reuse_port
         self._sock: socket.socket | None = None
         self._loop: gevent.Greenlet | None = None
 
     def on_start(self) -> None:
-        self._sock = open_listening_socket(self._addr)
+        self._sock = open_listening_socket(self._addr, self._reuse_port)
         self._loop = gevent.spawn(self._accept_loop)
         log.info("listening %s on %s", self._name, self._addr)
 

@@ -21,13 +21,15 @@ QueueItem (transient, one per message): see actors/item.py.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
+import struct
 
 import gevent
 
 from estafeta.proto import common_pb2, messages_pb2, queue_pb2
 from estafeta.store.blocking import run_blocking
-from estafeta.store.queue import QueueStore
+from estafeta.store.queue import QueueStore, process_of
 from estafeta.supervisor import registry
 from estafeta.supervisor.actor import Actor, Link
 from estafeta.supervisor.tree import start_child
@@ -41,40 +43,80 @@ QUEUE_FULL = common_pb2.Reply(code=452, enhanced="4.3.1", text="Insufficient sys
 
 
 class QueueGauge:
-    """How full the queue is, as the QueueManager counts it, published for
-    sessions to read at MAIL FROM (like an ETS table with one writer: only
-    the manager writes it; readers on the same hub see whole values).
+    """How full the queue is, as the QueueManagers count it, published for
+    sessions to read at MAIL FROM (like an ETS table: each count has one
+    writer, its process's QueueManager; readers see whole values).
 
-    `items` (count) and `bytes` (body bytes) of every item on disk not yet
-    finished; `max_items` / `max_bytes` from the config. Reading it instead
-    of asking the manager saves an actor round trip per message; the check
-    is as exact as the ask was (both see the counts as of the last
-    Enqueued/ItemFinished the manager handled).
+    One slot (items, body bytes) per serving process (Config.processes),
+    in a shared memory segment (`memfd`: a memfd_create(2) file descriptor
+    the daemon hands to the other processes; None: private memory, one
+    process). `admits()` compares the sums with `max_items` / `max_bytes`,
+    the config's totals, so the limits hold over all processes. Reading it
+    instead of asking the manager saves an actor round trip per message;
+    the check is as exact as the ask was (the counts as of the last
+    Enqueued/ItemFinished each manager handled).
     """
 
-    __slots__ = ("items", "bytes", "max_items", "max_bytes")
+    SLOTS = 16  # Config.processes at most
+    _SLOT = struct.Struct("<QQ")
+    _ALL = struct.Struct("<%dQ" % (2 * SLOTS))
 
-    def __init__(self, max_items: int, max_bytes: int):
-        self.items = 0
-        self.bytes = 0
+    def __init__(self, max_items: int, max_bytes: int, slot: int = 0, memfd: int | None = None):
         self.max_items = max_items
         self.max_bytes = max_bytes
+        self.slot = slot
+        size = self._ALL.size
+        if memfd is None:
+            self._mem = bytearray(size)
+        else:
+            if os.fstat(memfd).st_size < size:
+                os.ftruncate(memfd, size)
+            self._mem = mmap.mmap(memfd, size)
+
+    @staticmethod
+    def shared_memory() -> int:
+        """A new memfd for a gauge shared by several processes (inheritable
+        by children started with pass_fds). Raises OSError."""
+        fd = os.memfd_create("estafeta-queue-gauge", 0)
+        os.ftruncate(fd, QueueGauge._ALL.size)
+        return fd
+
+    def publish(self, items: int, body_bytes: int) -> None:
+        """This process's counts (its QueueManager only)."""
+        self._SLOT.pack_into(self._mem, self._SLOT.size * self.slot, items, body_bytes)
+
+    def totals(self) -> tuple[int, int]:
+        """(items, body bytes) over all processes."""
+        v = self._ALL.unpack_from(self._mem)
+        return sum(v[0::2]), sum(v[1::2])
+
+    @property
+    def items(self) -> int:
+        return self.totals()[0]
+
+    @property
+    def bytes(self) -> int:
+        return self.totals()[1]
 
     def admits(self, size: int) -> bool:
         """May a message of `size` bytes (0: unknown) be accepted now?
         RFC 3463 §3.4: when not, the reply is 452 4.3.1 (QUEUE_FULL)."""
-        return self.items < self.max_items and self.bytes + size <= self.max_bytes
+        items, body_bytes = self.totals()
+        return items < self.max_items and body_bytes + size <= self.max_bytes
 
 
 class QueueManager(Actor):
     """Owns the queue's counters and starts QueueItem actors."""
 
-    def __init__(self, link: Link | None, store: QueueStore, gauge: QueueGauge):
+    def __init__(self, link: Link | None, store: QueueStore, gauge: QueueGauge, processes: int = 1):
         """`gauge`: where the counts are published (QueueGauge); its
-        max_items / max_bytes are the back-pressure limits."""
+        max_items / max_bytes are the back-pressure limits. `processes`:
+        how many serving processes share the queue directory; this manager
+        runs only the items of its store's process (store.queue.process_of)."""
         super().__init__(link)
         self._store = store
         self._gauge = gauge
+        self._processes = processes
         #: queue id -> body size, for every item on disk not known finished.
         self._items: dict[str, int] = {}
         #: ids that are quarantined or unreadable: on disk, but not started.
@@ -84,7 +126,7 @@ class QueueManager(Actor):
 
     # ------------------------------------------------------------ start-up
     def on_start(self) -> None:
-        ids = self._store.list_ids()
+        ids = self._own(self._store.list_ids())
         for queue_id in ids:
             self._items[queue_id] = self._body_size(queue_id)
         self._bytes = sum(self._items.values())
@@ -93,6 +135,13 @@ class QueueManager(Actor):
             log.info("loaded %d queued items (%d bytes)", len(ids), self._bytes)
         self.actor_ref.tell(messages_pb2.AttemptDue())  # start them, once the items supervisor is up
         self._sweeper = gevent.spawn(self._sweep_timer)
+
+    def _own(self, ids: list[str]) -> list[str]:
+        """The ids among `ids` that this process delivers."""
+        if self._processes <= 1:
+            return ids
+        me, n = self._store.process, self._processes
+        return [i for i in ids if process_of(i, n) == me]
 
     def _body_size(self, queue_id: str) -> int:
         try:
@@ -128,7 +177,7 @@ class QueueManager(Actor):
         is right even after the items supervisor was restarted on its own.
         """
         sup = self._items_sup()
-        on_disk = set(run_blocking(self._store.list_ids))
+        on_disk = set(self._own(run_blocking(self._store.list_ids)))
         for queue_id in sorted(on_disk - self._held):
             if registry.is_alive(f"item.{queue_id}"):
                 continue
@@ -142,8 +191,7 @@ class QueueManager(Actor):
         self._publish()
 
     def _publish(self) -> None:
-        self._gauge.items = len(self._items)
-        self._gauge.bytes = self._bytes
+        self._gauge.publish(len(self._items), self._bytes)
 
     # ------------------------------------------------------------ messages
     def on_receive(self, message):

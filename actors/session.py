@@ -41,7 +41,7 @@ from estafeta.actors.directory import DirectoryView
 from estafeta.actors.queue import QUEUE_FULL, QueueGauge
 from estafeta.actors.timeouts import IdleWatch, SessionTimedOut
 from estafeta.proto import common_pb2, messages_pb2, queue_pb2
-from estafeta.store.queue import QueueStore, new_id
+from estafeta.store.queue import QueueStore
 from estafeta.supervisor import registry
 from estafeta.supervisor.actor import Actor, Link, ShutdownRequested
 from estafeta.supervisor.log import kv
@@ -328,7 +328,7 @@ class SmtpSession(Actor):
 
     def _on_message(self, event: smtp.MessageReceived, proto: smtp.SmtpServer) -> None:
         env, txn, start = self._env, self._txn, self._start
-        queue_id = new_id()
+        queue_id = env.store.new_id()
         rcpts = txn.recipients
         for_clause = f"\r\n\tfor <{rcpts[0].address}>" if len(rcpts) == 1 else ""
         received = (

@@ -146,3 +146,13 @@ class DiskWorkerExited(_message.Message):
     reason: str
     trace: _common_pb2.TraceContext
     def __init__(self, pid: _Optional[int] = ..., reason: _Optional[str] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
+
+class ServingProcessExited(_message.Message):
+    __slots__ = ("pid", "status", "trace")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    status: int
+    trace: _common_pb2.TraceContext
+    def __init__(self, pid: _Optional[int] = ..., status: _Optional[int] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...

@@ -40,18 +40,30 @@ BODY_SUFFIX = ".body"
 
 #: Per-process counter behind new_id(); the random start keeps two
 #: processes started in the same microsecond apart.
-_id_counter = itertools.count(random.getrandbits(24))
+_id_counter = itertools.count(random.getrandbits(20))
 
 
-def new_id() -> str:
-    """A fresh queue id: 16 hex digits of microseconds since the epoch then
-    6 of a per-process counter (e.g. "00062f1a2b3c4d5e0a1b2c"), 22 chars.
+def new_id(process: int = 0) -> str:
+    """A fresh queue id: 16 hex digits of microseconds since the epoch,
+    one of the serving process that accepted it (Config.processes, 0-15),
+    then 5 of a per-process counter (e.g. "00062f1a2b3c4d5e1a1b2c": process
+    1), 22 chars.
 
     Ids sort by arrival (the clock permitting) and are unique across
-    restarts: a new process starts at a later microsecond and a random
-    counter value.
+    processes (the process digit) and restarts (a new process starts at a
+    later microsecond and a random counter value).
     """
-    return f"{time.time_ns() // 1000:016x}{next(_id_counter) & 0xFFFFFF:06x}"
+    return f"{time.time_ns() // 1000:016x}{process & 0xF:x}{next(_id_counter) & 0xFFFFF:05x}"
+
+
+def process_of(queue_id: str, processes: int) -> int:
+    """Which of `processes` serving processes owns the item: the one whose
+    number is in its id (new_id), modulo the count, so that ids from a run
+    with more processes still have an owner. 0 for ids not in that form."""
+    try:
+        return int(queue_id[16], 16) % processes
+    except (IndexError, ValueError):
+        return 0
 
 
 def _check_id(queue_id: str) -> str:
@@ -72,22 +84,27 @@ class QueueStore:
     the puts, updates and removes).
     """
 
-    def __init__(self, queue_dir: str, disk: DiskChannel | None = None):
+    def __init__(self, queue_dir: str, disk: DiskChannel | None = None, process: int = 0):
         """No disk access here; `recover()` creates the directory.
 
         `disk`: where the daemon's disk worker process is found
-        (store/disk_client.py); writes then go to it. Without one (the CLI,
+        (store/disk_client.py); writes then go to it. `process`: the
+        serving process whose ids new_id() makes. Without one (the CLI,
         tests) they run through `writer` in the hub threadpool, or inline
         outside a hub.
         """
         self.queue_dir = os.fspath(queue_dir)
         self.writer = BatchWriter(self.queue_dir)
         self.disk = disk
+        #: The serving process this store makes ids for (new_id).
+        self.process = process
         # id -> the pending put of a caller that was interrupted waiting
         self._interrupted_puts: dict[str, Request | Pending] = {}
 
     # ------------------------------------------------------------- paths
-    new_id = staticmethod(new_id)
+    def new_id(self) -> str:
+        """A fresh queue id of this store's process (see new_id())."""
+        return new_id(self.process)
 
     def item_path(self, queue_id: str) -> str:
         """`<queue_dir>/<id>.item`. Raises ValueError for an id that could

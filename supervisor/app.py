@@ -1,6 +1,9 @@
 """The application's supervision tree: who supervises whom.
 
     root (one_for_one, 3 restarts / 30 s; past it the daemon exits 1)
+    ├── processes (one_for_one, 5 / 30 s)   in process 0, with processes > 1
+    │   └── process.I        ServingProcess: serving process I, this
+    │                        same tree in a child OS process  permanent
     ├── disk                 DiskWriter: the disk worker process  permanent
     ├── directory            Directory                      permanent
     ├── couriers (one_for_one, 1000 / 10 s)
@@ -53,6 +56,7 @@ from estafeta.store.disk_client import DiskChannel
 from estafeta.store.queue import QueueStore
 from estafeta.supervisor import registry
 from estafeta.supervisor.config import parse_listen_address
+from estafeta.supervisor.processes import ServingProcess
 from estafeta.supervisor.tree import ChildSpec, Supervisor, SupervisorSpec
 
 
@@ -97,10 +101,18 @@ def listener_names(cfg: config_pb2.Config) -> list[tuple[str, str]]:
 
 
 def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: trace.Tracer,
-               disk: DiskChannel | None = None) -> SupervisorSpec:
+               disk: DiskChannel | None = None, process: int = 0, processes: int = 1,
+               gauge_fd: int | None = None) -> SupervisorSpec:
     """The root SupervisorSpec for this configuration. With `disk`, the
     tree starts a DiskWriter (and its worker process) first, and the
-    couriers write through it; `store` should then use the same channel."""
+    couriers write through it; `store` should then use the same channel.
+
+    `process` of `processes` (Config.processes): every serving process runs
+    this tree, with an even share of the connection limit, its listeners
+    on SO_REUSEPORT sockets, and its slot in the queue gauge shared through
+    the memfd `gauge_fd`; process 0, the daemon's own, also starts the
+    others first (supervisor/processes.py)."""
+    n = max(1, processes)
     n_couriers = max(1, cfg.local_delivery_concurrency)
     couriers = SupervisorSpec(
         name="couriers",
@@ -124,7 +136,7 @@ def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: 
             for i in range(n_couriers)
         ],
     )
-    gauge = QueueGauge(cfg.max_queue_items, cfg.max_queue_bytes)
+    gauge = QueueGauge(cfg.max_queue_items, cfg.max_queue_bytes, slot=process, memfd=gauge_fd)
     directory = DirectoryView()
     item_env = ItemEnv(
         store=store,
@@ -143,7 +155,7 @@ def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: 
                 id="manager",
                 start=_registered(
                     "queue",
-                    lambda link, _a: QueueManager.start(link, store, gauge),
+                    lambda link, _a: QueueManager.start(link, store, gauge, n),
                 ),
                 restart="permanent",
                 shutdown=10.0,
@@ -174,7 +186,7 @@ def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: 
         max_recipients=cfg.max_recipients,
         max_errors=cfg.max_errors,
     )
-    slots = ConnectionSlots(cfg.max_connections)
+    slots = ConnectionSlots(max(1, cfg.max_connections // n))
     session_env = SessionEnv(
         hostname=cfg.hostname,
         params=params,
@@ -226,7 +238,7 @@ def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: 
                         ChildSpec(
                             id="acceptor",
                             start=lambda link, _a, name=name, address=address: Listener.start(
-                                link, name, address, slots
+                                link, name, address, slots, n > 1
                             ),
                             restart="permanent",
                             shutdown=5.0,
@@ -241,6 +253,7 @@ def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: 
         intensity=3,
         period=30.0,
         children=[
+            *([_supervisor(serving_processes(cfg, n, gauge_fd))] if process == 0 and n > 1 else []),
             *([ChildSpec(
                 id="disk",
                 start=_registered("disk", lambda link, _a: DiskWriter.start(link, disk)),
@@ -258,5 +271,27 @@ def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: 
             _supervisor(
                 SupervisorSpec(name="listeners", strategy="one_for_one", intensity=5, period=30.0, children=listeners)
             ),
+        ],
+    )
+
+
+def serving_processes(cfg: config_pb2.Config, n: int, gauge_fd: int | None) -> SupervisorSpec:
+    """The supervisor of serving processes 1..n-1 (one_for_one: each
+    restarts alone, with backoff; 5 restarts in 30 s fail it to root).
+    Each child gets shutdown_timeout_seconds to drain, plus a margin."""
+    stop = cfg.shutdown_timeout_seconds + 15.0
+    return SupervisorSpec(
+        name="processes",
+        strategy="one_for_one",
+        intensity=5,
+        period=30.0,
+        children=[
+            ChildSpec(
+                id=f"process.{i}",
+                start=lambda link, _a, i=i: ServingProcess.start(link, cfg, i, n, stop, gauge_fd),
+                restart="permanent",
+                shutdown=stop + 5.0,
+            )
+            for i in range(1, n)
         ],
     )

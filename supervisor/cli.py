@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the daemon (SMTP on 127.0.0.1:2525 by default)")
     _common(p)
+    # Internal: serving process I of N, started by the daemon PID (Config on stdin).
+    p.add_argument("--process", metavar="I/N/PID", help=argparse.SUPPRESS)
+    p.add_argument("--gauge-fd", type=int, help=argparse.SUPPRESS)
     p = sub.add_parser("config", help="print or check configuration")
     csub = p.add_subparsers(dest="action", required=True)
     csub.add_parser("defaults", help="print the whole default configuration")
@@ -84,6 +87,10 @@ def _run(args) -> int:
         load_config(args.file)
         print(f"{args.file}: ok")
         return 0
+    if args.command == "serve" and getattr(args, "process", None):
+        from estafeta.supervisor.daemon import serve_child
+
+        return serve_child(args.process, args.gauge_fd)
     cfg = load_config(args.config, args.data_dir)
     if args.command == "serve":
         from estafeta.supervisor.daemon import serve

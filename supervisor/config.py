@@ -9,6 +9,7 @@ and its default). Errors never surface as tracebacks: every problem is a
 """
 from __future__ import annotations
 
+import os
 import re
 import socket
 from dataclasses import dataclass
@@ -166,6 +167,23 @@ def _check(cfg: config_pb2.Config, where: str, text: str) -> None:
             fail(name, None, f"must be greater than 0, not {value}")
     if cfg.log_level.lower() not in ("debug", "info", "warning", "error"):
         fail("log_level", cfg.log_level, f'"{cfg.log_level}" is not one of debug, info, warning, error')
+    if cfg.processes > MAX_PROCESSES:
+        fail("processes", None, f"{cfg.processes} is more than {MAX_PROCESSES}")
+
+
+#: Most serving processes (Config.processes): a queue id names its process
+#: in one hex digit.
+MAX_PROCESSES = 16
+#: Config.processes 0 means one per CPU, but at most this many.
+AUTO_PROCESSES_MAX = 4
+
+
+def process_count(cfg: config_pb2.Config) -> int:
+    """How many serving processes Config.processes asks for (0: one per
+    CPU, at most AUTO_PROCESSES_MAX)."""
+    if cfg.processes:
+        return min(cfg.processes, MAX_PROCESSES)
+    return max(1, min(os.cpu_count() or 1, AUTO_PROCESSES_MAX))
 
 
 def parse_config(text: str, where: str = "<config>") -> config_pb2.Config:

@@ -15,18 +15,23 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 
 import gevent
 import gevent.event
+from google.protobuf.message import DecodeError
 
 from estafeta.actors.listener import ListenError, open_listening_socket
+from estafeta.actors.queue import QueueGauge
 from estafeta.proto import config_pb2, supervision_pb2
 from estafeta.store.blocking import configure_threadpool
 from estafeta.store.disk_client import DiskChannel
 from estafeta.store.queue import QueueStore
 from estafeta.supervisor import chaos, registry
 from estafeta.supervisor.app import Paths, build_tree
-from estafeta.supervisor.config import parse_listen_address
+from estafeta.supervisor.config import parse_listen_address, process_count
+from estafeta.supervisor.osproc import die_with_parent
+from estafeta.supervisor.processes import signal_all
 from estafeta.supervisor.log import setup_logging
 from estafeta.supervisor.tree import Supervisor
 from estafeta.tracing.setup import setup_tracing
@@ -74,17 +79,31 @@ def _preflight(cfg: config_pb2.Config, paths: Paths, store: QueueStore) -> None:
         raise StartupError(f"cannot recover the queue in {store.queue_dir}: {e}") from None
 
 
-def serve(cfg: config_pb2.Config) -> int:
-    """Run the daemon until signalled; returns the exit status."""
+def serve(cfg: config_pb2.Config, process: int = 0, gauge_fd: int | None = None) -> int:
+    """Run the daemon until signalled; returns the exit status.
+
+    `process`: which serving process this is (Config.processes). 0 is the
+    daemon itself: it checks the data directory and cleans the queue
+    before anything starts, and its tree starts processes 1..N-1
+    (supervisor/processes.py), which run this with their number.
+    """
     setup_logging(cfg.log_level)
+    processes = process_count(cfg)
     paths = paths_for(cfg)
+    cfg.data_dir = paths.data_dir  # absolute, for the other serving processes too
     disk = DiskChannel()
-    store = QueueStore(paths.queue_dir, disk=disk)
-    try:
-        _preflight(cfg, paths, store)
-    except StartupError as e:
-        log.error("cannot start: %s", e)
-        return 1
+    store = QueueStore(paths.queue_dir, disk=disk, process=process)
+    if process == 0:
+        try:
+            _preflight(cfg, paths, store)
+        except StartupError as e:
+            log.error("cannot start: %s", e)
+            return 1
+        if processes > 1:
+            try:
+                gauge_fd = QueueGauge.shared_memory()
+            except (OSError, AttributeError) as e:  # no memfd_create: each process counts alone
+                log.warning("queue limits apply per process (no shared memory: %s)", e)
     configure_threadpool(THREADPOOL_SIZE)
     chaos.configure(cfg.chaos if cfg.chaos.crash else None)
     tracing = setup_tracing(cfg.tracing, paths.traces_db, hostname=cfg.hostname)
@@ -95,9 +114,12 @@ def serve(cfg: config_pb2.Config) -> int:
     def on_signal(signum: int) -> None:
         signals_seen.append(signum)
         if len(signals_seen) > 1:
+            if process:
+                return  # the daemon decides; if it exits now, so do we (osproc)
             log.warning("second signal %s: exiting now", signal.Signals(signum).name)
             os._exit(128 + signum)
         log.info("stopping on %s: no new connections, draining sessions", signal.Signals(signum).name)
+        signal_all(signal.SIGTERM)  # the other serving processes drain meanwhile
         stop.set()
 
     def on_escalate(reason: str) -> None:
@@ -105,11 +127,15 @@ def serve(cfg: config_pb2.Config) -> int:
         status["code"] = 1
         stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        gevent.signal_handler(sig, on_signal, sig)
-    root = Supervisor.start(None, build_tree(cfg, paths, store, tracing.tracer, disk), on_escalate=on_escalate)
+    gevent.signal_handler(signal.SIGTERM, on_signal, signal.SIGTERM)
+    if process == 0:
+        gevent.signal_handler(signal.SIGINT, on_signal, signal.SIGINT)
+    tree = build_tree(cfg, paths, store, tracing.tracer, disk, process=process, processes=processes,
+                      gauge_fd=gauge_fd)
+    root = Supervisor.start(None, tree, on_escalate=on_escalate)
     root.ask(supervision_pb2.WhichChildren())  # answered once every child has started
-    log.info("started hostname=%s data_dir=%s pid=%d", cfg.hostname, paths.data_dir, os.getpid())
+    log.info("started hostname=%s data_dir=%s pid=%d process=%d/%d",
+             cfg.hostname, paths.data_dir, os.getpid(), process, processes)
     stop.wait()
     try:
         if root.is_alive():
@@ -119,5 +145,27 @@ def serve(cfg: config_pb2.Config) -> int:
         status["code"] = status["code"] or 1
     tracing.shutdown(timeout=10)
     registry.clear()
-    log.info("stopped")
+    log.info("stopped process=%d/%d", process, processes)
     return status["code"]
+
+
+def serve_child(number: str, gauge_fd: int | None = None) -> int:
+    """`estafeta serve --process I/N/PID`: serving process I, started by the
+    daemon (supervisor/processes.py) with its Config on stdin (binary
+    protobuf). Dies with the daemon; ignores SIGINT (the daemon forwards
+    a stop as SIGTERM)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        index, _count, parent = (int(x) for x in number.split("/"))
+    except ValueError as e:
+        print(f"estafeta: bad --process {number!r} ({e})", file=sys.stderr)
+        return 2
+    # The daemon's pid comes from the daemon: if it died while we started,
+    # getppid() is already someone else's and we must not serve.
+    die_with_parent(parent)
+    try:
+        cfg = config_pb2.Config.FromString(sys.stdin.buffer.read())
+    except (ValueError, DecodeError) as e:
+        print(f"estafeta: bad --process start ({e})", file=sys.stderr)
+        return 2
+    return serve(cfg, process=index, gauge_fd=gauge_fd)

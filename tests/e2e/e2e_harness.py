@@ -296,6 +296,39 @@ class Daemon:
             time.sleep(0.05)
 
 
+def descendants(pid: int) -> set[int]:
+    """Pids of every process below `pid` (children, grandchildren, ...):
+    the other serving processes and the disk workers of a daemon."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(entry))
+    out, todo = set(), [pid]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.add(k)
+            todo.append(k)
+    return out
+
+
+def alive_pids(pids: set[int]) -> set[int]:
+    """The pids of `pids` that still run (zombies count as gone)."""
+    out = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    out.add(pid)
+        except OSError:
+            pass
+    return out
+
+
 def maildir_files(mailbox: Path) -> list[Path]:
     """Delivered messages of a Maildir: the files of new/ and cur/ (never
     tmp/, where a file is not delivered yet)."""

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from e2e_harness import assert_delivered_copy, count_markers, make_message, marker_of
+from e2e_harness import alive_pids, assert_delivered_copy, count_markers, descendants, make_message, marker_of
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +91,13 @@ def test_sigkill_under_load_loses_nothing_and_duplicates_nothing(daemon_factory)
         for _ in range(KILL_ROUNDS):
             time.sleep(rng.uniform(0.4, 2.0))
             acked_before.append(len(load.acked))
+            children = descendants(d.pid)  # other serving processes, disk workers
             d.kill()
+            # They die with the daemon: none may go on serving or writing.
+            deadline = time.monotonic() + 5
+            while alive_pids(children) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not alive_pids(children), f"outlived the daemon: {alive_pids(children)}"
             time.sleep(rng.uniform(0.0, 0.3))
             d.start()
         time.sleep(1.0)

@@ -100,7 +100,7 @@ def test_run_blocking_inline_without_a_hub():
 
 # ------------------------------------------------------------------ ids
 def test_new_id_shape_uniqueness_and_order(monkeypatch):
-    monkeypatch.setattr(queue_mod, "_id_counter", itertools.count(0xFFFFF0))
+    monkeypatch.setattr(queue_mod, "_id_counter", itertools.count(0xFFFF0))
     ids = [queue_mod.new_id() for _ in range(5000)]
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 22 and int(i, 16) >= 0 for i in ids)
@@ -109,6 +109,15 @@ def test_new_id_shape_uniqueness_and_order(monkeypatch):
     gevent.sleep(0.001)
     later = queue_mod.new_id()
     assert later > ids[-1] and later[:16] > ids[-1][:16]
+
+
+def test_ids_name_their_process():
+    for p in range(16):
+        qid = queue_mod.new_id(p)
+        assert len(qid) == 22 and queue_mod.process_of(qid, 16) == p
+        assert queue_mod.process_of(qid, 2) == p % 2  # a run with fewer processes still owns it
+    assert queue_mod.process_of("short", 4) == 0 and queue_mod.process_of("0" * 16 + "z" * 6, 4) == 0
+    assert QueueStore("/nonexistent", process=3).new_id()[16] == "3"
 
 
 # --------------------------------------------------------- put and friends
