@@ -152,6 +152,8 @@ class Worker:
 
     def __init__(self, sock: socket.socket):
         self._sock = sock
+        self._buf = bytearray()
+        self._eof = False
         self._executor = Executor()
         self._runs = {"queue_write": self._executor.queue_writes, "maildir": self._executor.maildir_deliveries}
 
@@ -161,39 +163,66 @@ class Worker:
         except OSError:
             pass  # the daemon is gone: nobody waits for these replies
 
-    def _turn(self, requests: list) -> None:
-        """Run one turn's requests, queue writes first."""
-        by_kind: dict[str, list] = {"queue_write": [], "maildir": []}
+    def _run_batch(self, kind: str, batch: list) -> None:
+        for k in range(0, len(batch), MAX_BATCH):
+            part = batch[k : k + MAX_BATCH]
+            try:
+                replies = self._runs[kind](part)
+            except Exception as e:  # noqa: BLE001 - a bug: fail the batch, keep serving
+                replies = [
+                    disk_pb2.DiskReply(id=pb.id, error_type="Error", error=f"{type(e).__name__}: {e}") for pb in part
+                ]
+            self._send(replies)
+
+    def _sort(self, requests: list, queue: list, maildir: list) -> None:
         unknown = []
         for request in requests:
-            group = by_kind.get(request.WhichOneof("op") or "")
-            (unknown if group is None else group).append(request)
+            op = request.WhichOneof("op")
+            (queue if op == "queue_write" else maildir if op == "maildir" else unknown).append(request)
         if unknown:
             self._send([disk_pb2.DiskReply(id=r.id, error_type="Error", error="unknown request") for r in unknown])
-        for kind, batch in by_kind.items():
-            for k in range(0, len(batch), MAX_BATCH):
-                part = batch[k : k + MAX_BATCH]
-                try:
-                    replies = self._runs[kind](part)
-                except Exception as e:  # noqa: BLE001 - a bug: fail the batch, keep serving
-                    replies = [
-                        disk_pb2.DiskReply(id=pb.id, error_type="Error", error=f"{type(e).__name__}: {e}") for pb in part
-                    ]
-                self._send(replies)
+
+    def _more(self) -> list:
+        """Requests that arrived meanwhile, without waiting."""
+        try:
+            chunk = self._sock.recv(1 << 20, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return []
+        if not chunk:
+            self._eof = True
+            return []
+        self._buf += chunk
+        return split_frames(self._buf, disk_pb2.DiskRequest.FromString)
+
+    def _turn(self, requests: list) -> None:
+        """Run one turn's requests: queue writes first, then once more the
+        queue writes that arrived while those ran (a put's client waits for
+        its 250; a delivery can wait one batch), then the deliveries."""
+        queue: list = []
+        maildir: list = []
+        self._sort(requests, queue, maildir)
+        if queue:
+            self._run_batch("queue_write", queue)
+            queue = []
+            self._sort(self._more(), queue, maildir)
+            if queue:
+                self._run_batch("queue_write", queue)
+        if maildir:
+            self._run_batch("maildir", maildir)
 
     def run(self) -> int:
         """Serve until end-of-file, finishing what was received; returns the
         exit status (0, or 2 for a corrupt stream)."""
-        buf = bytearray()
         try:
-            while True:
+            while not self._eof:
                 chunk = self._sock.recv(1 << 20)
                 if not chunk:
                     return 0
-                buf += chunk
-                requests = split_frames(buf, disk_pb2.DiskRequest.FromString)
+                self._buf += chunk
+                requests = split_frames(self._buf, disk_pb2.DiskRequest.FromString)
                 if requests:
                     self._turn(requests)
+            return 0
         except Exception as e:  # noqa: BLE001 - a corrupt frame or a dead socket
             print(f"estafeta disk worker: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
             return 2
