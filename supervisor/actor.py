@@ -240,9 +240,10 @@ class Actor(pykka.ThreadingActor):
 
     @staticmethod
     def _create_actor_inbox():
-        # gevent's Queue is C code; queue.Queue under monkey patching is
-        # gevent's pure-Python Condition and Lock.
-        return gevent.queue.Queue() if monkey.is_module_patched("threading") else queue.Queue()
+        # gevent's SimpleQueue is C code (0.5 µs to make; its Queue 1.1 µs);
+        # queue.Queue under monkey patching is gevent's pure-Python
+        # Condition and Lock.
+        return gevent.queue.SimpleQueue() if monkey.is_module_patched("threading") else queue.Queue()
 
     # ------------------------------------------------------------ the loop
     def _start_actor_loop(self) -> None:
