@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from estafeta.proto import config_pb2
 from estafeta.store.spans import SpanStore
 from estafeta.tracing.processor import StoreSpanProcessor
+from estafeta.tracing.tracer import fast_tracer
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def setup_tracing(cfg: config_pb2.Tracing, db_path: str, *, service_name: str = 
         provider.add_span_processor(otlp)
     processor.start()
     log.info("tracing to %s%s", db_path, f" and {cfg.otlp_endpoint}" if otlp else "")
-    return Tracing(tracer=provider.get_tracer(INSTRUMENTATION_NAME), processor=processor,
+    return Tracing(tracer=fast_tracer(provider, INSTRUMENTATION_NAME), processor=processor,
                    provider=provider, otlp=otlp)
 
 

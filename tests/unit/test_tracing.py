@@ -361,3 +361,58 @@ def test_flusher_keeps_the_store_under_its_size_bound(tmp_path):
     assert os.path.getsize(path) <= 256 * 1024 + 64 * 1024  # bound + at most one unchecked batch
     names = {x.root_name for x in read(tmp_path).list_traces(limit=10_000)}
     assert "r9" in names and "r0" not in names
+
+
+# ---------------------------------------------- tracing/tracer.py fast path
+def test_fast_start_span_makes_what_the_sdk_makes():
+    """EstafetaTracer.start_span builds the same SDK spans as the SDK's own
+    start_span (with ALWAYS_ON): same class, fields, flags, parentage,
+    links and processors."""
+    from opentelemetry import trace as trace_api
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+    from opentelemetry.trace import Link, SpanKind, TraceState
+
+    from estafeta.tracing.tracer import EstafetaTracer, fast_tracer
+
+    ended = []
+
+    class Keep(SpanProcessor):
+        def on_end(self, span):
+            ended.append(span)
+
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    provider.add_span_processor(Keep())
+    sdk = provider.get_tracer("estafeta")
+    fast = fast_tracer(provider, "estafeta")
+    assert type(fast) is EstafetaTracer and type(sdk) is not EstafetaTracer
+
+    def make(tracer):
+        ended.clear()
+        root = tracer.start_span("root", context=trace_api.set_span_in_context(trace_api.INVALID_SPAN),
+                                 kind=SpanKind.SERVER, attributes={"a": "b", "n": 3})
+        other = tracer.start_span("other")
+        child = tracer.start_span("child", context=trace_api.set_span_in_context(root),
+                                  links=[Link(other.get_span_context(), {"k": "v"})])
+        remote = trace_api.SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=trace_api.TraceFlags(1),
+                                       trace_state=TraceState([("vendor", "x")]))
+        under_remote = tracer.start_span("under", context=trace_api.set_span_in_context(
+            trace_api.NonRecordingSpan(remote)))
+        for s in (child, under_remote, other, root):
+            s.end()
+        return {s.name: s for s in ended}, root, remote
+
+    a, a_root, _ = make(sdk)
+    b, b_root, remote = make(fast)
+    for name in ("root", "other", "child", "under"):
+        x, y = a[name], b[name]
+        assert type(x) is type(y)
+        assert (x.kind, dict(x.attributes), x.resource, x.instrumentation_scope, x.status.status_code) == \
+               (y.kind, dict(y.attributes), y.resource, y.instrumentation_scope, y.status.status_code)
+        assert x.context.trace_flags == y.context.trace_flags
+        assert (x.parent is None) == (y.parent is None)
+        assert [dict(l.attributes) for l in x.links] == [dict(l.attributes) for l in y.links]
+    assert b["child"].parent.span_id == b_root.context.span_id
+    assert b["child"].context.trace_id == b_root.context.trace_id
+    assert b["under"].context.trace_id == 0xABC and b["under"].parent.span_id == 0xDEF
+    assert b["under"].context.trace_state == remote.trace_state == a["under"].context.trace_state
