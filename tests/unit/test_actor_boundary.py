@@ -31,6 +31,7 @@ from estafeta.supervisor.actor import (
     kill,
     mark_shutdown,
 )
+from waiting import wait_for  # tests/unit is on sys.path
 
 TIMEOUT = 2.0
 
@@ -102,15 +103,6 @@ def sup():
     return Collector.start()
 
 
-def wait_for(pred, timeout: float = TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        gevent.sleep(0.002)
 
 
 def exits(sup, n: int = 1) -> list[pb.ChildExited]:

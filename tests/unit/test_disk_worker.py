@@ -28,20 +28,12 @@ from estafeta.store.disk_worker import FRAME, encode_frame, split_frames
 from estafeta.store.queue import QueueStore
 from estafeta.supervisor.actor import Link
 from estafeta.supervisor.tree import ChildSpec, Supervisor, SupervisorSpec
+from waiting import wait_for  # tests/unit is on sys.path
 
 TIMEOUT = 5.0
 
 
 # ---------------------------------------------------------------- helpers
-def wait_for(pred, timeout: float = TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        gevent.sleep(0.005)
 
 
 def queue_write(directory: str, writes=(), unlinks=()) -> disk_pb2.DiskRequest:

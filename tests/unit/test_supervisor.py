@@ -16,6 +16,7 @@ from estafeta.proto import supervision_pb2 as pb
 from estafeta.supervisor import chaos
 from estafeta.supervisor.actor import Actor, Link, ShutdownRequested, join, kill
 from estafeta.supervisor.tree import ChildSpec, Supervisor, SupervisorSpec, start_child
+from waiting import wait_for  # tests/unit is on sys.path
 
 TIMEOUT = 2.0
 
@@ -109,15 +110,6 @@ def world() -> World:
     return World()
 
 
-def wait_for(pred, timeout: float = TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        gevent.sleep(0.002)
 
 
 def which(sup) -> dict[str, pb.ChildInfo]:
