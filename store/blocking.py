@@ -68,10 +68,10 @@ def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def configure_threadpool(n: int) -> None:
     """Set the hub threadpool's maximum number of native threads to n.
 
-    Sized for concurrent fsyncs: every local delivery waits in a pool thread
-    for its fsyncs (store/maildir.py), as do the span store's sqlite writes;
-    the queue store uses one thread at a time (store/queue.py batches its
-    writes). 16 lets that many fsyncs share the disk's journal commits.
+    In the daemon the pool runs the span store's sqlite writes and the few
+    file reads (recovery, item loads after a restart); its durable writes
+    go to the disk worker process instead (store/disk_worker.py). Without
+    one (tests, the CLI) queue writes and Maildir deliveries run here too.
     Call on the hub's thread, at start-up.
     """
     if n < 1:

@@ -19,10 +19,10 @@ signatures verifiable by a later reader and needs no per-line rewriting
 (hot path); Dovecot and most MUAs read CRLF maildirs as they are (Dovecot
 writes them too with `mail_save_crlf`).
 
-`deliver()` blocks (fsync): callers on the hub use
-`estafeta.store.blocking.run_blocking(deliver, ...)`, or better
-`Deliverer().deliver(...)` from the greenlet itself, which batches
-concurrent deliveries into one pool job (far less CPU under load).
+`deliver()` blocks (fsync): callers on the hub run it with
+`estafeta.store.blocking.run_blocking(deliver, ...)`; the daemon's disk
+worker (store/disk_worker.py) runs `deliver_batch()` on the deliveries
+that arrive together, sharing the fsync of each new/ directory.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import shutil
 from typing import Sequence
 
 from estafeta.store import queuefile
-from estafeta.store.blocking import Batcher, Request
+from estafeta.store.blocking import Request
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
@@ -169,8 +169,7 @@ def deliver(
     Maildir spec (cr.yp.to/proto/maildir.html): tmp -> new by rename; a
     leftover tmp/<name> from a crashed attempt is overwritten.
 
-    Blocking: run it with run_blocking, or use `Deliverer.deliver` from a
-    greenlet, which batches concurrent deliveries into one pool job.
+    Blocking: run it with run_blocking (or, batched, deliver_batch).
     Raises ValueError for a mailbox or name that could escape `root`
     (permanent: 5xx), OSError for I/O errors (ENOSPC/EDQUOT: mailbox full).
     """
@@ -179,37 +178,6 @@ def deliver(
     if req.error is not None:
         raise req.error
     return req.result
-
-
-class Deliverer(Batcher):
-    """Batched Maildir delivery: the deliveries of every greenlet waiting at
-    the same moment run in ONE threadpool job (a Batcher) — every file
-    written and its writeback started, then the fdatasyncs (which then mostly
-    share a journal commit), the renames, one fsync per new/ directory.
-    Costs the process far less CPU per delivery than one pool job per
-    delivery under concurrency (fewer thread wake-ups; see the report in
-    store/queue.py's tests). Same semantics and errors as `deliver()`.
-    """
-
-    def deliver(
-        self,
-        root: str,
-        mailbox: str,
-        name: str,
-        header_prefix: bytes,
-        body: bytes | None,
-        body_path: str | None,
-        check_existing: bool,
-    ) -> tuple[str, bool]:
-        """deliver(), batched with concurrent callers; blocks only the
-        calling greenlet (inline outside a hub context). Validation errors
-        (ValueError) are raised before anything is queued."""
-        check_mailbox(mailbox)
-        _check_name(name)
-        return self.call(root, mailbox, name, header_prefix, body, body_path, check_existing)
-
-    def execute(self, requests: Sequence[Request]) -> None:
-        deliver_batch(requests)
 
 
 def deliver_batch(requests: Sequence[Request]) -> None:

@@ -6,11 +6,15 @@ returns only when the body and the item are on disk and so are their
 directory entries: body created with O_EXCL, written, fdatasync'd; item
 written to a temp file, fdatasync'd, renamed into place; then the
 directory fsync'd. Writes go through a batchwriter.BatchWriter (group
-commit): the puts, updates and removes of every greenlet waiting at the
-same moment run in ONE threadpool job with ONE directory fsync, in call
-order. The hub thread pays the text-format serialisation (~4 µs,
-queuefile.to_text), a few µs of bookkeeping, and a share of one pool round
-trip.
+commit): the puts, updates and removes of every caller waiting at the
+same moment run as ONE batch with ONE directory fsync, in call order — in
+the daemon's disk worker process when the store has a DiskChannel (the
+daemon), else in the hub threadpool (tests) or inline (the CLI). The hub
+thread pays the text-format serialisation (~2-4 µs, queuefile.to_text),
+building one request frame and a share of the worker's round trip.
+
+Queue ids name the serving process that accepted the message (new_id,
+process_of): with Config.processes > 1 each process runs its own items.
 
 Readers (`estafeta queue`, load after a restart) need no lock: items are
 only ever replaced by rename, so a reader sees the old or the new file.

@@ -38,8 +38,9 @@ from estafeta.tracing.setup import setup_tracing
 
 log = logging.getLogger("estafeta.daemon")
 
-#: Hub threadpool size: fsyncs of concurrent sessions and couriers overlap.
-THREADPOOL_SIZE = 16
+#: Hub threadpool size: the span store's writes, file reads at start-up and
+#: on restarts (item loads); durable writes go to the disk worker process.
+THREADPOOL_SIZE = 4
 
 
 

@@ -10,7 +10,7 @@ import gevent
 import pytest
 
 from estafeta.store import maildir, queuefile
-from estafeta.store.blocking import configure_threadpool, run_blocking
+from estafeta.store.blocking import Request, configure_threadpool, run_blocking
 
 PREFIX = b"Return-Path: <alice@example.org>\r\nDelivered-To: bob@example.com\r\n"
 BODY = b"Received: from x\r\nSubject: hello\r\n\r\nline one\r\n.line two\r\n\r\n"
@@ -119,10 +119,10 @@ def test_concurrent_deliveries_share_directory_fsyncs(tmp_path):
     assert maildir._dirsync(str(new)).fsyncs < 40  # noqa: SLF001
 
 
-def test_deliverer_batches_and_isolates_failures(tmp_path):
-    configure_threadpool(16)
+def test_deliver_batch_delivers_each_and_isolates_failures(tmp_path):
+    """One batch (what the disk worker runs): every request gets its own
+    result or error; a failing one does not fail its neighbours."""
     root = str(tmp_path / "mail")
-    dl = maildir.Deliverer()
     good = tmp_path / "q.body"
     good.write_bytes(BODY)
     maildir.deliver(root, "example.com/u0", _name(99), PREFIX, BODY, None, False)  # already there
@@ -131,23 +131,17 @@ def test_deliverer_batches_and_isolates_failures(tmp_path):
     calls.append(("example.com/u1", _name(50), None, str(tmp_path / "missing.body"), False))
     calls.append(("example.com/u0", _name(99), BODY, None, True))
     calls.append(("example.com/u1", _name(7), BODY, None, False))  # the same copy twice in a batch
-    out: dict[int, object] = {}
-
-    def one(k, mailbox, name, body, body_path, check):
-        try:
-            out[k] = dl.deliver(root, mailbox, name, PREFIX, body, body_path, check)
-        except OSError as e:
-            out[k] = e
-
-    gevent.joinall([gevent.spawn(one, k, *c) for k, c in enumerate(calls)], raise_error=True, timeout=20)
-    assert dl.requests == len(calls) and dl.batches <= 3
+    calls.append(("../etc", _name(), BODY, None, False))  # unsafe: refused, the others go on
+    reqs = [Request((root, mailbox, name, PREFIX, body, body_path, check))
+            for mailbox, name, body, body_path, check in calls]
+    maildir.deliver_batch(reqs)
     for k in range(30):
-        path, existed = out[k]
-        assert not existed and path.endswith("/new/" + _name(k)) and open(path, "rb").read() == PREFIX + BODY
-    assert isinstance(out[30], FileNotFoundError)
-    assert out[31] == (str(tmp_path / "mail/example.com/u0/new" / _name(99)), True)
-    assert out[32] == out[7]
+        path, existed = reqs[k].result
+        assert reqs[k].error is None and not existed
+        assert path.endswith("/new/" + _name(k)) and open(path, "rb").read() == PREFIX + BODY
+    assert isinstance(reqs[30].error, FileNotFoundError)
+    assert reqs[31].result == (str(tmp_path / "mail/example.com/u0/new" / _name(99)), True)
+    assert reqs[32].result == reqs[7].result
+    assert isinstance(reqs[33].error, ValueError)
     for b in range(3):
         assert os.listdir(tmp_path / "mail" / "example.com" / f"u{b}" / "tmp") == []
-    with pytest.raises(ValueError):
-        dl.deliver(root, "../etc", _name(), PREFIX, BODY, None, False)
