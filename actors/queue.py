@@ -12,9 +12,15 @@ QueueManager (permanent, registered as "queue"):
 - on `Enqueued` (told by a session once the item is durable) starts the
   item's QueueItem under the items supervisor ("queue.items");
 - on `ItemFinished` updates its counters;
-- every SWEEP_SECONDS, starts items found on disk that have no actor
-  (one released from quarantine, or one whose `Enqueued` was lost when the
-  manager crashed).
+- every Config.queue_sweep_seconds, starts items found on disk that have
+  no actor: one released from quarantine (`estafeta queue release` rewrote
+  its file), or one whose `Enqueued` was lost when the manager crashed.
+
+One actor per item, never two: the manager remembers what it started and
+when; an item it started less than START_GRACE seconds ago counts as
+running even before its actor has registered its name, so a sweep that
+listed the directory just after a put cannot start a second actor beside
+the one the item's `Enqueued` starts (nor the other way round).
 
 QueueItem (transient, one per message): see actors/item.py.
 """
@@ -24,6 +30,7 @@ import logging
 import mmap
 import os
 import struct
+import time
 
 import gevent
 
@@ -36,8 +43,12 @@ from estafeta.supervisor.tree import start_child
 
 log = logging.getLogger("estafeta.queue")
 
-#: Seconds between sweeps of the queue directory for items without actor.
+#: Seconds between sweeps of the queue directory for items without actor
+#: (Config.queue_sweep_seconds's default).
 SWEEP_SECONDS = 30.0
+#: An item this manager started less than this many seconds ago is taken
+#: to be running (its actor registers "item.<id>" within milliseconds).
+START_GRACE = 10.0
 
 QUEUE_FULL = common_pb2.Reply(code=452, enhanced="4.3.1", text="Insufficient system storage, try again later")
 
@@ -108,7 +119,8 @@ class QueueGauge:
 class QueueManager(Actor):
     """Owns the queue's counters and starts QueueItem actors."""
 
-    def __init__(self, link: Link | None, store: QueueStore, gauge: QueueGauge, processes: int = 1):
+    def __init__(self, link: Link | None, store: QueueStore, gauge: QueueGauge, processes: int = 1,
+                 sweep_seconds: float = SWEEP_SECONDS):
         """`gauge`: where the counts are published (QueueGauge); its
         max_items / max_bytes are the back-pressure limits. `processes`:
         how many serving processes share the queue directory; this manager
@@ -119,9 +131,13 @@ class QueueManager(Actor):
         self._processes = processes
         #: queue id -> body size, for every item on disk not known finished.
         self._items: dict[str, int] = {}
-        #: ids that are quarantined or unreadable: on disk, but not started.
-        self._held: set[str] = set()
+        #: ids that are quarantined or unreadable: on disk, not started;
+        #: with their file's (inode, mtime) then: a release rewrites it.
+        self._held: dict[str, tuple[int, int] | None] = {}
+        #: ids this manager started -> time.monotonic() of the start.
+        self._started: dict[str, float] = {}
         self._bytes = 0
+        self._sweep_seconds = sweep_seconds
         self._sweeper: gevent.Greenlet | None = None
 
     # ------------------------------------------------------------ start-up
@@ -157,7 +173,7 @@ class QueueManager(Actor):
 
     def _sweep_timer(self) -> None:
         while True:
-            gevent.sleep(SWEEP_SECONDS)
+            gevent.sleep(self._sweep_seconds)
             self.actor_ref.tell(messages_pb2.AttemptDue())
 
     def _items_sup(self):
@@ -174,21 +190,47 @@ class QueueManager(Actor):
         """Start an actor for every item on disk that has none (AttemptDue).
 
         Running items are registered as "item.<id>" (see QueueItem), which
-        is right even after the items supervisor was restarted on its own.
+        is right even after the items supervisor was restarted on its own;
+        one this manager started within START_GRACE counts as running too.
+        A held (quarantined) item is started again once its file changed.
         """
         sup = self._items_sup()
+        known = set(self._items)  # before listing: an item enqueued meanwhile is not "gone"
         on_disk = set(self._own(run_blocking(self._store.list_ids)))
-        for queue_id in sorted(on_disk - self._held):
-            if registry.is_alive(f"item.{queue_id}"):
+        for queue_id in sorted(on_disk):
+            if queue_id in self._held:
+                if self._signature(queue_id) == self._held[queue_id]:
+                    continue
+                del self._held[queue_id]  # rewritten: released, or repaired
+            if self._has_actor(queue_id):
                 continue
             if queue_id not in self._items:
                 self._items[queue_id] = self._body_size(queue_id)
                 self._bytes += self._items[queue_id]
-            start_child(sup, messages_pb2.QueueItemArgs(queue_id=queue_id))
-        for gone in set(self._items) - on_disk:
-            self._bytes -= self._items.pop(gone)
-            self._held.discard(gone)
+            self._start_item(sup, messages_pb2.QueueItemArgs(queue_id=queue_id))
+        for gone in known - on_disk:
+            self._bytes -= self._items.pop(gone, 0)
+            self._held.pop(gone, None)
+            self._started.pop(gone, None)
         self._publish()
+
+    def _has_actor(self, queue_id: str) -> bool:
+        if registry.is_alive(f"item.{queue_id}"):
+            return True
+        since = self._started.get(queue_id)
+        return since is not None and time.monotonic() - since < START_GRACE
+
+    def _start_item(self, sup, args: messages_pb2.QueueItemArgs) -> None:
+        self._started[args.queue_id] = time.monotonic()
+        start_child(sup, args)
+
+    def _signature(self, queue_id: str) -> tuple[int, int] | None:
+        """(inode, mtime ns) of the item file, None if unreadable."""
+        try:
+            st = os.stat(self._store.item_path(queue_id))
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns
 
     def _publish(self) -> None:
         self._gauge.publish(len(self._items), self._bytes)
@@ -213,20 +255,21 @@ class QueueManager(Actor):
 
     def _enqueued(self, m: messages_pb2.Enqueued) -> None:
         item = m.item
-        self._items[item.id] = item.body_size
-        self._bytes += item.body_size
-        self._publish()
-        start_child(
-            registry.whereis("queue.items"),
-            messages_pb2.QueueItemArgs(queue_id=item.id, item=item, trace=m.trace),
-        )
+        if item.id not in self._items:
+            self._items[item.id] = item.body_size
+            self._bytes += item.body_size
+            self._publish()
+        if self._has_actor(item.id):
+            return  # a sweep found its files first and started it
+        self._start_item(registry.whereis("queue.items"), messages_pb2.QueueItemArgs(queue_id=item.id, item=item, trace=m.trace))
 
     def _finished(self, m: messages_pb2.ItemFinished) -> None:
+        self._started.pop(m.queue_id, None)
         if m.state == queue_pb2.DONE:
             size = self._items.pop(m.queue_id, None)
             if size is not None:
                 self._bytes -= size
                 self._publish()
-            self._held.discard(m.queue_id)
-        else:  # QUARANTINED or unreadable: stays on disk, not restarted
-            self._held.add(m.queue_id)
+            self._held.pop(m.queue_id, None)
+        else:  # QUARANTINED or unreadable: stays on disk, not restarted until its file changes
+            self._held[m.queue_id] = self._signature(m.queue_id)

@@ -62,7 +62,20 @@ def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     pool = _pool()
     if pool is None:
         return fn(*args, **kwargs)
-    return pool.spawn(fn, *args, **kwargs).get()
+    ok, value = pool.spawn(_catching, fn, args, kwargs).get()
+    if ok:
+        return value
+    raise value
+
+
+def _catching(fn: Callable[..., T], args: tuple, kwargs: dict) -> tuple[bool, Any]:
+    """(True, result) or (False, the exception): an exception is handed to
+    the caller, who expects it (a file gone, ENOSPC), instead of gevent's
+    threadpool printing a traceback of it to stderr as well."""
+    try:
+        return True, fn(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - re-raised in the caller
+        return False, e
 
 
 def configure_threadpool(n: int) -> None:

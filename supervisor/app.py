@@ -155,7 +155,7 @@ def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: 
                 id="manager",
                 start=_registered(
                     "queue",
-                    lambda link, _a: QueueManager.start(link, store, gauge, n),
+                    lambda link, _a: QueueManager.start(link, store, gauge, n, cfg.queue_sweep_seconds),
                 ),
                 restart="permanent",
                 shutdown=10.0,

@@ -159,6 +159,7 @@ def _check(cfg: config_pb2.Config, where: str, text: str) -> None:
         "data_timeout_seconds": cfg.data_timeout_seconds,
         "local_delivery_concurrency": cfg.local_delivery_concurrency,
         "quarantine_after_crashes": cfg.quarantine_after_crashes,
+        "queue_sweep_seconds": cfg.queue_sweep_seconds,
         "initial_seconds": cfg.retry.initial_seconds,
         "max_seconds": cfg.retry.max_seconds,
     }

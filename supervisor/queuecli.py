@@ -122,7 +122,8 @@ def cmd_show(store: QueueStore, queue_id: str, out=sys.stdout) -> int:
 
 def cmd_release(store: QueueStore, ids: list[str], out=sys.stdout) -> int:
     """Release quarantined items: state QUEUED, crash count reset. A running
-    daemon picks them up at its next queue sweep (30 s)."""
+    daemon picks them up at its next queue sweep (Config.queue_sweep_seconds,
+    30 s by default)."""
     status = 0
     for queue_id in ids:
         try:

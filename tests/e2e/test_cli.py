@@ -158,3 +158,28 @@ def test_config_defaults_parse_back(tmp_path):
     assert c.returncode == 0, c.stderr
     assert 'smtp_address: "127.0.0.1:2525"' in r.stdout
     assert re.search(r'local_domain \{\s+name: "localhost"\s+\}', r.stdout), r.stdout
+
+
+def test_release_puts_a_quarantined_item_back_in_a_running_daemon(daemon_factory):
+    """`estafeta queue release ID` while the daemon runs: the queue's next
+    sweep (queue_sweep_seconds) starts the item again, and it is delivered."""
+    d = daemon_factory(start=False, queue_sweep_seconds=0.5, retry="{ initial_seconds: 0.2 max_seconds: 0.5 }")
+    blocker = d.block_mailbox("localhost", "later")
+    d.start()
+    assert d.send("sender@client.test", ["later@localhost"], make_message(marker="released-1")) == {}
+    queue_id = _queue_id_of_deferred(d, "later@localhost")
+    assert d.stop() == 0
+    body = d.queue_dir / f"{queue_id}.body"
+    saved = body.read_bytes()
+    body.unlink()  # a body gone missing: the item is quarantined at start
+    d.start()
+    d.wait_log(rf"quarantined id={queue_id} reason=\"body file missing\"")
+    time.sleep(1.5)  # several sweeps: a held item stays held
+    assert d.queued_ids() == [queue_id] and d.delivered("localhost", "later") == []
+    body.write_bytes(saved)
+    blocker.unlink()
+    r = d.cli("queue", "release", queue_id)
+    assert r.returncode == 0 and f"released {queue_id}" in r.stdout, (r.stdout, r.stderr)
+    (path,) = d.wait_delivered("localhost", "later", 1, timeout=20)
+    assert b"released-1" in path.read_bytes()
+    d.wait_queue_empty(timeout=20)

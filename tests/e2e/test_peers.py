@@ -4,6 +4,7 @@ each message delivered exactly once, byte for byte."""
 from __future__ import annotations
 
 import concurrent.futures
+import re
 import subprocess
 import time
 
@@ -78,7 +79,10 @@ def _wait_count(d, domain: str, user: str, want: int, timeout: float) -> int:
 
 
 @pytest.mark.skipif(not SMTP_SOURCE, reason="smtp-source not installed (bash tests/install-deps.sh)")
-def test_smtp_source_1000_messages_at_concurrency_10(daemon):
+def test_smtp_source_1000_messages_at_concurrency_10(daemon_factory):
+    # Queue sweeps all the time: a sweep that lists the directory between a
+    # put and its Enqueued must not start a second actor for the item.
+    daemon = daemon_factory(queue_sweep_seconds=0.05)
     started = time.monotonic()
     r = subprocess.run(
         [SMTP_SOURCE, "-s", "10", "-m", "1000", "-l", "1024", "-f", "a@client.test", "-t", "user@localhost",
@@ -97,8 +101,15 @@ def test_smtp_source_1000_messages_at_concurrency_10(daemon):
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert _wait_count(daemon, "localhost", "user2", 500, timeout=120) == 500
+    daemon.wait_queue_empty(timeout=60)
     print(f"smtp-source: 1000 messages in {elapsed:.1f}s")
-    assert "Traceback" not in daemon.log_text()
+    log = daemon.log_text()
+    assert "Traceback" not in log
+    # One actor per item: each message attempted and delivered once, never
+    # "deferred" because a second actor found its files already gone.
+    delivered = re.findall(r" delivered id=(\w+) ", log)
+    assert len(delivered) == 1500 and len(set(delivered)) == 1500, (len(delivered), len(set(delivered)))
+    assert not daemon.events("deferred"), daemon.events("deferred")[:3]
 
 
 def _send_batch(d, messages: list[tuple[str, bytes]], per_connection: int) -> list[str]:
