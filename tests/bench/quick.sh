@@ -10,6 +10,7 @@
 #   bash tests/bench/quick.sh 4000 100 1024      # N, concurrency, size
 #   EXTRA='processes: 1' bash tests/bench/quick.sh
 #   CMD=/other/checkout/.venv/bin/estafeta bash tests/bench/quick.sh
+#   TMPDIR=/fresh bash tests/bench/quick.sh      # data directory under /fresh (a fresh block group)
 #
 # Bounded: smtp-source sends N messages (timeout 120 s), the delivery wait
 # is at most 60 s. Traffic stays on 127.0.0.1.
@@ -18,7 +19,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 N=${1:-3000}; C=${2:-10}; SIZE=${3:-1024}; PORT=${PORT:-2700}
 CMD=${CMD:-$repo/.venv/bin/estafeta}
 command -v smtp-source >/dev/null || [ -x /usr/sbin/smtp-source ] || bash "$repo/tests/install-deps.sh"
-D=$(mktemp -d /tmp/estafeta-quick.XXXXXX)
+D=$(mktemp -d "${TMPDIR:-/tmp}/estafeta-quick.XXXXXX")
 trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$D"' EXIT
 sed -e "s|/tmp/smtpbench/estafeta|$D|" -e "s|127.0.0.1:2600|127.0.0.1:$PORT|" "$repo/tests/bench/estafeta-bench.conf" > "$D/estafeta.conf"
 printf '%s\n' "${EXTRA:-}" >> "$D/estafeta.conf"
