@@ -41,7 +41,6 @@ import itertools
 import logging
 import queue
 import random
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -51,7 +50,6 @@ import gevent
 import gevent.event
 import gevent.queue
 import pykka
-from pykka._future import _Unset as _UnsetClass
 from gevent import getcurrent, monkey
 from pykka import ActorDeadError, ActorRegistry
 from pykka.messages import _ActorStop
@@ -59,6 +57,7 @@ from pykka.messages import _ActorStop
 from estafeta.proto import supervision_pb2
 from estafeta.supervisor import chaos
 from estafeta.supervisor.chaos import ChaosCrash
+from estafeta.supervisor.greenlets import GeventFuture, run_in_greenlet
 from estafeta.supervisor.log import kv
 
 if TYPE_CHECKING:
@@ -132,57 +131,6 @@ def describe(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
-class GeventFuture(pykka.Future):
-    """A pykka Future on gevent's AsyncResult (C code): an `ask` costs
-    about 8 µs instead of 16 µs with pykka's ThreadingFuture, whose
-    threading.Condition is gevent's pure-Python one under monkey patching.
-
-    Same contract as pykka's futures: `get(timeout=)` returns the value or
-    raises the exception set (pykka.Timeout when the timeout expires);
-    `set` / `set_exception(exc_info)` once; get hooks (pykka's `stop()`
-    uses them) as in pykka.Future. For greenlets of one hub, which is where
-    every estafeta actor runs.
-    """
-
-    __slots__ = ("_result",)
-
-    def __init__(self) -> None:
-        self._get_hook = None
-        self._result = gevent.event.AsyncResult()
-
-    def get(self, *, timeout: float | None = None) -> Any:
-        if self._get_hook is not None:
-            if self._get_hook_result.__class__ is _UnsetClass:
-                self._get_hook_result = self._get_hook(timeout)
-            return self._get_hook_result
-        try:
-            value, exc_info = self._result.get(timeout=timeout)
-        except gevent.Timeout:
-            raise pykka.Timeout(f"{timeout} seconds") from None
-        if exc_info is not None:
-            exc_type, exc_value, tb = exc_info
-            if exc_value is None:
-                exc_value = exc_type()
-            raise exc_value.with_traceback(tb) if exc_value.__traceback__ is not tb else exc_value
-        return value
-
-    def set(self, value: Any = None) -> None:
-        if self._result.ready() or self._get_hook is not None:
-            raise queue.Full
-        self._result.set((value, None))
-
-    def set_exception(self, exc_info=None) -> None:
-        if self._result.ready() or self._get_hook is not None:
-            raise queue.Full
-        self._result.set((None, exc_info if exc_info is not None else sys.exc_info()))
-
-    def set_get_hook(self, func) -> None:
-        if self._result.ready():
-            raise queue.Full
-        self._get_hook = func
-        self._get_hook_result = _UnsetClass()
-
-
 class Actor(pykka.ThreadingActor):
     """Base class of every estafeta actor (see the module docstring).
 
@@ -249,7 +197,7 @@ class Actor(pykka.ThreadingActor):
     def _start_actor_loop(self) -> None:
         if monkey.is_module_patched("threading"):
             # Recorded now so kill() can reach it before the loop begins.
-            self._greenlet = _run_in_greenlet(self)
+            self._greenlet = run_in_greenlet(self)
         else:  # plain threads: still works, but kill/interrupt cannot reach it
             super()._start_actor_loop()
 
@@ -517,7 +465,7 @@ def wait_started(ref: pykka.ActorRef, timeout: float | None = None) -> bool:
 
 def greenlet_of(ref: pykka.ActorRef) -> gevent.Greenlet | None:
     """The greenlet running the actor, None if it ended or has not begun.
-    (Greenlets are reused, see _run_in_greenlet: do not wait for it to
+    (Greenlets are reused, see supervisor/greenlets.py: do not wait for it to
     die; use join().)"""
     actor = _actor(ref)
     if actor is None or actor._ended:  # noqa: SLF001
@@ -553,49 +501,3 @@ def join_all(refs: list[pykka.ActorRef], timeout: float | None = None) -> list[p
         if not join(ref, left):
             break
     return [ref for ref in refs if not join(ref, 0)]
-
-
-# ------------------------------------------------------------- greenlets
-#: Parked greenlets waiting to run the next actor loop; at most _KEEP_IDLE.
-_idle: list[gevent.Greenlet] = []
-_KEEP_IDLE = 512
-
-
-def _run_in_greenlet(actor: Actor) -> gevent.Greenlet:
-    """Run actor._actor_loop() in a parked greenlet if there is one, else in
-    a new one; returns the greenlet.
-
-    Why reuse: a new greenlet costs about 14 µs against 3 µs to resume a
-    parked one (measured here), most of it the 16 KiB frame stack CPython
-    3.11 maps for every new greenlet and unmaps when it dies (an mmap and a
-    munmap per connection and per queued message). A parked greenlet only
-    ever resumes through the switch scheduled here; the actor flags make
-    sure a late kill() or interrupt() of an actor that ended never reaches
-    the next one (Actor._throw checks _dying).
-    """
-    if _idle:
-        g = _idle.pop()
-        gevent.get_hub().loop.run_callback(g.switch, actor)
-        return g
-    return gevent.spawn(_runner, actor)
-
-
-def _runner(actor: Actor) -> None:
-    hub = gevent.get_hub()
-    me = getcurrent()
-    while True:
-        try:
-            actor._actor_loop()  # noqa: SLF001 - it catches everything itself
-        except BaseException:  # noqa: BLE001 - a bug in the boundary: do not reuse this greenlet
-            log.exception("actor loop of %s raised", type(actor).__name__)
-            return
-        actor = None  # type: ignore[assignment]  # not kept alive while parked
-        if len(_idle) >= _KEEP_IDLE:
-            return
-        _idle.append(me)
-        try:
-            actor = hub.switch()
-        except BaseException:  # thrown into while parked (hub shutting down)
-            if me in _idle:
-                _idle.remove(me)
-            return
