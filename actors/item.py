@@ -215,6 +215,8 @@ class QueueItem(Actor):
             created_at=item.created_at,
             body_path=self._env.store.body_path(item.id),
             check_existing=check_existing,
+            # The body file is this recipient's whole Maildir file (session.py).
+            link_body=item.delivery_headers_size > 0 and index == 0 and len(item.recipients) == 1,
             trace=inject(span),
         )
         try:

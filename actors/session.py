@@ -41,6 +41,7 @@ from estafeta.actors.directory import DirectoryView
 from estafeta.actors.queue import QUEUE_FULL, QueueGauge
 from estafeta.actors.timeouts import IdleWatch, SessionTimedOut
 from estafeta.proto import common_pb2, messages_pb2, queue_pb2
+from estafeta.store import maildir
 from estafeta.store.queue import QueueStore
 from estafeta.supervisor import registry
 from estafeta.supervisor.actor import Actor, Link, ShutdownRequested
@@ -336,9 +337,15 @@ class SmtpSession(Actor):
             f"\tby {env.hostname} (estafeta) with {proto.protocol_name} id {queue_id}"
             f"{for_clause}; {_dates.now()}\r\n"
         ).encode("utf-8")
-        body = received + event.body
-        head_end = body.find(b"\r\n\r\n")
-        m = _MESSAGE_ID.search(body, 0, head_end if head_end >= 0 else len(body))
+        # One recipient: the body file is queued as that recipient's whole
+        # Maildir file, delivery headers in front, so that its delivery is
+        # a hard link (store/maildir.py); several: the message alone.
+        headers = maildir.delivery_headers(txn.reverse_path, rcpts[0].address) if len(rcpts) == 1 else b""
+        skip = len(headers)
+        body = b"".join((headers, received, event.body)) if skip else received + event.body
+        size = len(body) - skip
+        head_end = body.find(b"\r\n\r\n", skip)
+        m = _MESSAGE_ID.search(body, skip, head_end if head_end >= 0 else len(body))
         message_id = m.group(1).decode("utf-8", "replace").strip() if m else ""
         span = txn.span
         item = queue_pb2.QueueItem(
@@ -347,7 +354,8 @@ class SmtpSession(Actor):
             reverse_path=txn.reverse_path,
             recipients=rcpts,
             created_at=time.time(),
-            body_size=len(body),
+            body_size=size,
+            delivery_headers_size=skip,
             message_id=message_id,
             trace=inject(span),
             client_address=start.peer_address,
@@ -361,7 +369,7 @@ class SmtpSession(Actor):
         # here, so making the span current (a contextvar) would be wasted.
         try:
             with env.tracer.start_span(
-                "queue.enqueue", context=ctx, attributes={"estafeta.queue_id": queue_id, "estafeta.body_size": len(body)}
+                "queue.enqueue", context=ctx, attributes={"estafeta.queue_id": queue_id, "estafeta.body_size": size}
             ):
                 env.store.put(item, body)
         except OSError as e:
@@ -380,7 +388,7 @@ class SmtpSession(Actor):
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "queued id=%s from=<%s> to=%s size=%d message_id=%s",
-                queue_id, txn.reverse_path, ",".join(f"<{r.address}>" for r in rcpts), len(body), kv(message_id or "-"),
+                queue_id, txn.reverse_path, ",".join(f"<{r.address}>" for r in rcpts), size, kv(message_id or "-"),
             )
         self._txn = None
         span.end()

@@ -37,7 +37,7 @@ class FileWrite(_message.Message):
     def __init__(self, path: _Optional[str] = ..., data: _Optional[bytes] = ..., exclusive: _Optional[bool] = ...) -> None: ...
 
 class MaildirDelivery(_message.Message):
-    __slots__ = ("root", "mailbox", "name", "header_prefix", "body", "body_path", "check_existing")
+    __slots__ = ("root", "mailbox", "name", "header_prefix", "body", "body_path", "check_existing", "link")
     ROOT_FIELD_NUMBER: _ClassVar[int]
     MAILBOX_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class MaildirDelivery(_message.Message):
     BODY_FIELD_NUMBER: _ClassVar[int]
     BODY_PATH_FIELD_NUMBER: _ClassVar[int]
     CHECK_EXISTING_FIELD_NUMBER: _ClassVar[int]
+    LINK_FIELD_NUMBER: _ClassVar[int]
     root: str
     mailbox: str
     name: str
@@ -52,7 +53,8 @@ class MaildirDelivery(_message.Message):
     body: bytes
     body_path: str
     check_existing: bool
-    def __init__(self, root: _Optional[str] = ..., mailbox: _Optional[str] = ..., name: _Optional[str] = ..., header_prefix: _Optional[bytes] = ..., body: _Optional[bytes] = ..., body_path: _Optional[str] = ..., check_existing: _Optional[bool] = ...) -> None: ...
+    link: bool
+    def __init__(self, root: _Optional[str] = ..., mailbox: _Optional[str] = ..., name: _Optional[str] = ..., header_prefix: _Optional[bytes] = ..., body: _Optional[bytes] = ..., body_path: _Optional[str] = ..., check_existing: _Optional[bool] = ..., link: _Optional[bool] = ...) -> None: ...
 
 class DiskReply(_message.Message):
     __slots__ = ("id", "error_type", "errno", "error", "path", "already_there")

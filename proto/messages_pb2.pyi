@@ -108,7 +108,7 @@ class ItemFinished(_message.Message):
     def __init__(self, queue_id: _Optional[str] = ..., state: _Optional[_Union[_queue_pb2.ItemState, str]] = ..., body_size: _Optional[int] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
 
 class DeliverLocal(_message.Message):
-    __slots__ = ("queue_id", "recipient_index", "recipient", "reverse_path", "created_at", "body_path", "check_existing", "trace")
+    __slots__ = ("queue_id", "recipient_index", "recipient", "reverse_path", "created_at", "body_path", "check_existing", "link_body", "trace")
     QUEUE_ID_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_INDEX_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,7 @@ class DeliverLocal(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     BODY_PATH_FIELD_NUMBER: _ClassVar[int]
     CHECK_EXISTING_FIELD_NUMBER: _ClassVar[int]
+    LINK_BODY_FIELD_NUMBER: _ClassVar[int]
     TRACE_FIELD_NUMBER: _ClassVar[int]
     queue_id: str
     recipient_index: int
@@ -124,8 +125,9 @@ class DeliverLocal(_message.Message):
     created_at: float
     body_path: str
     check_existing: bool
+    link_body: bool
     trace: _common_pb2.TraceContext
-    def __init__(self, queue_id: _Optional[str] = ..., recipient_index: _Optional[int] = ..., recipient: _Optional[_Union[_queue_pb2.Recipient, _Mapping]] = ..., reverse_path: _Optional[str] = ..., created_at: _Optional[float] = ..., body_path: _Optional[str] = ..., check_existing: _Optional[bool] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
+    def __init__(self, queue_id: _Optional[str] = ..., recipient_index: _Optional[int] = ..., recipient: _Optional[_Union[_queue_pb2.Recipient, _Mapping]] = ..., reverse_path: _Optional[str] = ..., created_at: _Optional[float] = ..., body_path: _Optional[str] = ..., check_existing: _Optional[bool] = ..., link_body: _Optional[bool] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
 
 class DeliveryResult(_message.Message):
     __slots__ = ("outcome", "reply", "path")

@@ -49,7 +49,7 @@ class Recipient(_message.Message):
     def __init__(self, address: _Optional[str] = ..., mailbox: _Optional[str] = ..., status: _Optional[_Union[RecipientStatus, str]] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ..., done_at: _Optional[float] = ..., original_recipient: _Optional[str] = ...) -> None: ...
 
 class QueueItem(_message.Message):
-    __slots__ = ("id", "state", "reverse_path", "recipients", "created_at", "body_size", "message_id", "trace", "client_address", "helo", "protocol", "smtputf8", "body_type", "attempts", "next_attempt_at", "last_error", "crashes", "last_crash", "quarantine_reason", "dsn_ret", "dsn_envid")
+    __slots__ = ("id", "state", "reverse_path", "recipients", "created_at", "body_size", "message_id", "trace", "client_address", "helo", "protocol", "smtputf8", "body_type", "attempts", "next_attempt_at", "last_error", "crashes", "last_crash", "quarantine_reason", "dsn_ret", "dsn_envid", "delivery_headers_size")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REVERSE_PATH_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +71,7 @@ class QueueItem(_message.Message):
     QUARANTINE_REASON_FIELD_NUMBER: _ClassVar[int]
     DSN_RET_FIELD_NUMBER: _ClassVar[int]
     DSN_ENVID_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_HEADERS_SIZE_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: ItemState
     reverse_path: str
@@ -92,4 +93,5 @@ class QueueItem(_message.Message):
     quarantine_reason: str
     dsn_ret: str
     dsn_envid: str
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[ItemState, str]] = ..., reverse_path: _Optional[str] = ..., recipients: _Optional[_Iterable[_Union[Recipient, _Mapping]]] = ..., created_at: _Optional[float] = ..., body_size: _Optional[int] = ..., message_id: _Optional[str] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ..., client_address: _Optional[str] = ..., helo: _Optional[str] = ..., protocol: _Optional[str] = ..., smtputf8: _Optional[bool] = ..., body_type: _Optional[str] = ..., attempts: _Optional[int] = ..., next_attempt_at: _Optional[float] = ..., last_error: _Optional[str] = ..., crashes: _Optional[int] = ..., last_crash: _Optional[str] = ..., quarantine_reason: _Optional[str] = ..., dsn_ret: _Optional[str] = ..., dsn_envid: _Optional[str] = ...) -> None: ...
+    delivery_headers_size: int
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[ItemState, str]] = ..., reverse_path: _Optional[str] = ..., recipients: _Optional[_Iterable[_Union[Recipient, _Mapping]]] = ..., created_at: _Optional[float] = ..., body_size: _Optional[int] = ..., message_id: _Optional[str] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ..., client_address: _Optional[str] = ..., helo: _Optional[str] = ..., protocol: _Optional[str] = ..., smtputf8: _Optional[bool] = ..., body_type: _Optional[str] = ..., attempts: _Optional[int] = ..., next_attempt_at: _Optional[float] = ..., last_error: _Optional[str] = ..., crashes: _Optional[int] = ..., last_crash: _Optional[str] = ..., quarantine_reason: _Optional[str] = ..., dsn_ret: _Optional[str] = ..., dsn_envid: _Optional[str] = ..., delivery_headers_size: _Optional[int] = ...) -> None: ...

@@ -19,8 +19,11 @@ renamed to a spare name (".spare.tmp.<pid>.<n>", a temp-file name: removed
 at start-up like any temp file), and a later create takes a spare instead
 of a new inode: a body is `rename_noreplace(spare, path)` (EEXIST like
 O_EXCL); a temp file is `rename(spare, tmp)`; both then open with O_TRUNC. An item replaced by rename keeps its old inode as a spare too
-(`link(path, spare)` before the rename). In steady state the queue
-allocates and frees no inode at all.
+(`link(path, spare)` before the rename). A removed file with another
+link — a body delivered by a hard link into a Maildir (store/maildir.py)
+— is unlinked, never recycled: its inode is the delivered message. So in
+steady state the queue allocates one inode per single-recipient message
+(which then lives on in the Maildir) and frees none.
 
 Why this is crash-safe: a spare is reused only after a directory fsync
 that *followed* its rename has completed, so the name change is on disk
@@ -321,6 +324,13 @@ class BatchWriter(Batcher):
     def _remove(self, path: str, mine: list[str] | None) -> None:
         spares = self.spares
         if spares is not None and not spares.full():
+            try:
+                shared = os.lstat(path).st_nlink > 1
+            except FileNotFoundError:
+                return
+            if shared:  # also a delivered Maildir file (store/maildir.py): never reuse it
+                _unlink_quietly(path)
+                return
             keep = spares.new_name()
             try:
                 os.rename(path, keep)

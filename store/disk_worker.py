@@ -132,6 +132,7 @@ class Executor:
             m = pb.maildir
             reqs.append(Request((
                 m.root, m.mailbox, m.name, m.header_prefix, m.body or None, m.body_path or None, m.check_existing,
+                m.link,
             )))
         maildir.deliver_batch(reqs)
         return [reply_for(pb.id, req) for pb, req in zip(batch, reqs)]

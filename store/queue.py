@@ -198,7 +198,9 @@ class QueueStore:
         return run_blocking(self._load_job, queue_id)
 
     def read_body(self, queue_id: str) -> bytes:
-        """The raw message (bytes). Raises FileNotFoundError / OSError."""
+        """The body file's bytes as put: the message, after
+        QueueItem.delivery_headers_size bytes of delivery headers (a
+        single-recipient item). Raises FileNotFoundError / OSError."""
         return run_blocking(_read_file, self.body_path(queue_id))
 
     def list_ids(self) -> list[str]:

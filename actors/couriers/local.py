@@ -3,13 +3,16 @@
 Asked `DeliverLocal`, answers `DeliveryResult`. Several run in parallel
 (Config.local_delivery_concurrency, registered "courier.local.<n>"); a
 QueueItem picks one by its queue id. The file is written by
-store/maildir.py (write tmp/, fsync, rename to new/, fsync new/) in the
-daemon's disk worker process, or the hub threadpool without one: the
-answer DELIVERED means it is durable.
+store/maildir.py (write tmp/, fsync, rename to new/, fsync new/; or, for
+a message queued with its delivery headers, a hard link of the queued body
+into new/ and the fsync of new/) in the daemon's disk worker process, or
+the hub threadpool without one: the answer DELIVERED means it is durable.
 
-Added headers (prepended; the body keeps our SMTP Received header):
-- Return-Path: <reverse-path> (RFC 5321 §4.4: added at final delivery);
-- Delivered-To: <recipient> (RFC 9228), as Postfix's local/virtual do.
+Added headers (prepended; the body keeps our SMTP Received header;
+maildir.delivery_headers): Return-Path: <reverse-path> (RFC 5321 §4.4:
+added at final delivery) and Delivered-To: <recipient> (RFC 9228), as
+Postfix's local/virtual do. A single-recipient message has them in its
+queued body already (DeliverLocal.link_body).
 
 Outcomes: a mailbox name that cannot be a Maildir (ValueError) fails
 permanently, 550 5.1.3; out of space (ENOSPC, EDQUOT) is 452 4.2.2
@@ -31,12 +34,6 @@ from estafeta.supervisor.actor import Actor, Link
 from estafeta.tracing.propagation import extract
 
 log = logging.getLogger("estafeta.courier")
-
-
-def header_prefix(reverse_path: str, recipient: str) -> bytes:
-    """The headers local delivery prepends, CRLF-terminated (UTF-8 for
-    SMTPUTF8 addresses, RFC 6532)."""
-    return f"Return-Path: <{reverse_path}>\r\nDelivered-To: {recipient}\r\n".encode("utf-8")
 
 
 class LocalCourier(Actor):
@@ -69,6 +66,7 @@ class LocalCourier(Actor):
                 "estafeta.recipient": rcpt.address,
                 "estafeta.mailbox": rcpt.mailbox,
                 "estafeta.maildir.check_existing": m.check_existing,
+                "estafeta.maildir.link": m.link_body,
             },
         ) as span:
             try:
@@ -92,10 +90,11 @@ class LocalCourier(Actor):
         """Write the Maildir file durably; (path, already there). Raises
         ValueError (unsafe mailbox or name) or OSError."""
         rcpt = m.recipient
-        prefix = header_prefix(m.reverse_path, rcpt.address)
+        prefix = b"" if m.link_body else maildir.delivery_headers(m.reverse_path, rcpt.address)
         if self._disk is None:
             return run_blocking(
-                maildir.deliver, self._root, rcpt.mailbox, name, prefix, None, m.body_path, m.check_existing
+                maildir.deliver, self._root, rcpt.mailbox, name, prefix, None, m.body_path, m.check_existing,
+                m.link_body,
             )
         reply = self._disk.call(
             disk_pb2.DiskRequest(
@@ -106,6 +105,7 @@ class LocalCourier(Actor):
                     header_prefix=prefix,
                     body_path=m.body_path,
                     check_existing=m.check_existing,
+                    link=m.link_body,
                 )
             )
         )

@@ -53,6 +53,25 @@ def test_queue_list_dump_show_on_a_held_item(held):
     assert r.returncode == 0 and queue_id in r.stdout, (r.stdout, r.stderr)
 
 
+def test_a_single_recipient_item_is_queued_with_its_delivery_headers(held):
+    """One recipient: the body file is that recipient's whole Maildir file
+    (delivered by a hard link); the item says how many bytes of delivery
+    headers come first, and `queue show` shows the message's own header."""
+    msg = make_message(subject="one recipient")
+    assert held.send("sender@client.test", ["held@localhost"], msg) == {}
+    queue_id = _queue_id_of_deferred(held, "held@localhost")
+    headers = b"Return-Path: <sender@client.test>\r\nDelivered-To: held@localhost\r\n"
+    body = (held.queue_dir / f"{queue_id}.body").read_bytes()
+    assert body.startswith(headers + b"Received: ") and body.endswith(msg), body[:200]
+    r = held.cli("queue", "dump", queue_id)
+    assert r.returncode == 0 and f"delivery_headers_size: {len(headers)}" in r.stdout, r.stdout
+    assert f"body_size: {len(body) - len(headers)}" in r.stdout, r.stdout
+    r = held.cli("queue", "show", queue_id)
+    assert r.returncode == 0, r.stderr
+    shown = r.stdout.split("# header of", 1)[1].split("\n", 1)[1]
+    assert shown.startswith("Received: ") and "Subject: one recipient" in shown, r.stdout
+
+
 def test_queue_commands_on_an_unknown_id(held):
     for args in (("queue", "show", "0123456789abcdef000000"), ("queue", "dump", "nosuchid"), ("queue", "show", "nosuchid")):
         r = held.cli(*args)

@@ -23,9 +23,26 @@ def test_one_message_is_delivered_byte_for_byte(daemon):
     # RFC 5321 §4.4: from <helo> (<ip>) by <our hostname> with ESMTP id <queue id>
     assert "client.e2e.test" in received and "127.0.0.1" in received, received
     assert "mx.e2e.test" in received and re.search(r"\bESMTP\b", received), received
-    # Maildir: only new/ got it, tmp/ is left empty (the write was renamed).
+    # Maildir: only new/ got it, tmp/ is left empty. One recipient: the
+    # file is the queued body itself (a hard link, store/maildir.py), which
+    # the queue then unlinks without reusing its inode.
     assert path.parent.name == "new"
     assert list((path.parent.parent / "tmp").iterdir()) == []
+    daemon.wait_queue_empty()
+    assert path.stat().st_nlink == 1 and path.read_bytes() == data
+    assert not [p for p in daemon.queue_dir.iterdir() if p.name.endswith(".body")]
+
+
+def test_a_message_for_several_recipients_is_copied_for_each(daemon):
+    """Several recipients: the queued body is the message alone and each
+    Maildir file a copy with its own delivery headers (no shared inode)."""
+    msg = make_message()
+    assert daemon.send("sender@client.test", ["c@localhost", "d@localhost"], msg) == {}
+    (c,) = daemon.wait_delivered("localhost", "c", 1)
+    (d,) = daemon.wait_delivered("localhost", "d", 1)
+    assert c.stat().st_ino != d.stat().st_ino
+    assert_delivered_copy(c.read_bytes(), msg, recipient="c@localhost", reverse_path="sender@client.test")
+    assert_delivered_copy(d.read_bytes(), msg, recipient="d@localhost", reverse_path="sender@client.test")
 
 
 def test_each_recipient_gets_its_own_copy(daemon):

@@ -132,7 +132,7 @@ def test_deliver_batch_delivers_each_and_isolates_failures(tmp_path):
     calls.append(("example.com/u0", _name(99), BODY, None, True))
     calls.append(("example.com/u1", _name(7), BODY, None, False))  # the same copy twice in a batch
     calls.append(("../etc", _name(), BODY, None, False))  # unsafe: refused, the others go on
-    reqs = [Request((root, mailbox, name, PREFIX, body, body_path, check))
+    reqs = [Request((root, mailbox, name, PREFIX, body, body_path, check, False))
             for mailbox, name, body, body_path, check in calls]
     maildir.deliver_batch(reqs)
     for k in range(30):
@@ -145,3 +145,86 @@ def test_deliver_batch_delivers_each_and_isolates_failures(tmp_path):
     assert isinstance(reqs[33].error, ValueError)
     for b in range(3):
         assert os.listdir(tmp_path / "mail" / "example.com" / f"u{b}" / "tmp") == []
+
+
+# ------------------------------------------------ delivery by hard link
+def _queued(tmp_path, body: bytes = BODY) -> str:
+    """A queue body file that is a whole Maildir file (headers in front)."""
+    q = tmp_path / "queue"
+    q.mkdir(exist_ok=True)
+    src = q / "0001.body"
+    src.write_bytes(PREFIX + body)
+    return str(src)
+
+
+def test_link_delivers_the_queued_file_itself(tmp_path):
+    src = _queued(tmp_path)
+    root = str(tmp_path / "mail")
+    path, existed = maildir.deliver(root, "example.com/bob", _name(), b"", None, src, False, True)
+    assert (path, existed) == (os.path.join(root, "example.com", "bob", "new", _name()), False)
+    assert open(path, "rb").read() == PREFIX + BODY
+    assert os.stat(path).st_ino == os.stat(src).st_ino and os.stat(src).st_nlink == 2
+    assert os.listdir(os.path.join(root, "example.com", "bob", "tmp")) == []  # no copy was made
+
+
+def test_link_again_is_already_there(tmp_path):
+    src = _queued(tmp_path)
+    root = str(tmp_path / "mail")
+    first, _ = maildir.deliver(root, "example.com/bob", _name(), b"", None, src, False, True)
+    # A retry whose first reply was lost, with or without the look-up first.
+    assert maildir.deliver(root, "example.com/bob", _name(), b"", None, src, False, True) == (first, True)
+    assert maildir.deliver(root, "example.com/bob", _name(), b"", None, src, True, True) == (first, True)
+    seen = first.replace("/new/", "/cur/") + ":2,S"  # read by a mail reader meanwhile
+    os.rename(first, seen)
+    assert maildir.deliver(root, "example.com/bob", _name(), b"", None, src, True, True) == (seen, True)
+
+
+def test_link_with_the_body_gone_raises_file_not_found(tmp_path):
+    root = str(tmp_path / "mail")
+    maildir.deliver(root, "example.com/bob", _name(1), PREFIX, BODY, None, False)  # the maildir exists
+    with pytest.raises(FileNotFoundError):
+        maildir.deliver(root, "example.com/bob", _name(), b"", None, str(tmp_path / "gone.body"), False, True)
+    with pytest.raises(FileNotFoundError):  # and where the maildir is not made yet
+        maildir.deliver(root, "example.com/new", _name(), b"", None, str(tmp_path / "gone.body"), False, True)
+
+
+@pytest.mark.parametrize("code", [errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP])
+def test_link_falls_back_to_a_copy_where_no_link_can_be_made(tmp_path, monkeypatch, code):
+    src = _queued(tmp_path)
+
+    def no_link(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(maildir.os, "link", no_link)
+    path, existed = maildir.deliver(str(tmp_path / "mail"), "example.com/bob", _name(), b"", None, src, False, True)
+    assert not existed and open(path, "rb").read() == PREFIX + BODY
+    assert os.stat(path).st_ino != os.stat(src).st_ino
+
+
+def test_link_other_errors_are_reported(tmp_path, monkeypatch):
+    src = _queued(tmp_path)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(maildir.os, "link", full)
+    with pytest.raises(OSError) as e:
+        maildir.deliver(str(tmp_path / "mail"), "example.com/bob", _name(), b"", None, src, False, True)
+    assert e.value.errno == errno.ENOSPC
+
+
+def test_links_and_copies_in_one_batch_share_the_fsync_of_new(tmp_path, monkeypatch):
+    root = str(tmp_path / "mail")
+    src = _queued(tmp_path)
+    synced = []
+    real = queuefile.fsync_directory
+    monkeypatch.setattr(queuefile, "fsync_directory", lambda p: (synced.append(p), real(p))[1])
+    reqs = [
+        Request((root, "example.com/bob", _name(0), b"", None, src, False, True)),
+        Request((root, "example.com/bob", _name(1), PREFIX, BODY, None, False, False)),
+    ]
+    maildir.deliver_batch(reqs)
+    assert [r.error for r in reqs] == [None, None]
+    new = os.path.join(root, "example.com", "bob", "new")
+    assert sorted(os.listdir(new)) == sorted([_name(0), _name(1)])
+    assert synced.count(new) == 1
