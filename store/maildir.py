@@ -21,8 +21,9 @@ file, written and fdatasync'd before the 250. Its delivery is then
 link(<queue>/<id>.body, new/<name>) and the shared fsync of new/: no second
 copy of the message and no second fdatasync (docs/PERFORMANCE.md: +15-28 %
 msg/s at 1 KiB, c=10). The file appears in new/ complete, as the spec
-requires of the tmp/ -> new/ rename; the queue never writes a body twice. The queue later unlinks its name (store/batchwriter.py
-never recycles an inode with another link). A link, unlike a rename,
+requires of the tmp/ -> new/ rename, and the queue never writes a body
+twice. The queue later unlinks its name (store/batchwriter.py never
+recycles an inode with another link). A link, unlike a rename,
 leaves the queue's copy in place until the recipient is recorded as
 delivered, so no crash can leave the message in neither directory. Where
 no link can be made (the mail root on another file system: EXDEV; EPERM,
@@ -298,24 +299,23 @@ def _link(root: str, maildir: str, name: str, body_path: str, req: Request, by_d
     Raises OSError, FileNotFoundError for a missing body."""
     new_dir = os.path.join(maildir, "new")
     final = os.path.join(new_dir, name)
-    for first in (True, False):
+    try:
         try:
             os.link(body_path, final, follow_symlinks=False)
-        except FileExistsError:
-            by_dir.setdefault(new_dir, []).append((final, [req], True))
-            return True
         except FileNotFoundError:
-            if not first or os.path.isdir(new_dir):
+            if os.path.isdir(new_dir):
                 raise  # the body is gone
-            _make_maildir(root, maildir)
-            continue
-        except OSError as e:
-            if e.errno in _NO_LINK:
-                return False
-            raise
-        by_dir.setdefault(new_dir, []).append((final, [req], False))
-        return True
-    return False  # not reached
+            _make_maildir(root, maildir)  # the first delivery to this mailbox
+            os.link(body_path, final, follow_symlinks=False)
+        already = False
+    except FileExistsError:
+        already = True
+    except OSError as e:
+        if e.errno in _NO_LINK:
+            return False
+        raise
+    by_dir.setdefault(new_dir, []).append((final, [req], already))
+    return True
 
 
 def _discard(fd: int | None, tmp: str | None) -> None:
