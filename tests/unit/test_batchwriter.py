@@ -52,11 +52,12 @@ class SpyOS:
 
 
 class CrashingOSWithLink(CrashingOS):
-    """CrashingOS that also counts (and can die at) link(2): recycling
-    keeps an updated item's old inode with os.link, and rename_noreplace's
-    fallback is link + unlink."""
+    """CrashingOS that also counts (and can die at) link(2) and
+    ftruncate(2): recycling keeps an updated item's old inode with os.link
+    (rename_noreplace's fallback is link + unlink too), and cuts a reused
+    spare to its new length after writing over it."""
 
-    STEPS = CrashingOS.STEPS + ("link",)
+    STEPS = CrashingOS.STEPS + ("link", "ftruncate")
 
 
 @pytest.fixture
