@@ -274,49 +274,44 @@ class BatchWriter(Batcher):
     def _create(self, path: str) -> tuple[int, bool]:
         """Open `path` new (O_EXCL semantics): (fd, True) on a reused spare
         that still holds its old bytes, (fd, False) on a new empty file."""
-        spares = self.spares
-        spare = spares.take() if spares is not None else None
-        if spare is not None:
-            try:
-                rename_noreplace(spare, path)  # EEXIST, as O_EXCL would
-            except FileNotFoundError:
-                pass  # gone (removed by hand?): allocate
-            except BaseException:
-                spares.give_back(spare)
-                raise
-            else:
-                return self._open_spare(path, spares), True
+        fd = self._from_spare(path, rename_noreplace)  # EEXIST, as O_EXCL would
+        if fd is not None:
+            return fd, True
         return os.open(path, _EXCL_FLAGS, 0o600), False
-
-    @staticmethod
-    def _open_spare(path: str, spares: SparePool) -> int:
-        """Open a spare just renamed to `path`, for writing over its old
-        bytes (the caller then cuts it to size). If that fails, the file
-        (another message's old bytes) must not stay: it is removed, and the
-        spare is lost (an inode freed, as plain files do)."""
-        try:
-            fd = os.open(path, _REUSE_FLAGS)
-        except BaseException:
-            _unlink_quietly(path)
-            raise
-        spares.used()
-        return fd
 
     def _create_temp(self, tmp: str) -> tuple[int, bool]:
         """Open the temp file `tmp`: (fd, reused) as _create."""
+        fd = self._from_spare(tmp, os.rename)
+        if fd is not None:
+            return fd, True
+        return os.open(tmp, _TMP_FLAGS, 0o600), False
+
+    def _from_spare(self, dest: str, rename) -> int | None:
+        """Take a ready spare, `rename(spare, dest)` and open it for writing
+        over its old bytes; None if there is no spare, or it is gone
+        (removed by hand?): the caller allocates. If the rename fails
+        otherwise (EEXIST) the spare goes back and the error is raised; if
+        the open fails, the file (another message's old bytes) must not
+        stay: it is removed, and the spare is lost (an inode freed, as
+        plain files do)."""
         spares = self.spares
         spare = spares.take() if spares is not None else None
-        if spare is not None:
-            try:
-                os.rename(spare, tmp)
-            except FileNotFoundError:
-                pass
-            except BaseException:
-                spares.give_back(spare)
-                raise
-            else:
-                return self._open_spare(tmp, spares), True
-        return os.open(tmp, _TMP_FLAGS, 0o600), False
+        if spare is None:
+            return None
+        try:
+            rename(spare, dest)
+        except FileNotFoundError:
+            return None
+        except BaseException:
+            spares.give_back(spare)
+            raise
+        try:
+            fd = os.open(dest, _REUSE_FLAGS)
+        except BaseException:
+            _unlink_quietly(dest)
+            raise
+        spares.used()
+        return fd
 
     def _replace(self, tmp: str, path: str, new: bool, mine: list[str] | None) -> None:
         spares = self.spares
