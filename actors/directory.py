@@ -1,10 +1,9 @@
 """Directory actor: which recipients are local, and their mailboxes.
 
 It owns the recipient tables built from the configured `local_domain`s:
-it publishes them in a DirectoryView, which sessions read at RCPT TO, and
-answers `CheckRecipient` asks with a `RecipientVerdict`
-(proto/messages.proto). The decision itself is the pure function
-`check_recipient`, unit-tested on its own.
+it publishes them in a DirectoryView, which sessions read at RCPT TO for
+a `RecipientVerdict` (proto/messages.proto). The decision itself is the
+pure function `check_recipient`, unit-tested on its own.
 
 Replies (RFC 5321 §4.2.2, enhanced codes RFC 3463):
 - non-local domain, address literal: 554 5.7.1 relay access denied (this
@@ -96,9 +95,8 @@ class DirectoryView:
     """The Directory's current tables, published for sessions to read at
     RCPT TO (like an ETS table with one writer: the Directory actor sets
     `domains`, a LocalDomains it never changes in place, so a reader always
-    sees one whole version). `check(address)` is check_recipient on it:
-    the same decision a CheckRecipient ask gets, without an actor round
-    trip per recipient.
+    sees one whole version). `check(address)` is check_recipient on it,
+    with no actor round trip per recipient.
     """
 
     __slots__ = ("domains",)
@@ -115,9 +113,9 @@ class DirectoryView:
 
 
 class Directory(Actor):
-    """Owns the recipient tables: publishes them in its DirectoryView on
-    start, and answers CheckRecipient -> RecipientVerdict. Registered as
-    "directory"."""
+    """Owns the recipient tables and publishes them in its DirectoryView on
+    start; it takes no messages.
+    Registered as "directory"."""
 
     def __init__(self, link: Link | None, cfg: config_pb2.Config, view: DirectoryView | None = None):
         super().__init__(link)
@@ -129,6 +127,4 @@ class Directory(Actor):
             self._view.domains = self._domains
 
     def on_receive(self, message):
-        if isinstance(message, messages_pb2.CheckRecipient):
-            return check_recipient(self._domains, message.address)
         raise TypeError(f"Directory cannot handle {type(message).__name__}")

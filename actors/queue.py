@@ -7,8 +7,7 @@ QueueManager (permanent, registered as "queue"):
   actor may be restarted while sessions are putting messages);
 - publishes its counts in a QueueGauge that sessions read at MAIL FROM
   (back-pressure: 452 4.3.1 once max_queue_items or max_queue_bytes is
-  reached — RFC 3463 §3.4 "mail system full"), and answers `Admit` asks
-  with the same decision;
+  reached — RFC 3463 §3.4 "mail system full");
 - on `Enqueued` (told by a session once the item is durable) starts the
   item's QueueItem under the items supervisor ("queue.items");
 - on `ItemFinished` updates its counters;
@@ -39,6 +38,7 @@ from estafeta.store.blocking import run_blocking
 from estafeta.store.queue import QueueStore, process_of
 from estafeta.supervisor import registry
 from estafeta.supervisor.actor import Actor, Link
+from estafeta.supervisor.config import MAX_PROCESSES
 from estafeta.supervisor.tree import start_child
 
 log = logging.getLogger("estafeta.queue")
@@ -68,7 +68,7 @@ class QueueGauge:
     Enqueued/ItemFinished each manager handled).
     """
 
-    SLOTS = 16  # Config.processes at most
+    SLOTS = MAX_PROCESSES  # one per serving process
     _SLOT = struct.Struct("<QQ")
     _ALL = struct.Struct("<%dQ" % (2 * SLOTS))
 
@@ -100,14 +100,6 @@ class QueueGauge:
         """(items, body bytes) over all processes."""
         v = self._ALL.unpack_from(self._mem)
         return sum(v[0::2]), sum(v[1::2])
-
-    @property
-    def items(self) -> int:
-        return self.totals()[0]
-
-    @property
-    def bytes(self) -> int:
-        return self.totals()[1]
 
     def admits(self, size: int) -> bool:
         """May a message of `size` bytes (0: unknown) be accepted now?
@@ -237,8 +229,6 @@ class QueueManager(Actor):
 
     # ------------------------------------------------------------ messages
     def on_receive(self, message):
-        if isinstance(message, messages_pb2.Admit):
-            return self._admit(message)
         if isinstance(message, messages_pb2.Enqueued):
             return self._enqueued(message)
         if isinstance(message, messages_pb2.ItemFinished):
@@ -246,12 +236,6 @@ class QueueManager(Actor):
         if isinstance(message, messages_pb2.AttemptDue):
             return self._start_all()
         raise TypeError(f"QueueManager cannot handle {type(message).__name__}")
-
-    def _admit(self, m: messages_pb2.Admit) -> messages_pb2.AdmitReply:
-        if not self._gauge.admits(m.size_bytes):
-            log.warning("queue full items=%d bytes=%d: refusing new mail (452 4.3.1)", len(self._items), self._bytes)
-            return messages_pb2.AdmitReply(accepted=False, reply=QUEUE_FULL)
-        return messages_pb2.AdmitReply(accepted=True)
 
     def _enqueued(self, m: messages_pb2.Enqueued) -> None:
         item = m.item

@@ -5,7 +5,7 @@ RFC 5321 §4.5.3.2 wants a server to time out a client that stops talking
 A socket timeout does that, but gevent then arms a fresh timer for every
 blocking recv and send: about 3-4 µs each, 7 round trips per message
 (measured here). Instead each session marks when it starts waiting and for
-how long it may wait (`waiting(session, seconds)` / `done(session)`: two
+how long it may wait (its `wait_since` and `wait_limit` attributes: two
 attribute stores), and one greenlet per watch looks at the waiting sessions
 once per tick (at most 1 s) and throws `SessionTimedOut` into any that has
 waited too long — where it waits, as `interrupt()` throws ShutdownRequested.

@@ -37,14 +37,6 @@ class StartSession(_message.Message):
     trace: _common_pb2.TraceContext
     def __init__(self, fd: _Optional[int] = ..., peer_address: _Optional[str] = ..., peer_port: _Optional[int] = ..., local_address: _Optional[str] = ..., local_port: _Optional[int] = ..., listener: _Optional[str] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
 
-class CheckRecipient(_message.Message):
-    __slots__ = ("address", "trace")
-    ADDRESS_FIELD_NUMBER: _ClassVar[int]
-    TRACE_FIELD_NUMBER: _ClassVar[int]
-    address: str
-    trace: _common_pb2.TraceContext
-    def __init__(self, address: _Optional[str] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
-
 class RecipientVerdict(_message.Message):
     __slots__ = ("accepted", "reply", "mailbox")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
@@ -54,22 +46,6 @@ class RecipientVerdict(_message.Message):
     reply: _common_pb2.Reply
     mailbox: str
     def __init__(self, accepted: _Optional[bool] = ..., reply: _Optional[_Union[_common_pb2.Reply, _Mapping]] = ..., mailbox: _Optional[str] = ...) -> None: ...
-
-class Admit(_message.Message):
-    __slots__ = ("size_bytes", "trace")
-    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
-    TRACE_FIELD_NUMBER: _ClassVar[int]
-    size_bytes: int
-    trace: _common_pb2.TraceContext
-    def __init__(self, size_bytes: _Optional[int] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
-
-class AdmitReply(_message.Message):
-    __slots__ = ("accepted", "reply")
-    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
-    REPLY_FIELD_NUMBER: _ClassVar[int]
-    accepted: bool
-    reply: _common_pb2.Reply
-    def __init__(self, accepted: _Optional[bool] = ..., reply: _Optional[_Union[_common_pb2.Reply, _Mapping]] = ...) -> None: ...
 
 class Enqueued(_message.Message):
     __slots__ = ("item", "trace")

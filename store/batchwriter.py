@@ -69,7 +69,7 @@ SPARE_LIMIT = 1024
 #: A reused spare is overwritten, then cut to size (the module docstring).
 _REUSE_FLAGS = os.O_WRONLY | _O_CLOEXEC | _O_NOFOLLOW
 #: An OS lock even under gevent's monkey patching: batches run in native
-#: threads (the disk worker's lanes, the hub threadpool).
+#: threads (the disk worker's, the hub threadpool's).
 _allocate_lock = get_original("_thread", "allocate_lock")
 
 
@@ -181,9 +181,9 @@ class BatchWriter(Batcher):
     def execute(self, ops: Sequence[Request]) -> None:
         """Run a batch (blocking). Per-request errors go to its `error`;
         only an error of the shared directory fsync fails every writer.
-        Thread-safe for batches on different paths (the disk worker runs
-        two at once); requests on one path must not be in two batches at
-        once (every caller waits for its write)."""
+        Thread-safe for batches on different paths; requests on one path
+        must not be in two batches at once (every caller waits for its
+        write)."""
         spares = self.spares
         mine = spares.begin() if spares is not None else None  # spares this batch's fsync will cover
         synced = False

@@ -146,12 +146,11 @@ class DiskClient:
                 n = 0
             except OSError:
                 n = 0  # the reader sees the dead socket and fails everything
-            self.requests += 1
             if n == len(frame):
+                self.requests += 1
                 self.sends += 1
                 return pending
-            frame = frame[n:]
-            self.requests -= 1
+            frame = frame[n:]  # the sender counts it
         self._outbox.append(frame)
         self._wake.set()
         return pending

@@ -363,20 +363,9 @@ def test_spare_gone_missing_falls_back_to_a_new_inode(tmp_path):
         os.unlink(p)  # removed by hand
     run(w, put_op(d, "c", b"cc"))
     assert read(_paths(d, "c")[0]) == b"cc" and w.spares.ready == []
+    assert w.spares.reused == 0  # two new inodes: `reused` counts only spares actually reused
     assert live(d) == {"b.body": b"b", "b.item": b"item b", "c.body": b"cc", "c.item": b"item c"}
     assert [n for n in os.listdir(d) if n.startswith(".")] == []
-
-
-def test_reused_counts_only_spares_actually_reused(tmp_path):
-    d = str(tmp_path)
-    w = BatchWriter(d, recycle=True)
-    run(w, put_op(d, "a", b"a"))
-    run(w, remove_op(d, "a"))
-    run(w, put_op(d, "b", b"b"))
-    for p in w.spares.ready:
-        os.unlink(p)
-    run(w, put_op(d, "c", b"cc"))  # two new inodes: nothing was reused
-    assert w.spares.reused == 0
 
 
 def test_failed_open_of_a_taken_spare_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -440,8 +429,8 @@ def test_without_recycle_nothing_is_kept(tmp_path, spy):
 
 # ------------------------------------------------ concurrent batches
 def test_concurrent_batches_reuse_only_spares_a_later_fsync_covers(tmp_path, monkeypatch):
-    """Two native threads run batches on one recycling writer at once (the
-    disk worker's lane threads): every reuse of a spare comes after a
+    """Two native threads run batches on one recycling writer at once (as
+    the hub threadpool may): every reuse of a spare comes after a
     directory fsync that began after the spare's rename and had finished;
     nothing is aliased (each thread reads back its own bytes)."""
     from test_queue_store import NativeThread
@@ -455,25 +444,22 @@ def test_concurrent_batches_reuse_only_spares_a_later_fsync_covers(tmp_path, mon
     def spare(path) -> bool:
         return os.path.basename(path).startswith(".spare.tmp.")
 
+    def traced(real):
+        """rename or link, recording when a spare is taken over and made."""
+        def call(src, dst):
+            if spare(src):
+                reuses.append((src, next(seq)))
+            real(src, dst)
+            if spare(dst):
+                made[dst] = next(seq)
+        return staticmethod(call)
+
     class Trace:
         def __getattr__(self, name):
             return getattr(os, name)
 
-        @staticmethod
-        def rename(src, dst):
-            if spare(src):
-                reuses.append((src, next(seq)))
-            os.rename(src, dst)
-            if spare(dst):
-                made[dst] = next(seq)
-
-        @staticmethod
-        def link(src, dst):
-            if spare(src):
-                reuses.append((src, next(seq)))
-            os.link(src, dst)
-            if spare(dst):
-                made[dst] = next(seq)
+        rename = traced(os.rename)
+        link = traced(os.link)
 
         @staticmethod
         def fsync(fd):

@@ -9,7 +9,7 @@ def test_private_gauge_admits_until_a_limit():
     g = QueueGauge(max_items=3, max_bytes=1000)
     assert g.admits(0) and g.admits(1000) and not g.admits(1001)
     g.publish(2, 900)
-    assert (g.items, g.bytes) == (2, 900)
+    assert g.totals() == (2, 900)
     assert g.admits(100) and not g.admits(101)
     g.publish(3, 0)
     assert not g.admits(0)  # RFC 3463 4.3.1: the item count is reached
