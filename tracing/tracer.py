@@ -7,11 +7,11 @@ what estafeta never varies — asking the sampler (estafeta's is ALWAYS_ON:
 every message is followed), building the trace flags through two enum
 calls, the tracer's own metrics hook (disabled by default), the
 enabled check. `EstafetaTracer.start_span` makes the same decisions
-directly and builds the very same SDK `Span` (`opentelemetry.sdk.trace._Span`):
-same attributes and limits, same links, same processors (our span store,
-the OTLP exporter), same `start()` and `end()`.
+directly and builds an `EstafetaSpan` (tracing/span.py): the SDK's span
+class, made and ended with less work — same attributes and limits, same
+links, same processors (our span store, the OTLP exporter).
 
-It relies on the SDK's `_Span` constructor and three private fields of its
+It relies on the SDK's `_Span` fields and three private fields of its
 Tracer; if a later SDK changes them, the first span falls back to the SDK's
 own start_span for good (and tests/unit/test_tracing.py, which compares
 the two paths field by field, fails).
@@ -24,6 +24,8 @@ from opentelemetry import trace as trace_api
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanContext, TraceFlags
+
+from estafeta.tracing.span import EstafetaSpan
 
 log = logging.getLogger(__name__)
 
@@ -64,29 +66,13 @@ class EstafetaTracer(sdk_trace.Tracer):
         span_context = SpanContext(trace_id, self.id_generator.generate_span_id(), is_remote=False,
                                    trace_flags=TraceFlags(flags), trace_state=state)
         try:
-            span = sdk_trace._Span(  # noqa: SLF001
-                name=name,
-                context=span_context,
-                parent=parent,
-                sampler=self.sampler,
-                resource=self.resource,
-                attributes=attributes,
-                span_processor=self.span_processor,
-                kind=kind,
-                links=links or (),
-                instrumentation_info=self.instrumentation_info,
-                record_exception=record_exception,
-                set_status_on_exception=set_status_on_exception,
-                limits=self._span_limits,  # noqa: SLF001
-                instrumentation_scope=self._instrumentation_scope,  # noqa: SLF001
-            )
+            return EstafetaSpan.begin(self, name, span_context, parent, kind, attributes, links, record_exception,
+                                      set_status_on_exception, start_time, context)
         except (TypeError, AttributeError) as e:  # an SDK whose internals moved
             log.warning("tracing: the short start_span does not fit this OTel SDK (%s); using the SDK's", e)
             EstafetaTracer._fast = False
             return super().start_span(name, context, kind, attributes, links, start_time, record_exception,
                                       set_status_on_exception)
-        span.start(start_time=start_time, parent_context=context)
-        return span
 
 
 def fast_tracer(provider: sdk_trace.TracerProvider, name: str) -> trace_api.Tracer:

@@ -366,12 +366,16 @@ def test_flusher_keeps_the_store_under_its_size_bound(tmp_path):
 # ---------------------------------------------- tracing/tracer.py fast path
 def test_fast_start_span_makes_what_the_sdk_makes():
     """EstafetaTracer.start_span builds the same SDK spans as the SDK's own
-    start_span (with ALWAYS_ON): same class, fields, flags, parentage,
-    links and processors."""
+    start_span (with ALWAYS_ON): same fields, flags, parentage, links and
+    processors; the processors get the ended EstafetaSpan itself, an SDK
+    Span, where the SDK hands them a ReadableSpan copy."""
     from opentelemetry import trace as trace_api
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
     from opentelemetry.trace import Link, SpanKind, TraceState
+
+    from opentelemetry.sdk import trace as sdk_trace
+    from opentelemetry.sdk.trace import ReadableSpan
 
     from estafeta.tracing.tracer import EstafetaTracer, fast_tracer
 
@@ -406,7 +410,9 @@ def test_fast_start_span_makes_what_the_sdk_makes():
     b, b_root, remote = make(fast)
     for name in ("root", "other", "child", "under"):
         x, y = a[name], b[name]
-        assert type(x) is type(y)
+        assert isinstance(x, ReadableSpan) and isinstance(y, sdk_trace.Span)
+        assert type(y).__name__ == "EstafetaSpan" and not y.is_recording()
+        assert y.start_time <= y.end_time
         assert (x.kind, dict(x.attributes), x.resource, x.instrumentation_scope, x.status.status_code) == \
                (y.kind, dict(y.attributes), y.resource, y.instrumentation_scope, y.status.status_code)
         assert x.context.trace_flags == y.context.trace_flags
@@ -416,3 +422,50 @@ def test_fast_start_span_makes_what_the_sdk_makes():
     assert b["child"].context.trace_id == b_root.context.trace_id
     assert b["under"].context.trace_id == 0xABC and b["under"].parent.span_id == 0xDEF
     assert b["under"].context.trace_state == remote.trace_state == a["under"].context.trace_state
+
+
+def test_estafeta_span_attributes_events_and_limits_as_in_the_sdk():
+    """What a span does with attributes and events is the SDK's: the short
+    path for plain values gives the same table as the SDK's cleaning, long
+    strings are cut at max_span_attribute_length, sequences become tuples,
+    a full table drops its oldest key, an ended span takes nothing more."""
+    from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+    from opentelemetry.trace import Status, StatusCode
+
+    from estafeta.tracing.tracer import fast_tracer
+
+    ended = []
+
+    class Keep(SpanProcessor):
+        def on_end(self, span):
+            ended.append(span)
+
+    provider = TracerProvider(sampler=ALWAYS_ON, span_limits=SpanLimits(max_span_attributes=4,
+                                                                        max_span_attribute_length=5))
+    provider.add_span_processor(Keep())
+    sdk = provider.get_tracer("estafeta")
+    fast = fast_tracer(provider, "estafeta")
+
+    def use(tracer):
+        span = tracer.start_span("s", attributes={"a": "abcdefgh", "n": 1, "f": 0.5})
+        span.set_attribute("t", ["x", "yyyyyyy"])   # a sequence: cleaned, cut
+        span.set_attribute("b", True)                # the table is full: "a" goes
+        span.set_attributes({"n": 2, "z": None})     # n moves to the end; None kept: f goes
+        span.add_event("e", {"k": "v"})
+        span.set_status(Status(StatusCode.ERROR, "bad"))
+        span.end()
+        span.set_attribute("late", 1)
+        span.add_event("late")
+        span.end()
+        return ended.pop()
+
+    x, y = use(sdk), use(fast)
+    assert list(x.attributes.items()) == list(y.attributes.items())
+    assert dict(y.attributes) == {"t": ("x", "yyyyy"), "b": True, "n": 2, "z": None}
+    assert x.dropped_attributes == y.dropped_attributes == 2  # a, f
+    assert [(e.name, dict(e.attributes)) for e in x.events] == [(e.name, dict(e.attributes)) for e in y.events]
+    assert (y.status.status_code, y.status.description) == (StatusCode.ERROR, "bad")
+    assert y.links == () and y.dropped_links == 0 and ended == []
+    with pytest.raises(TypeError):
+        y.attributes["q"] = 1  # MappingProxy over an immutable table
