@@ -4,6 +4,8 @@ Life of an item (every transition written before it is acted on):
 
     QUEUED --attempt--> each PENDING recipient: ask a LocalCourier
        | all DELIVERED/FAILED -> files removed, ItemFinished(DONE), stop
+       |                          (one recipient: removed by the disk worker
+       |                          with the delivery, DeliverLocal.remove_after)
        | some still PENDING   -> item rewritten (attempts, next_attempt_at,
        |                          last_error), timer, AttemptDue later
     crash (any path) -> on_failure records crashes+1 in the file; the
@@ -177,14 +179,17 @@ class QueueItem(Actor):
             attributes={"estafeta.queue_id": item.id, "estafeta.attempt": item.attempts},
         ) as span:
             errors = []
+            removed = False  # by the disk worker, with the last delivery
             for index, rcpt in enumerate(item.recipients):
                 if rcpt.status != queue_pb2.PENDING:
                     continue
                 result = self._deliver(index, rcpt, check_existing, span)
                 self._record(rcpt, result, errors)
+                removed = result.removed
             pending = [r for r in item.recipients if r.status == queue_pb2.PENDING]
             if not pending:
-                env.store.remove(item.id)
+                if not removed:
+                    env.store.remove(item.id)
                 self._finish(queue_pb2.DONE)
                 return
             if time.time() - item.created_at >= env.retry.give_up_after_seconds:
@@ -207,6 +212,7 @@ class QueueItem(Actor):
     def _deliver(self, index: int, rcpt: queue_pb2.Recipient, check_existing: bool, span) -> messages_pb2.DeliveryResult:
         item = self._item
         n = zlib.crc32(item.id.encode()) % self._env.couriers
+        single = len(item.recipients) == 1
         request = messages_pb2.DeliverLocal(
             queue_id=item.id,
             recipient_index=index,
@@ -216,9 +222,11 @@ class QueueItem(Actor):
             body_path=self._env.store.body_path(item.id),
             check_existing=check_existing,
             # The body file is this recipient's whole Maildir file (session.py).
-            link_body=item.delivery_headers_size > 0 and index == 0 and len(item.recipients) == 1,
+            link_body=item.delivery_headers_size > 0 and index == 0 and single,
             trace=inject(span),
         )
+        if single:  # this delivery finishes the item: the worker removes it too
+            request.remove_after.CopyFrom(self._env.store.removal(item.id))
         try:
             return self._courier(n).ask(request, timeout=COURIER_TIMEOUT)
         except Exception as e:  # courier crashed, restarting, or timed out

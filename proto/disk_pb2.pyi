@@ -37,7 +37,7 @@ class FileWrite(_message.Message):
     def __init__(self, path: _Optional[str] = ..., data: _Optional[bytes] = ..., exclusive: _Optional[bool] = ...) -> None: ...
 
 class MaildirDelivery(_message.Message):
-    __slots__ = ("root", "mailbox", "name", "header_prefix", "body", "body_path", "check_existing", "link")
+    __slots__ = ("root", "mailbox", "name", "header_prefix", "body", "body_path", "check_existing", "link", "remove_after")
     ROOT_FIELD_NUMBER: _ClassVar[int]
     MAILBOX_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,7 @@ class MaildirDelivery(_message.Message):
     BODY_PATH_FIELD_NUMBER: _ClassVar[int]
     CHECK_EXISTING_FIELD_NUMBER: _ClassVar[int]
     LINK_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_AFTER_FIELD_NUMBER: _ClassVar[int]
     root: str
     mailbox: str
     name: str
@@ -54,20 +55,23 @@ class MaildirDelivery(_message.Message):
     body_path: str
     check_existing: bool
     link: bool
-    def __init__(self, root: _Optional[str] = ..., mailbox: _Optional[str] = ..., name: _Optional[str] = ..., header_prefix: _Optional[bytes] = ..., body: _Optional[bytes] = ..., body_path: _Optional[str] = ..., check_existing: _Optional[bool] = ..., link: _Optional[bool] = ...) -> None: ...
+    remove_after: QueueWrite
+    def __init__(self, root: _Optional[str] = ..., mailbox: _Optional[str] = ..., name: _Optional[str] = ..., header_prefix: _Optional[bytes] = ..., body: _Optional[bytes] = ..., body_path: _Optional[str] = ..., check_existing: _Optional[bool] = ..., link: _Optional[bool] = ..., remove_after: _Optional[_Union[QueueWrite, _Mapping]] = ...) -> None: ...
 
 class DiskReply(_message.Message):
-    __slots__ = ("id", "error_type", "errno", "error", "path", "already_there")
+    __slots__ = ("id", "error_type", "errno", "error", "path", "already_there", "removed")
     ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
     ERRNO_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     ALREADY_THERE_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
     id: int
     error_type: str
     errno: int
     error: str
     path: str
     already_there: bool
-    def __init__(self, id: _Optional[int] = ..., error_type: _Optional[str] = ..., errno: _Optional[int] = ..., error: _Optional[str] = ..., path: _Optional[str] = ..., already_there: _Optional[bool] = ...) -> None: ...
+    removed: bool
+    def __init__(self, id: _Optional[int] = ..., error_type: _Optional[str] = ..., errno: _Optional[int] = ..., error: _Optional[str] = ..., path: _Optional[str] = ..., already_there: _Optional[bool] = ..., removed: _Optional[bool] = ...) -> None: ...

@@ -1,4 +1,5 @@
 from estafeta.proto import common_pb2 as _common_pb2
+from estafeta.proto import disk_pb2 as _disk_pb2
 from estafeta.proto import queue_pb2 as _queue_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -84,7 +85,7 @@ class ItemFinished(_message.Message):
     def __init__(self, queue_id: _Optional[str] = ..., state: _Optional[_Union[_queue_pb2.ItemState, str]] = ..., body_size: _Optional[int] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
 
 class DeliverLocal(_message.Message):
-    __slots__ = ("queue_id", "recipient_index", "recipient", "reverse_path", "created_at", "body_path", "check_existing", "link_body", "trace")
+    __slots__ = ("queue_id", "recipient_index", "recipient", "reverse_path", "created_at", "body_path", "check_existing", "link_body", "remove_after", "trace")
     QUEUE_ID_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_INDEX_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +94,7 @@ class DeliverLocal(_message.Message):
     BODY_PATH_FIELD_NUMBER: _ClassVar[int]
     CHECK_EXISTING_FIELD_NUMBER: _ClassVar[int]
     LINK_BODY_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_AFTER_FIELD_NUMBER: _ClassVar[int]
     TRACE_FIELD_NUMBER: _ClassVar[int]
     queue_id: str
     recipient_index: int
@@ -102,18 +104,21 @@ class DeliverLocal(_message.Message):
     body_path: str
     check_existing: bool
     link_body: bool
+    remove_after: _disk_pb2.QueueWrite
     trace: _common_pb2.TraceContext
-    def __init__(self, queue_id: _Optional[str] = ..., recipient_index: _Optional[int] = ..., recipient: _Optional[_Union[_queue_pb2.Recipient, _Mapping]] = ..., reverse_path: _Optional[str] = ..., created_at: _Optional[float] = ..., body_path: _Optional[str] = ..., check_existing: _Optional[bool] = ..., link_body: _Optional[bool] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
+    def __init__(self, queue_id: _Optional[str] = ..., recipient_index: _Optional[int] = ..., recipient: _Optional[_Union[_queue_pb2.Recipient, _Mapping]] = ..., reverse_path: _Optional[str] = ..., created_at: _Optional[float] = ..., body_path: _Optional[str] = ..., check_existing: _Optional[bool] = ..., link_body: _Optional[bool] = ..., remove_after: _Optional[_Union[_disk_pb2.QueueWrite, _Mapping]] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
 
 class DeliveryResult(_message.Message):
-    __slots__ = ("outcome", "reply", "path")
+    __slots__ = ("outcome", "reply", "path", "removed")
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
     outcome: Outcome
     reply: _common_pb2.Reply
     path: str
-    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., reply: _Optional[_Union[_common_pb2.Reply, _Mapping]] = ..., path: _Optional[str] = ...) -> None: ...
+    removed: bool
+    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., reply: _Optional[_Union[_common_pb2.Reply, _Mapping]] = ..., path: _Optional[str] = ..., removed: _Optional[bool] = ...) -> None: ...
 
 class DiskWorkerExited(_message.Message):
     __slots__ = ("pid", "reason", "trace")

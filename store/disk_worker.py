@@ -126,7 +126,9 @@ class Executor:
         return replies
 
     def maildir_deliveries(self, batch: Sequence[disk_pb2.DiskRequest]) -> list[disk_pb2.DiskReply]:
-        """MaildirDelivery requests, as one maildir.deliver_batch."""
+        """MaildirDelivery requests, as one maildir.deliver_batch; then the
+        removals of the items they finished (remove_after), as one queue
+        batch."""
         reqs = []
         for pb in batch:
             m = pb.maildir
@@ -135,7 +137,17 @@ class Executor:
                 m.link,
             )))
         maildir.deliver_batch(reqs)
-        return [reply_for(pb.id, req) for pb, req in zip(batch, reqs)]
+        replies = [reply_for(pb.id, req) for pb, req in zip(batch, reqs)]
+        # The items these deliveries finish, removed now that the Maildir
+        # files are durable (MaildirDelivery.remove_after): one queue batch.
+        removals = [(pb, reply) for pb, req, reply in zip(batch, reqs, replies)
+                    if req.error is None and pb.maildir.HasField("remove_after")]
+        if removals:
+            done = self.queue_writes([disk_pb2.DiskRequest(id=pb.id, queue_write=pb.maildir.remove_after)
+                                      for pb, _ in removals])
+            for (_, reply), result in zip(removals, done):
+                reply.removed = not result.error_type
+        return replies
 
 
 class Worker:

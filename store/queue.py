@@ -172,7 +172,15 @@ class QueueStore:
         Item before body, so a crash in between leaves an orphan body
         (removed by recover()), never an item without its body.
         """
-        self._write((), (self.item_path(queue_id), self.body_path(queue_id)))
+        self._write((), self._unlinks(queue_id))
+
+    def removal(self, queue_id: str) -> disk_pb2.QueueWrite:
+        """remove(queue_id) as a disk worker QueueWrite, for a request that
+        does it after something else (DeliverLocal.remove_after)."""
+        return self._queue_write((), self._unlinks(queue_id))
+
+    def _unlinks(self, queue_id: str) -> tuple[str, str]:
+        return self.item_path(queue_id), self.body_path(queue_id)  # item first: see remove()
 
     def _write(self, writes: tuple, unlinks: tuple) -> None:
         if self.disk is not None:
@@ -181,12 +189,13 @@ class QueueStore:
             self.writer.write(writes, unlinks)
 
     def _disk_request(self, writes: tuple, unlinks: tuple) -> disk_pb2.DiskRequest:
-        return disk_pb2.DiskRequest(
-            queue_write=disk_pb2.QueueWrite(
-                writes=[disk_pb2.FileWrite(path=p, data=d, exclusive=x) for p, d, x in writes],
-                unlinks=unlinks,
-                directory=self.queue_dir,
-            )
+        return disk_pb2.DiskRequest(queue_write=self._queue_write(writes, unlinks))
+
+    def _queue_write(self, writes: tuple, unlinks: tuple) -> disk_pb2.QueueWrite:
+        return disk_pb2.QueueWrite(
+            writes=[disk_pb2.FileWrite(path=p, data=d, exclusive=x) for p, d, x in writes],
+            unlinks=unlinks,
+            directory=self.queue_dir,
         )
 
     # ------------------------------------------------------------- reads

@@ -136,6 +136,21 @@ class EstafetaSpan(sdk_trace._Span):  # noqa: SLF001 - the SDK's span class, see
         processor.on_start(self, parent_context=parent_context)
         return self
 
+    def _new_links(self, links):
+        """The SDK's _new_links (invalid links dropped, each link's
+        attributes made an immutable bounded table, at most max_links),
+        with the attribute tables made by SpanAttributes.new."""
+        limits = self._limits
+        valid = []
+        for link in links:
+            ctx = link.context if link else None
+            if ctx and (ctx.is_valid or link.attributes or ctx.trace_state):  # the SDK's _is_valid_link
+                table = SpanAttributes.new(limits.max_link_attributes, limits.max_attribute_length, link.attributes)
+                table._immutable = True  # noqa: SLF001
+                link._attributes = table  # noqa: SLF001
+                valid.append(link)
+        return BoundedList.from_seq(limits.max_links, valid) if valid else _NONE
+
     # The SDK's _add_event/_add_link (ended-span check included), making
     # the list on the first event or link.
     def _add_event(self, event) -> None:

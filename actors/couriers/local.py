@@ -70,7 +70,7 @@ class LocalCourier(Actor):
             },
         ) as span:
             try:
-                path, existed = self._write(m, name)
+                path, existed, removed = self._write(m, name)
             except ValueError as e:
                 return self._fail(span, messages_pb2.OUTCOME_PERMANENT_FAILURE, 550, "5.1.3", str(e))
             except OSError as e:
@@ -84,32 +84,37 @@ class LocalCourier(Actor):
                 outcome=messages_pb2.OUTCOME_DELIVERED,
                 reply=common_pb2.Reply(code=250, enhanced="2.0.0", text="delivered to maildir"),
                 path=path,
+                removed=removed,
             )
 
-    def _write(self, m: messages_pb2.DeliverLocal, name: str) -> tuple[str, bool]:
-        """Write the Maildir file durably; (path, already there). Raises
+    def _write(self, m: messages_pb2.DeliverLocal, name: str) -> tuple[str, bool, bool]:
+        """Write the Maildir file durably; (path, already there, item
+        removed). The disk worker does m.remove_after once the file is
+        durable; without a worker the item is left to remove itself. Raises
         ValueError (unsafe mailbox or name) or OSError."""
         rcpt = m.recipient
         prefix = b"" if m.link_body else maildir.delivery_headers(m.reverse_path, rcpt.address)
         if self._disk is None:
-            return run_blocking(
+            path, existed = run_blocking(
                 maildir.deliver, self._root, rcpt.mailbox, name, prefix, None, m.body_path, m.check_existing,
                 m.link_body,
             )
-        reply = self._disk.call(
-            disk_pb2.DiskRequest(
-                maildir=disk_pb2.MaildirDelivery(
-                    root=self._root,
-                    mailbox=rcpt.mailbox,
-                    name=name,
-                    header_prefix=prefix,
-                    body_path=m.body_path,
-                    check_existing=m.check_existing,
-                    link=m.link_body,
-                )
+            return path, existed, False
+        request = disk_pb2.DiskRequest(
+            maildir=disk_pb2.MaildirDelivery(
+                root=self._root,
+                mailbox=rcpt.mailbox,
+                name=name,
+                header_prefix=prefix,
+                body_path=m.body_path,
+                check_existing=m.check_existing,
+                link=m.link_body,
             )
         )
-        return reply.path, reply.already_there
+        if m.HasField("remove_after"):
+            request.maildir.remove_after.CopyFrom(m.remove_after)
+        reply = self._disk.call(request)
+        return reply.path, reply.already_there, reply.removed
 
     @staticmethod
     def _fail(span, outcome: int, code: int, enhanced: str, text: str) -> messages_pb2.DeliveryResult:

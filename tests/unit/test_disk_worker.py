@@ -178,6 +178,33 @@ def test_maildir_delivery(client, tmp_path):
     assert os.listdir(f"{root}/example.org/bob/new") == []
 
 
+def test_delivery_with_remove_after_removes_the_item_once_delivered(client, tmp_path):
+    """MaildirDelivery.remove_after: the item's files go in the same request,
+    after the Maildir file is durable — and only if the delivery worked."""
+    root, qdir = str(tmp_path / "mail"), tmp_path / "queue"
+    qdir.mkdir()
+    store = QueueStore(str(qdir))
+    item = queue_pb2.QueueItem(id="00c1", state=queue_pb2.QUEUED, reverse_path="a@b",
+                               recipients=[queue_pb2.Recipient(address="u@example.org", mailbox="example.org/u")])
+    client.call(queue_write(str(qdir), [(store.body_path("00c1"), b"Return-Path: <a@b>\r\n\r\nhi\r\n", True),
+                                        (store.item_path("00c1"), queuefile.to_text(item), False)]))
+    req = delivery(root, "example.org/u", "1.Q00c1R0.host", body_path=store.body_path("00c1"))
+    req.maildir.link = True
+    req.maildir.remove_after.CopyFrom(store.removal("00c1"))
+    r = client.call(req)
+    assert r.removed and read(r.path) == b"Return-Path: <a@b>\r\n\r\nhi\r\n"
+    assert os.stat(r.path).st_nlink == 1
+    assert not os.path.exists(store.item_path("00c1")) and not os.path.exists(store.body_path("00c1"))
+    # A delivery that fails leaves the item alone (it is retried later).
+    client.call(queue_write(str(qdir), [(store.body_path("00c2"), b"x", True),
+                                        (store.item_path("00c2"), queuefile.to_text(item), False)]))
+    bad = delivery(root, "../escape", "1.Q00c2R0.host", body_path=store.body_path("00c2"))
+    bad.maildir.remove_after.CopyFrom(store.removal("00c2"))
+    with pytest.raises(ValueError):
+        client.call(bad)
+    assert os.path.exists(store.item_path("00c2")) and os.path.exists(store.body_path("00c2"))
+
+
 def test_errors_map_back(client, tmp_path):
     d = str(tmp_path)
     client.call(queue_write(d, [(f"{d}/x.body", b"first", True)]))
