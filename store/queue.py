@@ -98,6 +98,7 @@ class QueueStore:
         outside a hub.
         """
         self.queue_dir = os.fspath(queue_dir)
+        self._prefix = os.path.join(self.queue_dir, "")  # "<queue_dir>/": paths by concatenation
         self.writer = BatchWriter(self.queue_dir)
         self.disk = disk
         #: The serving process this store makes ids for (new_id).
@@ -113,11 +114,11 @@ class QueueStore:
     def item_path(self, queue_id: str) -> str:
         """`<queue_dir>/<id>.item`. Raises ValueError for an id that could
         name a file outside the queue directory."""
-        return os.path.join(self.queue_dir, _check_id(queue_id) + ITEM_SUFFIX)
+        return self._prefix + _check_id(queue_id) + ITEM_SUFFIX
 
     def body_path(self, queue_id: str) -> str:
         """`<queue_dir>/<id>.body`. Raises ValueError like item_path."""
-        return os.path.join(self.queue_dir, _check_id(queue_id) + BODY_SUFFIX)
+        return self._prefix + _check_id(queue_id) + BODY_SUFFIX
 
     # ------------------------------------------------------------ writes
     def put(self, item: queue_pb2.QueueItem, body: bytes) -> None:

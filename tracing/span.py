@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 # length limit); exact types, so a str or int subclass takes the long way.
 _PLAIN = frozenset((str, int, float, bool))
 _UNSET = Status(StatusCode.UNSET)  # ReadableSpan's default status
-_NONE = ()  # events / links until the first one
+_NONE = ()  # events / links until the first one (links: a tuple until one is added)
 # The OS lock, as in the SDK's span modules under estafeta (tracing/setup.py):
 # a span is only ever touched on the hub's thread or after it ended.
 os_lock = monkey.get_original("_thread", "allocate_lock")
@@ -149,7 +149,9 @@ class EstafetaSpan(sdk_trace._Span):  # noqa: SLF001 - the SDK's span class, see
                 table._immutable = True  # noqa: SLF001
                 link._attributes = table  # noqa: SLF001
                 valid.append(link)
-        return BoundedList.from_seq(limits.max_links, valid) if valid else _NONE
+        if len(valid) > (limits.max_links if limits.max_links is not None else len(valid)):
+            return BoundedList.from_seq(limits.max_links, valid)  # the oldest dropped, counted
+        return tuple(valid) if valid else _NONE  # within the limit: a tuple reads the same
 
     # The SDK's _add_event/_add_link (ended-span check included), making
     # the list on the first event or link.
@@ -167,8 +169,8 @@ class EstafetaSpan(sdk_trace._Span):  # noqa: SLF001 - the SDK's span class, see
             if self._end_time is not None:
                 log.warning("Tried calling _add_link on an ended span.")
                 return
-            if self._links is _NONE:
-                self._links = BoundedList(self._limits.max_links)
+            if not isinstance(self._links, BoundedList):
+                self._links = BoundedList.from_seq(self._limits.max_links, self._links)
             self._links.append(link)
 
     def end(self, end_time: int | None = None) -> None:

@@ -431,7 +431,7 @@ def test_estafeta_span_attributes_events_and_limits_as_in_the_sdk():
     a full table drops its oldest key, an ended span takes nothing more."""
     from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-    from opentelemetry.trace import Status, StatusCode
+    from opentelemetry.trace import Link, Status, StatusCode
 
     from estafeta.tracing.tracer import fast_tracer
 
@@ -448,11 +448,14 @@ def test_estafeta_span_attributes_events_and_limits_as_in_the_sdk():
     fast = fast_tracer(provider, "estafeta")
 
     def use(tracer):
-        span = tracer.start_span("s", attributes={"a": "abcdefgh", "n": 1, "f": 0.5})
+        linked = tracer.start_span("linked")
+        span = tracer.start_span("s", attributes={"a": "abcdefgh", "n": 1, "f": 0.5},
+                                 links=[Link(linked.get_span_context())])
         span.set_attribute("t", ["x", "yyyyyyy"])   # a sequence: cleaned, cut
         span.set_attribute("b", True)                # the table is full: "a" goes
         span.set_attributes({"n": 2, "z": None})     # n moves to the end; None kept: f goes
         span.add_event("e", {"k": "v"})
+        span.add_link(linked.get_span_context(), {"why": "test"})
         span.set_status(Status(StatusCode.ERROR, "bad"))
         span.end()
         span.set_attribute("late", 1)
@@ -466,6 +469,7 @@ def test_estafeta_span_attributes_events_and_limits_as_in_the_sdk():
     assert x.dropped_attributes == y.dropped_attributes == 2  # a, f
     assert [(e.name, dict(e.attributes)) for e in x.events] == [(e.name, dict(e.attributes)) for e in y.events]
     assert (y.status.status_code, y.status.description) == (StatusCode.ERROR, "bad")
-    assert y.links == () and y.dropped_links == 0 and ended == []
+    assert [dict(k.attributes) for k in x.links] == [dict(k.attributes) for k in y.links] == [{}, {"why": "test"}]
+    assert y.dropped_links == 0 and ended == []
     with pytest.raises(TypeError):
         y.attributes["q"] = 1  # MappingProxy over an immutable table
