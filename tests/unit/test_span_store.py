@@ -58,6 +58,18 @@ def test_row_layout_matches_schema(store):
     assert store.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
 
 
+def test_a_big_batch_goes_in_whole_in_multi_row_statements(store):
+    """300 traces of 3 spans (900 rows, 300 summaries: statements of 256,
+    128, ... rows) are all stored, each summary complete."""
+    rows = [r for n in range(300) for r in message_trace(n + 1, (n + 1) * S)]
+    store.insert(rows)
+    assert store.conn.execute("select count(*) from spans").fetchone()[0] == 900
+    assert store.conn.execute("select count(*), sum(span_count) from traces").fetchone() == (300, 900)
+    store.insert([row(1, 9, 1, "late", S, 50 * S)])  # a trace's next batch merges into its summary
+    assert store.conn.execute("select span_count, end_ns from traces where trace_id = ?",
+                              (tid(1),)).fetchone() == (4, 50 * S)
+
+
 def test_summaries_newest_first_with_errors(store):
     store.insert(message_trace(1, 100 * S, mid="a@x"))
     store.insert(message_trace(2, 200 * S, error=True))
