@@ -45,6 +45,7 @@ again: at least once, never lost).
 """
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any, Sequence
 
@@ -66,6 +67,11 @@ from estafeta.store.queuefile import (
 
 #: Most spare files a BatchWriter keeps; past it, removals unlink.
 SPARE_LIMIT = 1024
+#: A new file made unnamed in its directory (Linux O_TMPFILE), named by a
+#: link once written and flushed: see BatchWriter._create.
+_TMPFILE_FLAGS = (os.O_WRONLY | os.O_TMPFILE | _O_CLOEXEC) if hasattr(os, "O_TMPFILE") else None
+#: errnos of a file system (or kernel) without O_TMPFILE.
+_NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
 #: A reused spare is overwritten, then cut to size (the module docstring).
 _REUSE_FLAGS = os.O_WRONLY | _O_CLOEXEC | _O_NOFOLLOW
 #: An OS lock even under gevent's monkey patching: batches run in native
@@ -171,6 +177,8 @@ class BatchWriter(Batcher):
         self.directory = directory
         #: The recycled inodes, or None without recycling.
         self.spares = SparePool(directory) if recycle else None
+        #: New exclusive files are made with O_TMPFILE (off once it fails).
+        self._tmpfile = _TMPFILE_FLAGS is not None and os.path.isdir("/proc/self/fd")
 
     def write(self, writes: tuple[tuple[str, bytes, bool], ...], unlinks: tuple[str, ...] = ()) -> None:
         """Submit one request and wait until it is durable; raises its error
@@ -199,16 +207,16 @@ class BatchWriter(Batcher):
         staged: list[list[list[Any]] | None] = []
         # 1. create and write every file; start its writeback
         for op in ops:
-            files: list[list[Any]] = []  # [fd, temp path or None, path, exclusive]
+            files: list[list[Any]] = []  # [fd, temp path or None, path, exclusive, unnamed (O_TMPFILE)]
             try:
                 for path, data, exclusive in op.args[0]:
                     if exclusive:
-                        fd, reused = self._create(path)
-                        files.append([fd, None, path, True])
+                        fd, reused, unnamed = self._create(path)
+                        files.append([fd, None, path, True, unnamed])
                     else:
                         tmp = temp_path(path)
                         fd, reused = self._create_temp(tmp)
-                        files.append([fd, tmp, path, False])
+                        files.append([fd, tmp, path, False, False])
                     write_all(fd, data)
                     if reused:  # a spare's old bytes past the new end go
                         os.ftruncate(fd, len(data))
@@ -231,8 +239,9 @@ class BatchWriter(Batcher):
                 if error is not None:
                     raise error
                 for f in files:
-                    os.close(f[0])
-                    f[0] = None
+                    if not f[4]:  # an unnamed file stays open until linked (3.)
+                        os.close(f[0])
+                        f[0] = None
             except Exception as e:
                 op.error = e
                 _abort(files)
@@ -246,6 +255,12 @@ class BatchWriter(Batcher):
                 # A request that creates a file is a new item's put: its
                 # item file replaces nothing whose inode could be kept.
                 new = any(f[3] for f in files)
+                for f in files:
+                    if f[4]:  # name it: EEXIST if the path exists, as O_EXCL would
+                        _link_fd(f[0], f[2])
+                        f[4] = False
+                        os.close(f[0])
+                        f[0] = None
                 for f in files:
                     if f[1] is not None:
                         self._replace(f[1], f[2], new, mine)
@@ -271,13 +286,31 @@ class BatchWriter(Batcher):
 
     # Each of these uses a spare where there is one (recycle=True), else
     # allocates or frees an inode as plain files do.
-    def _create(self, path: str) -> tuple[int, bool]:
-        """Open `path` new (O_EXCL semantics): (fd, True) on a reused spare
-        that still holds its old bytes, (fd, False) on a new empty file."""
+    def _create(self, path: str) -> tuple[int, bool, bool]:
+        """Open `path` new (O_EXCL semantics): (fd, reused, unnamed).
+        reused: a spare that still holds its old bytes, renamed to `path`.
+        Else a new empty file; unnamed: made with O_TMPFILE in the
+        directory, to be linked as `path` once flushed (EEXIST then).
+
+        Why O_TMPFILE: on ext4 without a journal, allocating an inode scans
+        past every recently freed one (the module docstring), and a create
+        does it holding the directory's lock — which the other serving
+        process's disk worker, renaming in the same queue directory, then
+        spins on (perf: rwsem_spin_on_owner, ~2 % of all CPU in a run after
+        many deletions). An unnamed file is allocated without that lock;
+        the link that names it takes it only briefly. A crash before the
+        link leaves no name (the inode is freed with the fd, or by fsck)."""
         fd = self._from_spare(path, rename_noreplace)  # EEXIST, as O_EXCL would
         if fd is not None:
-            return fd, True
-        return os.open(path, _EXCL_FLAGS, 0o600), False
+            return fd, True, False
+        if self._tmpfile:
+            try:
+                return os.open(self.directory, _TMPFILE_FLAGS, 0o600), False, True
+            except OSError as e:
+                if e.errno not in _NO_TMPFILE:
+                    raise
+                self._tmpfile = False  # this file system cannot: named creates from now on
+        return os.open(path, _EXCL_FLAGS, 0o600), False, False
 
     def _create_temp(self, tmp: str) -> tuple[int, bool]:
         """Open the temp file `tmp`: (fd, reused) as _create."""
@@ -351,6 +384,22 @@ class BatchWriter(Batcher):
         _unlink_quietly(path)
 
 
+def _link_fd(fd: int, path: str) -> None:
+    """Give the unnamed (O_TMPFILE) file `fd` the absolute name `path`:
+    linkat(2) of its /proc/self/fd entry with AT_SYMLINK_FOLLOW (what
+    linkat(AT_EMPTY_PATH) does without needing CAP_DAC_READ_SEARCH).
+    os.link makes that call only when given a dir_fd — otherwise plain
+    link(2), which would link the proc symlink itself (EXDEV); with an
+    absolute `path` the kernel ignores the dir_fd. Raises FileExistsError
+    if `path` exists."""
+    if not os.path.isabs(path):
+        raise ValueError(f"not an absolute path: {path!r}")
+    try:
+        os.link(f"/proc/self/fd/{fd}", path, dst_dir_fd=fd, follow_symlinks=True)
+    except OSError as e:  # named after the file, as the O_EXCL create's error was
+        raise type(e)(e.errno, e.strerror, path) from None
+
+
 def _unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
@@ -359,16 +408,17 @@ def _unlink_quietly(path: str) -> None:
 
 
 def _abort(files: list[list[Any]]) -> None:
-    """Undo one op's files: close them, remove its temps and its exclusive
-    creations (ours: made by O_EXCL or a link that would fail on an existing
-    file). A replace already renamed stays."""
-    for fd, tmp, path, exclusive in files:
+    """Undo one op's files: close them (an unnamed one is then gone), remove
+    its temps and its exclusive creations (ours: made by O_EXCL, a spare's
+    rename or a link, each failing on an existing file). A replace already
+    renamed stays."""
+    for fd, tmp, path, exclusive, unnamed in files:
         if fd is not None:
             try:
                 os.close(fd)
             except OSError:
                 pass
-        for victim in (tmp, path if exclusive else None):
+        for victim in (tmp, path if exclusive and not unnamed else None):  # an unnamed file made no path
             if victim is not None:
                 try:
                     os.unlink(victim)

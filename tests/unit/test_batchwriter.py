@@ -38,14 +38,19 @@ class SpyOS:
             return real
 
         def spy(*args, **kwargs):
-            self.calls.append((name, *args))
+            # Naming an O_TMPFILE file (a link from /proc/self/fd) is a
+            # create, not a kept inode: recorded as "link_fd".
+            fd_link = name == "link" and str(args[0]).startswith("/proc/self/fd/")
+            self.calls.append(("link_fd" if fd_link else name, *args))
             return real(*args, **kwargs)
 
         return spy
 
     def creates(self) -> list[str]:
-        """Paths opened with O_CREAT (a new inode unless it existed)."""
-        return [c[1] for c in self.calls if c[0] == "open" and c[2] & os.O_CREAT]
+        """Paths opened with O_CREAT (a new inode unless it existed), and
+        those of new inodes made unnamed (O_TMPFILE) and then linked."""
+        return [c[1] for c in self.calls if c[0] == "open" and c[2] & os.O_CREAT] + [
+            c[2] for c in self.calls if c[0] == "link_fd"]
 
     def named(self, name: str) -> list[tuple]:
         return [c for c in self.calls if c[0] == name]
@@ -446,10 +451,10 @@ def test_concurrent_batches_reuse_only_spares_a_later_fsync_covers(tmp_path, mon
 
     def traced(real):
         """rename or link, recording when a spare is taken over and made."""
-        def call(src, dst):
+        def call(src, dst, **kwargs):
             if spare(src):
                 reuses.append((src, next(seq)))
-            real(src, dst)
+            real(src, dst, **kwargs)
             if spare(dst):
                 made[dst] = next(seq)
         return staticmethod(call)
@@ -613,3 +618,38 @@ def test_crash_at_every_step_with_recycling(tmp_path, monkeypatch, op, partial):
     assert w.spares.reused == {"put": 2, "update": 1, "remove": 0}[op]
     assert ("link" in fake.calls) == (op in ("put", "update"))  # rename_noreplace's fallback; the kept inode
     assert k == len(fake.calls)
+
+
+def test_a_new_body_is_made_unnamed_and_linked_into_place(tmp_path, spy, monkeypatch):
+    """A new exclusive file is an O_TMPFILE inode, named by a link once it is
+    written and flushed (the create's long inode search happens without the
+    directory's lock); an existing name still fails with FileExistsError
+    naming the path, leaving the existing file and no other behind; a file
+    system without O_TMPFILE gets named O_EXCL creates from then on."""
+    d = str(tmp_path)
+    w = BatchWriter(d, recycle=True)
+    run(w, put_op(d, "a", b"body a"))
+    body, item = _paths(d, "a")
+    assert [c[1] for c in spy.named("open") if c[2] & os.O_TMPFILE == os.O_TMPFILE] == [d]
+    assert [c[2] for c in spy.named("link_fd")] == [body] and read(body) == b"body a"
+    assert os.stat(body).st_nlink == 1
+    with pytest.raises(FileExistsError) as e:
+        run(w, put_op(d, "a", b"other", b"other item"))
+    assert e.value.filename == body
+    assert live(d) == {"a.body": b"body a", "a.item": b"item a"}
+    assert [n for n in os.listdir(d) if n.startswith(".")] == []
+
+    # No O_TMPFILE here (EOPNOTSUPP): a named create, and no more tries.
+    real_open = os.open
+    tries = []
+
+    def no_tmpfile(path, flags, *args):
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            tries.append(path)
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(spy, "open", no_tmpfile, raising=False)
+    w2 = BatchWriter(d)
+    run(w2, put_op(d, "b", b"body b"), put_op(d, "c", b"body c"))
+    assert tries == [d] and read(_paths(d, "b")[0]) == b"body b" and read(_paths(d, "c")[0]) == b"body c"
