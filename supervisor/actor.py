@@ -59,6 +59,7 @@ from estafeta.supervisor import chaos
 from estafeta.supervisor.chaos import ChaosCrash
 from estafeta.supervisor.greenlets import GeventFuture, run_in_greenlet
 from estafeta.supervisor.log import kv
+from estafeta.supervisor.refs import install as _install_ref_table
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -81,6 +82,8 @@ __all__ = [
     "wait_started",
 ]
 
+
+_install_ref_table()  # O(1) unregistering (supervisor/refs.py)
 log = logging.getLogger("estafeta.actor")
 
 NORMAL = supervision_pb2.NORMAL
@@ -393,6 +396,7 @@ def _unregister(ref: pykka.ActorRef) -> None:
             ActorRegistry._actor_refs.remove(ref)  # noqa: SLF001
         except ValueError:
             pass
+
 
 
 def _actor(ref: pykka.ActorRef) -> Actor | None:

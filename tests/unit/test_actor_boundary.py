@@ -397,3 +397,20 @@ def test_crash_is_logged_as_one_line(sup, caplog):
     exits(sup, 2)
     [rec] = [r for r in caplog.records if r.name == "estafeta.actor"]
     assert rec.exc_info is not None  # the traceback, at DEBUG only
+
+
+def test_pykka_registry_is_a_ref_table_in_registration_order():
+    """supervisor/refs.py: pykka's registry behaves as its list did (order,
+    membership, copies, removal of a missing ref) with O(1) removal."""
+    from estafeta.supervisor.refs import RefTable
+
+    table = pykka.ActorRegistry._actor_refs  # noqa: SLF001
+    assert isinstance(table, RefTable)
+    refs = [object(), object(), object()]
+    t = RefTable(refs[:2])
+    t.append(refs[2])
+    assert list(t) == refs and t[:] == refs and t[-1] is refs[2] and len(t) == 3
+    t.remove(refs[1])
+    assert list(t) == [refs[0], refs[2]] and refs[1] not in t and refs[0] in t
+    with pytest.raises(ValueError):
+        t.remove(refs[1])
