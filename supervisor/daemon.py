@@ -12,6 +12,7 @@ the last log line).
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -80,6 +81,32 @@ def _preflight(cfg: config_pb2.Config, paths: Paths, store: QueueStore) -> None:
         raise StartupError(f"cannot recover the queue in {store.queue_dir}: {e}") from None
 
 
+#: Python's cyclic garbage collector, for a serving process: a collection
+#: of the youngest generation every GC_THRESHOLD[0] container allocations
+#: (CPython's default: 700), of the older ones every GC_THRESHOLD[1] and
+#: [2] younger collections (default 10 and 10).
+GC_THRESHOLD = (10_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Make the cyclic GC cheaper for a serving process: what exists at
+    start-up (modules, protobuf descriptors, the OTel SDK, the config) is
+    moved out of the collector's view (`gc.freeze()`: it lives as long as
+    the process, and every full collection would walk it again), and the
+    young generation is collected every 10,000 container allocations
+    instead of 700. A message makes a few hundred short-lived containers
+    (protobuf messages, spans, dicts, frames), freed by reference counting
+    at once; the collector only has to find cycles, which are rare here.
+    Measured (tmpfs, `quick.sh` 3000 x 1 KiB c=10, 7 pairs alternating
+    with and without): CPU per message over all processes lower with it
+    in 6 pairs (by 0.02-0.21 ms of 1.7-2.0), higher in one noisy pair.
+    Memory: at most GC_THRESHOLD[0] containers of cyclic garbage wait for
+    a collection."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 def serve(cfg: config_pb2.Config, process: int = 0, gauge_fd: int | None = None) -> int:
     """Run the daemon until signalled; returns the exit status.
 
@@ -89,6 +116,7 @@ def serve(cfg: config_pb2.Config, process: int = 0, gauge_fd: int | None = None)
     (supervisor/processes.py), which run this with their number.
     """
     setup_logging(cfg.log_level)
+    tune_gc()
     processes = process_count(cfg)
     paths = paths_for(cfg)
     cfg.data_dir = paths.data_dir  # absolute, for the other serving processes too
