@@ -66,13 +66,16 @@ class EstafetaTracer(sdk_trace.Tracer):
         span_context = SpanContext(trace_id, self.id_generator.generate_span_id(), is_remote=False,
                                    trace_flags=TraceFlags(flags), trace_state=state)
         try:
-            return EstafetaSpan.begin(self, name, span_context, parent, kind, attributes, links, record_exception,
-                                      set_status_on_exception, start_time, context)
+            span = EstafetaSpan.make(self, name, span_context, parent, kind, attributes, links, record_exception,
+                                     set_status_on_exception, start_time)
         except (TypeError, AttributeError) as e:  # an SDK whose internals moved
             log.warning("tracing: the short start_span does not fit this OTel SDK (%s); using the SDK's", e)
             EstafetaTracer._fast = False
             return super().start_span(name, context, kind, attributes, links, start_time, record_exception,
                                       set_status_on_exception)
+        # Outside the try: a span processor's own error is not a misfit of the SDK.
+        span.started(context)
+        return span
 
 
 def fast_tracer(provider: sdk_trace.TracerProvider, name: str) -> trace_api.Tracer:

@@ -473,3 +473,27 @@ def test_estafeta_span_attributes_events_and_limits_as_in_the_sdk():
     assert y.dropped_links == 0 and ended == []
     with pytest.raises(TypeError):
         y.attributes["q"] = 1  # MappingProxy over an immutable table
+
+
+def test_a_span_processors_error_is_not_taken_for_an_sdk_misfit():
+    """A TypeError raised by a span processor's on_start reaches the caller
+    (as with the SDK's start_span) once: the short path stays on and the
+    span is not started a second time through the SDK's path."""
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    from estafeta.tracing.tracer import EstafetaTracer, fast_tracer
+
+    starts = []
+
+    class Faulty(SpanProcessor):
+        def on_start(self, span, parent_context=None):
+            starts.append(span.name)
+            raise TypeError("processor bug")
+
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    provider.add_span_processor(Faulty())
+    tracer = fast_tracer(provider, "estafeta")
+    with pytest.raises(TypeError, match="processor bug"):
+        tracer.start_span("s")
+    assert starts == ["s"] and EstafetaTracer._fast  # noqa: SLF001
