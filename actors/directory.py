@@ -12,6 +12,7 @@ Replies (RFC 5321 §4.2.2, enhanced codes RFC 3463):
 - a local part that cannot be a Maildir folder name: 553 5.1.3;
 - `postmaster`, bare or @ any local domain, is always accepted (§4.5.1).
 """
+
 from __future__ import annotations
 
 from estafeta.proto import common_pb2, config_pb2, messages_pb2

@@ -13,6 +13,7 @@ intensity rules: a worker that cannot run makes the root give up.
 While the worker is down, requests fail with OSError(EAGAIN): sessions
 answer 451 4.3.0 (the client retries), queue items retry their delivery.
 """
+
 from __future__ import annotations
 
 import logging

@@ -24,6 +24,7 @@ Retry.give_up_after_seconds after queueing fails permanently (Postfix's
 maximal_queue_lifetime). DSNs are a later issue: FAILED recipients keep
 their last_error for them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -63,10 +64,10 @@ class ItemEnv:
     couriers: int  # number of LocalCourier actors, "courier.local.<n>"
 
 
-def next_delay(retry: config_pb2.Retry, attempts: int, rnd: random.Random = random) -> float:
+def next_delay(retry: config_pb2.Retry, attempts: int, rnd: random.Random | None = None) -> float:
     """Seconds to wait after `attempts` failed attempts (>= 1)."""
     base = min(retry.max_seconds, retry.initial_seconds * 2 ** min(attempts - 1, 30))
-    return base * rnd.uniform(0.9, 1.1)
+    return base * (rnd or random).uniform(0.9, 1.1)
 
 
 class QueueItem(Actor):
@@ -143,7 +144,7 @@ class QueueItem(Actor):
         else:
             self._timer = gevent.spawn_later(delay, self.actor_ref.tell, messages_pb2.AttemptDue())
 
-    def _finish(self, state: int) -> None:
+    def _finish(self, state: queue_pb2.ItemState) -> None:
         try:
             queue = registry.whereis("queue")
         except registry.NotRegistered:
@@ -178,7 +179,7 @@ class QueueItem(Actor):
             kind=SpanKind.INTERNAL,
             attributes={"estafeta.queue_id": item.id, "estafeta.attempt": item.attempts},
         ) as span:
-            errors = []
+            errors: list[str] = []
             removed = False  # by the disk worker, with the last delivery
             for index, rcpt in enumerate(item.recipients):
                 if rcpt.status != queue_pb2.PENDING:
@@ -209,7 +210,9 @@ class QueueItem(Actor):
                 log.info("deferred id=%s to=<%s> error=%s next_in=%.1fs", item.id, r.address, kv(r.last_error), delay)
             self._schedule(delay)
 
-    def _deliver(self, index: int, rcpt: queue_pb2.Recipient, check_existing: bool, span) -> messages_pb2.DeliveryResult:
+    def _deliver(
+        self, index: int, rcpt: queue_pb2.Recipient, check_existing: bool, span
+    ) -> messages_pb2.DeliveryResult:
         item = self._item
         n = zlib.crc32(item.id.encode()) % self._env.couriers
         single = len(item.recipients) == 1
@@ -259,4 +262,3 @@ class QueueItem(Actor):
         else:
             rcpt.last_error = text
             errors.append(f"<{rcpt.address}>: {text}")
-

@@ -9,6 +9,7 @@ Connection limit: past Config.max_connections open sessions a new
 connection gets "421 4.3.2 Too many connections" and is closed
 (RFC 5321 §3.8 allows 421 at the greeting).
 """
+
 from __future__ import annotations
 
 import logging
@@ -73,8 +74,9 @@ def open_listening_socket(addr: ListenAddress, reuse_port: bool = False) -> sock
 class Listener(Actor):
     """Accepts on one address; starts sessions under "sessions.<name>"."""
 
-    def __init__(self, link: Link | None, name: str, addr: ListenAddress, slots: ConnectionSlots,
-                 reuse_port: bool = False):
+    def __init__(
+        self, link: Link | None, name: str, addr: ListenAddress, slots: ConnectionSlots, reuse_port: bool = False
+    ):
         super().__init__(link)
         self._name = name
         self._addr = addr
@@ -113,7 +115,7 @@ class Listener(Actor):
         fixed_local = None if bound[0] in ("0.0.0.0", "::") else bound
         hub = gevent.get_hub()
         readable = hub.loop.io(sock.fileno(), 1)  # one watcher for the socket's life
-        accept = sock._accept  # accept4(2) with SOCK_CLOEXEC: (fd, peer address)
+        accept = sock._accept  # type: ignore[union-attr] # accept4(2) with SOCK_CLOEXEC: (fd, peer address)
         try:
             while True:
                 try:

@@ -23,6 +23,7 @@ the one the item's `Enqueued` starts (nor the other way round).
 
 QueueItem (transient, one per message): see actors/item.py.
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,7 +71,7 @@ class QueueGauge:
 
     SLOTS = MAX_PROCESSES  # one per serving process
     _SLOT = struct.Struct("<QQ")
-    _ALL = struct.Struct("<%dQ" % (2 * SLOTS))
+    _ALL = struct.Struct(f"<{2 * SLOTS}Q")
 
     def __init__(self, max_items: int, max_bytes: int, slot: int = 0, memfd: int | None = None):
         self.max_items = max_items
@@ -78,7 +79,7 @@ class QueueGauge:
         self.slot = slot
         size = self._ALL.size
         if memfd is None:
-            self._mem = bytearray(size)
+            self._mem: bytearray | mmap.mmap = bytearray(size)
         else:
             if os.fstat(memfd).st_size < size:
                 os.ftruncate(memfd, size)
@@ -111,8 +112,14 @@ class QueueGauge:
 class QueueManager(Actor):
     """Owns the queue's counters and starts QueueItem actors."""
 
-    def __init__(self, link: Link | None, store: QueueStore, gauge: QueueGauge, processes: int = 1,
-                 sweep_seconds: float = SWEEP_SECONDS):
+    def __init__(
+        self,
+        link: Link | None,
+        store: QueueStore,
+        gauge: QueueGauge,
+        processes: int = 1,
+        sweep_seconds: float = SWEEP_SECONDS,
+    ):
         """`gauge`: where the counts are published (QueueGauge); its
         max_items / max_bytes are the back-pressure limits. `processes`:
         how many serving processes share the queue directory; this manager
@@ -245,7 +252,9 @@ class QueueManager(Actor):
             self._publish()
         if self._has_actor(item.id):
             return  # a sweep found its files first and started it
-        self._start_item(registry.whereis("queue.items"), messages_pb2.QueueItemArgs(queue_id=item.id, item=item, trace=m.trace))
+        self._start_item(
+            registry.whereis("queue.items"), messages_pb2.QueueItemArgs(queue_id=item.id, item=item, trace=m.trace)
+        )
 
     def _finished(self, m: messages_pb2.ItemFinished) -> None:
         self._started.pop(m.queue_id, None)

@@ -22,6 +22,7 @@ Tracing: the connection is one trace ("smtp.session"); every transaction
 (MAIL .. end of DATA) starts a new trace ("smtp.transaction", linked to the
 session span) that the message keeps for its whole life in the queue.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,8 @@ import re
 import socket
 import time
 from dataclasses import dataclass
-from time import monotonic as _monotonic
 from email.utils import formatdate
+from time import monotonic as _monotonic
 
 from opentelemetry import trace
 from opentelemetry.trace import Link as SpanLink
@@ -336,7 +337,7 @@ class SmtpSession(Actor):
             f"Received: from {proto.helo_name or 'unknown'} ([{start.peer_address}])\r\n"
             f"\tby {env.hostname} (estafeta) with {proto.protocol_name} id {queue_id}"
             f"{for_clause}; {_dates.now()}\r\n"
-        ).encode("utf-8")
+        ).encode()
         # One recipient: the body file is queued as that recipient's whole
         # Maildir file, delivery headers in front, so that its delivery is
         # a hard link (store/maildir.py); several: the message alone.
@@ -388,7 +389,11 @@ class SmtpSession(Actor):
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "queued id=%s from=<%s> to=%s size=%d message_id=%s",
-                queue_id, txn.reverse_path, ",".join(f"<{r.address}>" for r in rcpts), size, kv(message_id or "-"),
+                queue_id,
+                txn.reverse_path,
+                ",".join(f"<{r.address}>" for r in rcpts),
+                size,
+                kv(message_id or "-"),
             )
         self._txn = None
         span.end()

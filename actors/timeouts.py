@@ -15,6 +15,7 @@ tick costs a loop over them.
 The greenlet runs only while some session is registered (`add`/`remove`),
 so a watch needs no start or stop.
 """
+
 from __future__ import annotations
 
 import time

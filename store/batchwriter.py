@@ -43,11 +43,13 @@ error although its files are in place: durability is unknown, so the
 caller must not report success (a put's client gets a 4xx and may send
 again: at least once, never lost).
 """
+
 from __future__ import annotations
 
 import errno
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from gevent.monkey import get_original
 
@@ -225,15 +227,15 @@ class BatchWriter(Batcher):
             except Exception as e:
                 op.error = e
                 _abort(files)
-                files = None  # type: ignore[assignment]
+                files = None
             staged.append(files)
         # 2. make each file's data durable
         errors = iter(sync_all([f[0] for files in staged if files for f in files]))
-        for i, (op, files) in enumerate(zip(ops, staged)):
+        for i, (op, files) in enumerate(zip(ops, staged, strict=True)):
             if files is None:
                 continue
             error = None
-            for f in files:
+            for _ in files:
                 error = next(errors) or error
             try:
                 if error is not None:
@@ -248,7 +250,7 @@ class BatchWriter(Batcher):
                 staged[i] = None
         # 3. put the files in place and do the unlinks, in call order
         wrote = []
-        for op, files in zip(ops, staged):
+        for op, files in zip(ops, staged, strict=True):
             if files is None:
                 continue
             try:

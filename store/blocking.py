@@ -15,9 +15,11 @@ Outside a gevent hub context the call simply runs inline:
   a job that itself calls `run_blocking` must not queue behind itself);
 - in the hub greenlet itself, which must never block on a result.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import gevent
 import gevent.event
@@ -179,7 +181,7 @@ class Batcher:
                 done, self._next = self._next, gevent.event.Event()
                 for req in self._pending:  # left for the next batch
                     req.event = self._next
-                result = _pool().spawn(self.execute, batch)  # type: ignore[union-attr]
+                result = _pool().spawn(self.execute, batch)
                 try:
                     result.get()
                 except BaseException as e:

@@ -23,6 +23,7 @@ write may or may not have happened), so the caller reports failure, never
 success (a put's client gets a 4xx and sends again: at least once, never
 lost).
 """
+
 from __future__ import annotations
 
 import errno
@@ -32,13 +33,13 @@ import os
 import socket
 import subprocess
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import gevent
 import gevent.event
 
 from estafeta.proto import disk_pb2
-from estafeta.store.disk_worker import FRAME, encode_frame, split_frames
+from estafeta.store.disk_worker import encode_frame, split_frames
 
 log = logging.getLogger("estafeta.disk")
 
@@ -221,8 +222,12 @@ class DiskClient:
         failed, self._pending = self._pending, {}
         for pending in failed.values():
             pending._result.set(  # noqa: SLF001
-                disk_pb2.DiskReply(id=pending.id, error_type="OSError", errno=errno.EIO,
-                                   error=f"disk worker exited ({reason}): outcome unknown")
+                disk_pb2.DiskReply(
+                    id=pending.id,
+                    error_type="OSError",
+                    errno=errno.EIO,
+                    error=f"disk worker exited ({reason}): outcome unknown",
+                )
             )
         if self._sock is not None:
             self._sock.close()

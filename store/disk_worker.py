@@ -32,6 +32,7 @@ the daemon was never reported done (a put's client got no 250).
 
     python -m estafeta.store.disk_worker FD PARENT_PID
 """
+
 from __future__ import annotations
 
 import os
@@ -39,7 +40,7 @@ import signal
 import socket
 import struct
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from estafeta.proto import disk_pb2
 from estafeta.store import maildir
@@ -109,20 +110,22 @@ class Executor:
         by_dir: dict[str, list] = {}
         for pb in batch:
             by_dir.setdefault(pb.queue_write.directory, []).append(pb)
-        replies = []
+        replies: list[disk_pb2.DiskReply] = []
         for directory, pbs in by_dir.items():
             writer = self._writers.get(directory)
             if writer is None:
                 writer = self._writers[directory] = BatchWriter(directory, recycle=True)
             reqs = [
-                Request((
-                    tuple((f.path, f.data, f.exclusive) for f in pb.queue_write.writes),
-                    tuple(pb.queue_write.unlinks),
-                ))
+                Request(
+                    (
+                        tuple((f.path, f.data, f.exclusive) for f in pb.queue_write.writes),
+                        tuple(pb.queue_write.unlinks),
+                    )
+                )
                 for pb in pbs
             ]
             writer.execute(reqs)
-            replies.extend(reply_for(pb.id, req) for pb, req in zip(pbs, reqs))
+            replies.extend(reply_for(pb.id, req) for pb, req in zip(pbs, reqs, strict=True))
         return replies
 
     def maildir_deliveries(self, batch: Sequence[disk_pb2.DiskRequest]) -> list[disk_pb2.DiskReply]:
@@ -132,20 +135,34 @@ class Executor:
         reqs = []
         for pb in batch:
             m = pb.maildir
-            reqs.append(Request((
-                m.root, m.mailbox, m.name, m.header_prefix, m.body or None, m.body_path or None, m.check_existing,
-                m.link,
-            )))
+            reqs.append(
+                Request(
+                    (
+                        m.root,
+                        m.mailbox,
+                        m.name,
+                        m.header_prefix,
+                        m.body or None,
+                        m.body_path or None,
+                        m.check_existing,
+                        m.link,
+                    )
+                )
+            )
         maildir.deliver_batch(reqs)
-        replies = [reply_for(pb.id, req) for pb, req in zip(batch, reqs)]
+        replies = [reply_for(pb.id, req) for pb, req in zip(batch, reqs, strict=True)]
         # The items these deliveries finish, removed now that the Maildir
         # files are durable (MaildirDelivery.remove_after): one queue batch.
-        removals = [(pb, reply) for pb, req, reply in zip(batch, reqs, replies)
-                    if req.error is None and pb.maildir.HasField("remove_after")]
+        removals = [
+            (pb, reply)
+            for pb, req, reply in zip(batch, reqs, replies, strict=True)
+            if req.error is None and pb.maildir.HasField("remove_after")
+        ]
         if removals:
-            done = self.queue_writes([disk_pb2.DiskRequest(id=pb.id, queue_write=pb.maildir.remove_after)
-                                      for pb, _ in removals])
-            for (_, reply), result in zip(removals, done):
+            done = self.queue_writes(
+                [disk_pb2.DiskRequest(id=pb.id, queue_write=pb.maildir.remove_after) for pb, _ in removals]
+            )
+            for (_, reply), result in zip(removals, done, strict=True):
                 reply.removed = not result.error_type
         return replies
 
@@ -188,7 +205,7 @@ class Worker:
             self._send(replies)
 
     def _sort(self, requests: list, queue: list, maildir: list) -> None:
-        unknown = []
+        unknown: list[disk_pb2.DiskRequest] = []
         for request in requests:
             op = request.WhichOneof("op")
             (queue if op == "queue_write" else maildir if op == "maildir" else unknown).append(request)

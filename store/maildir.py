@@ -42,12 +42,13 @@ writes them too with `mail_save_crlf`).
 worker (store/disk_worker.py) runs `deliver_batch()` on the deliveries
 that arrive together, sharing the fsync of each new/ directory.
 """
+
 from __future__ import annotations
 
 import errno
 import os
 import shutil
-from typing import Sequence
+from collections.abc import Sequence
 
 from estafeta.store import queuefile
 from estafeta.store.blocking import Request
@@ -70,7 +71,7 @@ def delivery_headers(reverse_path: str, recipient: str) -> bytes:
     for SMTPUTF8 addresses (RFC 6532): Return-Path (RFC 5321 §4.4, added
     at final delivery) and Delivered-To (RFC 9228, as Postfix's local and
     virtual add it). `reverse_path` "" is the null reverse-path <>."""
-    return f"Return-Path: <{reverse_path}>\r\nDelivered-To: {recipient}\r\n".encode("utf-8")
+    return f"Return-Path: <{reverse_path}>\r\nDelivered-To: {recipient}\r\n".encode()
 
 
 def unique_name(queue_id: str, recipient_index: int, created_at: float, hostname: str) -> str:
@@ -262,7 +263,7 @@ def deliver_batch(requests: Sequence[Request]) -> None:
             _discard(fd, tmp)
     # 2. fdatasync each file; 3. rename it into new/
     errors = queuefile.sync_all([entry[0] for entry in staged.values()])
-    for error, (tmp, (fd, final, reqs)) in zip(errors, staged.items()):
+    for error, (tmp, (fd, final, reqs)) in zip(errors, staged.items(), strict=True):
         try:
             try:
                 if error is not None:

@@ -25,13 +25,14 @@ write, which still happens in call order. A put() retried after such an
 interruption (actors/session.py does) joins the pending one instead of
 failing on its own body file.
 """
+
 from __future__ import annotations
 
 import itertools
 import os
 import random
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from estafeta.proto import disk_pb2, queue_pb2
 from estafeta.store import queuefile

@@ -19,19 +19,20 @@ are store/batchwriter.py. Everything here is blocking; callers on the
 gevent hub run it via `estafeta.store.blocking.run_blocking` (or in the
 disk worker process, store/disk_worker.py).
 """
+
 from __future__ import annotations
 
 import errno
 import itertools
 import os
 import random
-from typing import Sequence, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 from gevent.monkey import get_original
 from google.protobuf import text_format
 from google.protobuf.internal import api_implementation
 from google.protobuf.message import Message
-
 
 M = TypeVar("M", bound=Message)
 

@@ -26,6 +26,7 @@ file stops growing once trimming keeps the live data under the bound; pages
 beyond the bound are handed back with ``PRAGMA incremental_vacuum`` (cheap,
 unlike a full VACUUM, which would rewrite the whole file).
 """
+
 from __future__ import annotations
 
 import json
@@ -34,16 +35,28 @@ import re
 import sqlite3
 import time
 import urllib.parse
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import sqlite_utils
 
 #: Order of the values in a row given to SpanStore.insert().
 SPAN_COLUMNS = (
-    "trace_id", "span_id", "parent_span_id", "name", "kind", "start_ns", "end_ns",
-    "status", "status_message", "attributes", "events", "links",
-    "queue_id", "message_id", "service",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "kind",
+    "start_ns",
+    "end_ns",
+    "status",
+    "status_message",
+    "attributes",
+    "events",
+    "links",
+    "queue_id",
+    "message_id",
+    "service",
 )
 _I_TRACE, _I_PARENT, _I_NAME, _I_START, _I_END, _I_STATUS, _I_MSGID = 0, 2, 3, 5, 6, 7, 13
 
@@ -159,12 +172,27 @@ class SpanStore:
         c.execute("PRAGMA synchronous = NORMAL")
         c.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT}")
         spans = db.table("spans")
-        spans.create({
-            "trace_id": str, "span_id": str, "parent_span_id": str, "name": str, "kind": str,
-            "start_ns": int, "end_ns": int, "status": str, "status_message": str,
-            "attributes": str, "events": str, "links": str,
-            "queue_id": str, "message_id": str, "service": str,
-        }, not_null=["trace_id", "span_id", "name", "start_ns", "end_ns"], if_not_exists=True)
+        spans.create(
+            {
+                "trace_id": str,
+                "span_id": str,
+                "parent_span_id": str,
+                "name": str,
+                "kind": str,
+                "start_ns": int,
+                "end_ns": int,
+                "status": str,
+                "status_message": str,
+                "attributes": str,
+                "events": str,
+                "links": str,
+                "queue_id": str,
+                "message_id": str,
+                "service": str,
+            },
+            not_null=["trace_id", "span_id", "name", "start_ns", "end_ns"],
+            if_not_exists=True,
+        )
         spans.create_index(["trace_id"], if_not_exists=True)
         # Partial indexes: most spans carry neither id, and an index entry
         # per NULL would cost on every insert. "col = ?" implies NOT NULL, so
@@ -177,7 +205,8 @@ class SpanStore:
         c.execute(
             "CREATE TABLE IF NOT EXISTS traces (trace_id TEXT PRIMARY KEY, start_ns INTEGER NOT NULL, "
             "end_ns INTEGER NOT NULL, span_count INTEGER NOT NULL, error_count INTEGER NOT NULL, "
-            "root_name TEXT, message_id TEXT) WITHOUT ROWID")
+            "root_name TEXT, message_id TEXT) WITHOUT ROWID"
+        )
         traces = db.table("traces")
         traces.create_index(["start_ns"], if_not_exists=True)
         traces.create_index(["end_ns"], if_not_exists=True)
@@ -225,7 +254,9 @@ class SpanStore:
     def _add_dropped(self, n: int) -> None:
         self.conn.execute(
             "INSERT INTO meta (key, value) VALUES ('dropped', ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value", (n,))
+            "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+            (n,),
+        )
 
     def add_dropped(self, n: int) -> None:
         """Add n to the persistent count of spans the daemon had to drop."""
@@ -294,9 +325,12 @@ class SpanStore:
     # -- reading -----------------------------------------------------------
 
     def _has_schema(self) -> bool:
-        return self.conn.execute(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('spans', 'traces', 'meta')"
-        ).fetchone()[0] == 3
+        return (
+            self.conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('spans', 'traces', 'meta')"
+            ).fetchone()[0]
+            == 3
+        )
 
     def dropped(self) -> int:
         """Spans dropped (never stored) since the store was created."""
@@ -315,9 +349,15 @@ class SpanStore:
         out = []
         for tid, start, end, count, errors, root, msgid in c.execute(
             "SELECT trace_id, start_ns, end_ns, span_count, error_count, root_name, message_id "
-            f"FROM traces {where}ORDER BY start_ns DESC LIMIT ?", (limit,)).fetchall():
-            qids = tuple(r[0] for r in c.execute(
-                "SELECT DISTINCT queue_id FROM spans WHERE trace_id = ? AND queue_id IS NOT NULL", (tid,)))
+            f"FROM traces {where}ORDER BY start_ns DESC LIMIT ?",
+            (limit,),
+        ).fetchall():
+            qids = tuple(
+                r[0]
+                for r in c.execute(
+                    "SELECT DISTINCT queue_id FROM spans WHERE trace_id = ? AND queue_id IS NOT NULL", (tid,)
+                )
+            )
             out.append(TraceSummary(tid, root, start, end - start, count, errors > 0, qids, msgid))
         return out
 
@@ -337,7 +377,9 @@ class SpanStore:
         rows = c.execute(
             "SELECT t.trace_id FROM traces t WHERE t.trace_id IN "
             "(SELECT trace_id FROM spans WHERE queue_id = ? UNION SELECT trace_id FROM spans WHERE message_id = ?) "
-            "ORDER BY t.start_ns", (key, bare)).fetchall()
+            "ORDER BY t.start_ns",
+            (key, bare),
+        ).fetchall()
         return [r[0] for r in rows]
 
     def spans(self, trace_id: str) -> list[SpanRow]:
@@ -347,12 +389,28 @@ class SpanStore:
         loads = json.loads
         out = []
         for r in self.conn.execute(
-                f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE trace_id = ? ORDER BY start_ns, rowid",
-                (trace_id.lower(),)):
-            out.append(SpanRow(
-                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
-                loads(r[9]) if r[9] else {}, loads(r[10]) if r[10] else [], loads(r[11]) if r[11] else [],
-                r[12], r[13], r[14]))
+            f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE trace_id = ? ORDER BY start_ns, rowid",
+            (trace_id.lower(),),
+        ):
+            out.append(
+                SpanRow(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5],
+                    r[6],
+                    r[7],
+                    r[8],
+                    loads(r[9]) if r[9] else {},
+                    loads(r[10]) if r[10] else [],
+                    loads(r[11]) if r[11] else [],
+                    r[12],
+                    r[13],
+                    r[14],
+                )
+            )
         return out
 
     def span_names(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -362,8 +420,7 @@ class SpanStore:
             return {}
         out = {}
         for tid, sid in pairs:
-            r = self.conn.execute(
-                "SELECT name FROM spans WHERE trace_id = ? AND span_id = ?", (tid, sid)).fetchone()
+            r = self.conn.execute("SELECT name FROM spans WHERE trace_id = ? AND span_id = ?", (tid, sid)).fetchone()
             if r:
                 out[(tid, sid)] = r[0]
         return out
@@ -393,5 +450,5 @@ def _insert_rows(c: sqlite3.Connection, rows: Sequence[Sequence], statement) -> 
         sql = _STATEMENTS.get((statement, size))
         if sql is None:
             sql = _STATEMENTS[(statement, size)] = statement(size)
-        c.execute(sql, [v for r in rows[pos:pos + size] for v in r])
+        c.execute(sql, [v for r in rows[pos : pos + size] for v in r])
         pos += size

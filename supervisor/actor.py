@@ -35,6 +35,7 @@ cheaper to start than pykka's `threading.Thread` under monkey patching);
 
 Per message the loop adds two attribute stores and one chaos dict lookup.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -128,7 +129,7 @@ class Link:
 
 
 def describe(exc: BaseException) -> str:
-    """"Type: message" (or "Type" when the message is empty), as ChildExited.error."""
+    """ "Type: message" (or "Type" when the message is empty), as ChildExited.error."""
     text = str(exc)
     name = type(exc).__name__
     return f"{name}: {text}" if text else name
@@ -396,7 +397,6 @@ def _unregister(ref: pykka.ActorRef) -> None:
             ActorRegistry._actor_refs.remove(ref)  # noqa: SLF001
         except ValueError:
             pass
-
 
 
 def _actor(ref: pykka.ActorRef) -> Actor | None:

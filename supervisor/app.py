@@ -36,6 +36,7 @@ backoff keeps a courier that fails at once on every start from spinning.
 Tracing and logging are set up before the tree (every actor needs them
 from its first message) and flushed after it stops.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,8 +45,8 @@ from opentelemetry import trace
 
 from estafeta.actors import smtp
 from estafeta.actors.couriers.local import LocalCourier
-from estafeta.actors.disk import DiskWriter
 from estafeta.actors.directory import Directory, DirectoryView
+from estafeta.actors.disk import DiskWriter
 from estafeta.actors.item import ItemEnv, QueueItem
 from estafeta.actors.listener import Listener
 from estafeta.actors.queue import QueueGauge, QueueManager
@@ -100,9 +101,16 @@ def listener_names(cfg: config_pb2.Config) -> list[tuple[str, str]]:
     return [(f"smtp.{a}", a) for a in addrs]
 
 
-def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: trace.Tracer,
-               disk: DiskChannel | None = None, process: int = 0, processes: int = 1,
-               gauge_fd: int | None = None) -> SupervisorSpec:
+def build_tree(
+    cfg: config_pb2.Config,
+    paths: Paths,
+    store: QueueStore,
+    tracer: trace.Tracer,
+    disk: DiskChannel | None = None,
+    process: int = 0,
+    processes: int = 1,
+    gauge_fd: int | None = None,
+) -> SupervisorSpec:
     """The root SupervisorSpec for this configuration. With `disk`, the
     tree starts a DiskWriter (and its worker process) first, and the
     couriers write through it; `store` should then use the same channel.
@@ -254,12 +262,18 @@ def build_tree(cfg: config_pb2.Config, paths: Paths, store: QueueStore, tracer: 
         period=30.0,
         children=[
             *([_supervisor(serving_processes(cfg, n, gauge_fd))] if process == 0 and n > 1 else []),
-            *([ChildSpec(
-                id="disk",
-                start=_registered("disk", lambda link, _a: DiskWriter.start(link, disk)),
-                restart="permanent",
-                shutdown=30.0,
-            )] if disk is not None else []),
+            *(
+                [
+                    ChildSpec(
+                        id="disk",
+                        start=_registered("disk", lambda link, _a: DiskWriter.start(link, disk)),
+                        restart="permanent",
+                        shutdown=30.0,
+                    )
+                ]
+                if disk is not None
+                else []
+            ),
             ChildSpec(
                 id="directory",
                 start=_registered("directory", lambda link, _a: Directory.start(link, cfg, directory)),

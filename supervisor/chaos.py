@@ -13,6 +13,7 @@ by operators rehearsing failure; never configured in production.
 `maybe_crash` runs on every message of every actor: with no chaos configured
 it is one dict lookup that misses.
 """
+
 from __future__ import annotations
 
 import random

@@ -9,6 +9,7 @@ gevent's monkey patching comes first, before anything imports threading,
 ssl or pykka (DESIGN.md, "Known hazards"). Errors are one line on stderr
 and a non-zero exit, never a traceback.
 """
+
 from gevent import monkey
 
 monkey.patch_all()

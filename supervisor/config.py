@@ -7,6 +7,7 @@ and its default). Errors never surface as tracebacks: every problem is a
     estafeta.conf:3:1: Message type "estafeta.Config" has no field named "hostnam".
     estafeta.conf:5: smtp_address "localhost" is not "host:port"
 """
+
 from __future__ import annotations
 
 import os

@@ -10,6 +10,7 @@ Exit status: 0 after a requested stop; 1 if the root supervisor gave up
 (a child exceeded its restart intensity) or start-up failed (the reason is
 the last log line).
 """
+
 from __future__ import annotations
 
 import gc
@@ -31,9 +32,9 @@ from estafeta.store.queue import QueueStore
 from estafeta.supervisor import chaos, registry
 from estafeta.supervisor.app import Paths, build_tree
 from estafeta.supervisor.config import parse_listen_address, process_count
+from estafeta.supervisor.log import setup_logging
 from estafeta.supervisor.osproc import die_with_parent
 from estafeta.supervisor.processes import signal_all
-from estafeta.supervisor.log import setup_logging
 from estafeta.supervisor.tree import Supervisor
 from estafeta.tracing.setup import setup_tracing
 
@@ -42,7 +43,6 @@ log = logging.getLogger("estafeta.daemon")
 #: Hub threadpool size: the span store's writes, file reads at start-up and
 #: on restarts (item loads); durable writes go to the disk worker process.
 THREADPOOL_SIZE = 4
-
 
 
 def paths_for(cfg: config_pb2.Config) -> Paths:
@@ -159,12 +159,17 @@ def serve(cfg: config_pb2.Config, process: int = 0, gauge_fd: int | None = None)
     gevent.signal_handler(signal.SIGTERM, on_signal, signal.SIGTERM)
     if process == 0:
         gevent.signal_handler(signal.SIGINT, on_signal, signal.SIGINT)
-    tree = build_tree(cfg, paths, store, tracing.tracer, disk, process=process, processes=processes,
-                      gauge_fd=gauge_fd)
+    tree = build_tree(cfg, paths, store, tracing.tracer, disk, process=process, processes=processes, gauge_fd=gauge_fd)
     root = Supervisor.start(None, tree, on_escalate=on_escalate)
     root.ask(supervision_pb2.WhichChildren())  # answered once every child has started
-    log.info("started hostname=%s data_dir=%s pid=%d process=%d/%d",
-             cfg.hostname, paths.data_dir, os.getpid(), process, processes)
+    log.info(
+        "started hostname=%s data_dir=%s pid=%d process=%d/%d",
+        cfg.hostname,
+        paths.data_dir,
+        os.getpid(),
+        process,
+        processes,
+    )
     stop.wait()
     try:
         if root.is_alive():

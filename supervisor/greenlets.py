@@ -9,6 +9,7 @@
 Both are used only under `gevent.monkey.patch_all()` (the daemon, the
 tests); with plain threads supervisor/actor.py uses pykka's own.
 """
+
 from __future__ import annotations
 
 import logging
@@ -111,7 +112,7 @@ def _runner(actor) -> None:
         except BaseException:  # noqa: BLE001 - a bug in the boundary: do not reuse this greenlet
             log.exception("actor loop of %s raised", type(actor).__name__)
             return
-        actor = None  # type: ignore[assignment]  # not kept alive while parked
+        actor = None  # not kept alive while parked
         if len(_idle) >= _KEEP_IDLE:
             return
         _idle.append(me)

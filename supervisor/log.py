@@ -5,6 +5,7 @@ Events (the first word of the message): listening, connection, queued,
 delivered, deferred, failed, restart, quarantined, stopping, stopped; each
 carries `id=<queue id>` where there is one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,7 +16,7 @@ import time
 class _Formatter(logging.Formatter):
     """UTC ISO-8601 time with milliseconds, level, message."""
 
-    converter = time.gmtime
+    converter = time.gmtime  # type: ignore[assignment]  # typeshed wants (float) -> struct_time
 
     def format(self, record: logging.LogRecord) -> str:
         t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))

@@ -9,6 +9,7 @@ Elsewhere it does nothing more than that check; the children also end on
 their own when their pipe or socket to the daemon reaches end-of-file.
 Dependency-free: the disk worker imports it.
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -19,6 +19,7 @@ seconds before SIGKILL. The children die with the daemon
 (supervisor/osproc.py) and do not act on SIGINT (a Ctrl-C in a terminal
 reaches the whole process group; the daemon forwards the stop itself).
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,8 +57,15 @@ class ServingProcessExit(Exception):
 class ServingProcess(Actor):
     """Runs serving process `index` of `count` as a child OS process."""
 
-    def __init__(self, link: Link | None, cfg: config_pb2.Config, index: int, count: int, stop_timeout: float,
-                 gauge_fd: int | None = None):
+    def __init__(
+        self,
+        link: Link | None,
+        cfg: config_pb2.Config,
+        index: int,
+        count: int,
+        stop_timeout: float,
+        gauge_fd: int | None = None,
+    ):
         super().__init__(link)
         self._gauge_fd = gauge_fd
         self._cfg = cfg
@@ -68,8 +76,14 @@ class ServingProcess(Actor):
         self._watcher: gevent.Greenlet | None = None
 
     def on_start(self) -> None:
-        cmd = [sys.executable, "-m", "estafeta.supervisor.cli", "serve",
-               "--process", f"{self._index}/{self._count}/{os.getpid()}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "estafeta.supervisor.cli",
+            "serve",
+            "--process",
+            f"{self._index}/{self._count}/{os.getpid()}",
+        ]
         fds: tuple[int, ...] = ()
         if self._gauge_fd is not None:
             cmd += ["--gauge-fd", str(self._gauge_fd)]
@@ -113,8 +127,13 @@ class ServingProcess(Actor):
                 try:
                     proc.wait(timeout=self._stop_timeout if graceful else 5.0)
                 except subprocess.TimeoutExpired:
-                    log.warning("process %d/%d pid=%d did not stop in %.0fs: killed",
-                                self._index, self._count, proc.pid, self._stop_timeout)
+                    log.warning(
+                        "process %d/%d pid=%d did not stop in %.0fs: killed",
+                        self._index,
+                        self._count,
+                        proc.pid,
+                        self._stop_timeout,
+                    )
                     proc.kill()
                     proc.wait(timeout=5.0)
         finally:

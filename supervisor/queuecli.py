@@ -4,6 +4,7 @@ Reads the item files directly — no daemon needed, and safe while it runs
 (items are replaced by atomic renames, so a reader sees the old or the new
 file, never a torn one). Unknown ids exit 1 with a clear message.
 """
+
 from __future__ import annotations
 
 import os

@@ -9,6 +9,7 @@ and each of them unregisters once. `install()` swaps the list for a
 remove, `in`, iteration, slicing, len), in registration order, with a
 dict underneath. supervisor/actor.py installs it on import.
 """
+
 from __future__ import annotations
 
 import pykka
@@ -50,4 +51,4 @@ def install() -> None:
     idempotent."""
     with ActorRegistry._actor_refs_lock:  # noqa: SLF001
         if not isinstance(ActorRegistry._actor_refs, RefTable):  # noqa: SLF001
-            ActorRegistry._actor_refs = RefTable(ActorRegistry._actor_refs)  # noqa: SLF001
+            ActorRegistry._actor_refs = RefTable(ActorRegistry._actor_refs)  # type: ignore[assignment]  # noqa: SLF001

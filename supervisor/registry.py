@@ -5,6 +5,7 @@ find the current one by name instead of holding a stale ref. Start
 functions in supervisor/app.py register what they start; `whereis` is a
 dict lookup (one per use, cheap enough to do on every message).
 """
+
 from __future__ import annotations
 
 import pykka

@@ -35,6 +35,7 @@ simple_one_for_one children stop all at once within the spec's shutdown.
 Every restart is one INFO line on the logger "estafeta.supervisor":
 `restart sup=items child=items-17 actor=QueueItem reason="ChaosCrash: chaos" restarts=2 delay=0.10s`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,7 +44,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import gevent
 import pykka
@@ -57,9 +58,9 @@ from estafeta.supervisor.actor import (
     Actor,
     Link,
     describe,
-    join_all,
     interrupt,
     join,
+    join_all,
     kill,
     mark_shutdown,
     wait_started,
@@ -102,7 +103,7 @@ class ChildSpec:
     """
 
     id: str
-    start: Callable[[Link, Message | None], pykka.ActorRef]
+    start: Callable[..., pykka.ActorRef]  # (Link, the args Message or None) -> the started actor
     restart: str = "permanent"
     shutdown: float | str = 5.0
     type: str = "worker"
@@ -112,8 +113,10 @@ class ChildSpec:
             raise ValueError(f"child {self.id}: restart {self.restart!r} is not one of {RESTARTS}")
         if self.type not in ("worker", "supervisor"):
             raise ValueError(f"child {self.id}: type {self.type!r} is not worker or supervisor")
-        if not (self.shutdown in ("brutal_kill", "infinity") or
-                (isinstance(self.shutdown, (int, float)) and self.shutdown >= 0)):
+        if not (
+            self.shutdown in ("brutal_kill", "infinity")
+            or (isinstance(self.shutdown, (int, float)) and self.shutdown >= 0)
+        ):
             raise ValueError(f"child {self.id}: shutdown {self.shutdown!r} is not seconds, brutal_kill or infinity")
 
 
@@ -271,8 +274,7 @@ class Supervisor(Actor):
             waited = 0.0
             while not wait_started(ref, SLOW_START):
                 waited += SLOW_START
-                log.warning("slow start sup=%s child=%s actor=%s waited=%gs",
-                            self.spec.name, c.id, c.cls, waited)
+                log.warning("slow start sup=%s child=%s actor=%s waited=%gs", self.spec.name, c.id, c.cls, waited)
 
     def _start_child(self, msg: pb.StartChild) -> pb.StartChildReply:
         if not self._simple:
@@ -352,9 +354,12 @@ class Supervisor(Actor):
         for other in restarting:
             log.info(
                 "restart sup=%s child=%s actor=%s reason=%s restarts=%d delay=%.2fs",
-                spec.name, other.id, other.cls or "-",
+                spec.name,
+                other.id,
+                other.cls or "-",
                 kv(why if other is c else f"sibling {c.id} exited: {why}"),
-                other.restarts + 1, delay,
+                other.restarts + 1,
+                delay,
             )
         if delay <= 0:
             self._start_group(restarting)
@@ -374,7 +379,7 @@ class Supervisor(Actor):
             return list(self._children.values())
         if strategy == "rest_for_one":
             children = list(self._children.values())
-            return children[children.index(c):]
+            return children[children.index(c) :]
         return [c]
 
     def _due(self, child_id: str) -> None:
@@ -411,12 +416,10 @@ class Supervisor(Actor):
             except Exception as e:  # noqa: BLE001
                 c.ref = None
                 c.urn = f"start-failed-{c.restarts}"
-                self.actor_ref.tell(
-                    pb.ChildExited(child_id=c.id, actor_urn=c.urn, reason=pb.CRASH, error=describe(e))
-                )
+                self.actor_ref.tell(pb.ChildExited(child_id=c.id, actor_urn=c.urn, reason=pb.CRASH, error=describe(e)))
 
     # ------------------------------------------------------------ stopping
-    def _terminate(self, c: _Child) -> int:
+    def _terminate(self, c: _Child) -> pb.ExitReason:
         """Stop one child per its shutdown spec (OTP shutdown/2); returns
         the ExitReason it ended with (SHUTDOWN or KILLED)."""
         ref = c.ref
@@ -435,8 +438,9 @@ class Supervisor(Actor):
         _tell_stop(ref)
         if join(ref, None if shutdown == "infinity" else float(shutdown)):
             return pb.SHUTDOWN
-        log.warning("kill sup=%s child=%s actor=%s reason=shutdown_timeout timeout=%ss",
-                    self.spec.name, c.id, c.cls, shutdown)
+        log.warning(
+            "kill sup=%s child=%s actor=%s reason=shutdown_timeout timeout=%ss", self.spec.name, c.id, c.cls, shutdown
+        )
         kill(ref, "shutdown timeout")
         self._join_killed(c, ref)
         return pb.KILLED
@@ -475,8 +479,9 @@ class Supervisor(Actor):
                 _tell_stop(ref)
             late = join_all(refs, None if shutdown == "infinity" else float(shutdown))
             if late:
-                log.warning("kill sup=%s children=%d reason=shutdown_timeout timeout=%ss",
-                            self.spec.name, len(late), shutdown)
+                log.warning(
+                    "kill sup=%s children=%d reason=shutdown_timeout timeout=%ss", self.spec.name, len(late), shutdown
+                )
                 for ref in late:
                     kill(ref, "shutdown timeout")
         join_all(refs, KILL_WAIT)
@@ -519,4 +524,4 @@ def start_child(sup_ref: pykka.ActorRef, args: Message, timeout: float | None = 
     if the supervisor is not running, pykka.Timeout after `timeout` s."""
     packed = any_pb2.Any()
     packed.Pack(args)
-    return sup_ref.ask(pb.StartChild(args=packed), timeout=timeout)
+    return cast(pb.StartChildReply, sup_ref.ask(pb.StartChild(args=packed), timeout=timeout))

@@ -32,7 +32,7 @@ cd "$repo"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 stamp=.venv/.estafeta-install-stamp
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import estafeta.supervisor.cli, pytest, pytest_timeout' 2>/dev/null; then
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import estafeta.supervisor.cli, pytest, pytest_timeout, mypy' 2>/dev/null; then
     echo "install-deps: pip install -e '.[test]'"
     .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
     echo "$want" > "$stamp"

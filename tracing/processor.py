@@ -22,12 +22,13 @@ hub. Here:
 Spans must be ended on the hub's thread (where every actor runs): the early
 wake-up sets a gevent Event, which is not thread-safe.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import gevent
 import gevent.event
@@ -93,10 +94,21 @@ def span_to_row(span: ReadableSpan, cache: list | None = None) -> tuple:
         _STATUS.get(status.status_code, "UNSET"),
         status.description,
         _dumps(attrs) if attrs else None,
-        _dumps([{"name": e.name, "time_ns": e.timestamp, "attributes": _attrs(e.attributes) or {}}
-                for e in events]) if events else None,
-        _dumps([{"trace_id": format(k.context.trace_id, "032x"), "span_id": format(k.context.span_id, "016x"),
-                 "attributes": _attrs(k.attributes) or {}} for k in links]) if links else None,
+        _dumps([{"name": e.name, "time_ns": e.timestamp, "attributes": _attrs(e.attributes) or {}} for e in events])
+        if events
+        else None,
+        _dumps(
+            [
+                {
+                    "trace_id": format(k.context.trace_id, "032x"),
+                    "span_id": format(k.context.span_id, "016x"),
+                    "attributes": _attrs(k.attributes) or {},
+                }
+                for k in links
+            ]
+        )
+        if links
+        else None,
         attrs.get("estafeta.queue_id") if attrs else None,
         attrs.get("estafeta.message_id") if attrs else None,
         cache[1],
@@ -114,9 +126,16 @@ class StoreSpanProcessor(SpanProcessor):
     counts spans stored so far.
     """
 
-    def __init__(self, store: SpanStore, *, max_buffered_spans: int = 100_000,
-                 flush_interval_seconds: float = 1.0, retention_seconds: float = 0,
-                 max_store_bytes: int = 0, cleanup_interval_seconds: float = 300.0):
+    def __init__(
+        self,
+        store: SpanStore,
+        *,
+        max_buffered_spans: int = 100_000,
+        flush_interval_seconds: float = 1.0,
+        retention_seconds: float = 0,
+        max_store_bytes: int = 0,
+        cleanup_interval_seconds: float = 300.0,
+    ):
         self._store = store
         self._max = max(1, max_buffered_spans)
         self._early = min(EARLY_FLUSH_SPANS, max(1, self._max // 2))
@@ -254,8 +273,9 @@ class StoreSpanProcessor(SpanProcessor):
                 cache = self._service_cache
                 self._store.insert([span_to_row(s, cache) for s in batch], dropped=dropped)
             try:  # the batch is stored: a failed trim must not count it as lost
-                if cleanup == "full" or (cleanup == "size" and self._max_bytes
-                                         and self._store.used_bytes() > self._max_bytes):
+                if cleanup == "full" or (
+                    cleanup == "size" and self._max_bytes and self._store.used_bytes() > self._max_bytes
+                ):
                     return self._store.cleanup(self._retention, self._max_bytes), None
             except Exception as e:
                 return 0, f"{type(e).__name__}: {e}"

@@ -15,6 +15,7 @@ get_current_span: measured here 2.3 µs to inject and 3.9 µs to extract
 against 1.6 µs and 2.4 µs for these (most of what is left is OTel's own
 SpanContext and Context objects).
 """
+
 from __future__ import annotations
 
 import re
@@ -69,8 +70,9 @@ def span_context(tc: common_pb2.TraceContext | None) -> SpanContext:
         return _INVALID
     ts = tc.tracestate
     state = TraceState.from_header([ts]) if ts and len(ts) <= _MAX_TRACESTATE else None
-    return SpanContext(int(tid, 16), int(sid, 16), is_remote=True,
-                       trace_flags=TraceFlags(int(flags, 16)), trace_state=state)
+    return SpanContext(
+        int(tid, 16), int(sid, 16), is_remote=True, trace_flags=TraceFlags(int(flags, 16)), trace_state=state
+    )
 
 
 def extract(tc: common_pb2.TraceContext | None) -> Context:

@@ -7,6 +7,7 @@ host.name) whose spans go to StoreSpanProcessor (the sqlite store at
 is NOT installed as the global one: the Tracer is handed to the actors
 explicitly, so tests can set tracing up several times in one process.
 """
+
 from __future__ import annotations
 
 import logging
@@ -149,11 +150,10 @@ def _use_os_locks_in_spans() -> None:
     shim = _OsThreading()
     for module in (opentelemetry.sdk.trace, opentelemetry.attributes, opentelemetry.sdk.util):
         if getattr(module, "threading", None) is threading:
-            module.threading = shim
+            module.threading = shim  # type: ignore[attr-defined]
 
 
-def setup_tracing(cfg: config_pb2.Tracing, db_path: str, *, service_name: str = "estafeta",
-                  hostname: str) -> Tracing:
+def setup_tracing(cfg: config_pb2.Tracing, db_path: str, *, service_name: str = "estafeta", hostname: str) -> Tracing:
     """Build tracing from the config's ``Tracing`` message.
 
     ``db_path``: the span store file (its directory is created if missing).
@@ -190,8 +190,9 @@ def setup_tracing(cfg: config_pb2.Tracing, db_path: str, *, service_name: str = 
         provider.add_span_processor(otlp)
     processor.start()
     log.info("tracing to %s%s", db_path, f" and {cfg.otlp_endpoint}" if otlp else "")
-    return Tracing(tracer=fast_tracer(provider, INSTRUMENTATION_NAME), processor=processor,
-                   provider=provider, otlp=otlp)
+    return Tracing(
+        tracer=fast_tracer(provider, INSTRUMENTATION_NAME), processor=processor, provider=provider, otlp=otlp
+    )
 
 
 def _otlp_processor(cfg: config_pb2.Tracing) -> _CountingProcessor:

@@ -27,17 +27,17 @@ Everything else is the SDK's: the class derives from the SDK's `_Span`
 and a full attribute table through its dropping. tests/unit/test_tracing.py
 compares an EstafetaSpan with the SDK's own, field by field.
 """
+
 from __future__ import annotations
 
 import logging
+from time import time_ns as _time_ns
 
+from gevent import monkey
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace.status import Status, StatusCode
-from time import time_ns as _time_ns
-
-from gevent import monkey
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,13 @@ class SpanAttributes(BoundedAttributes):
             d = self._dict
             for key, value in attributes.items():
                 t = type(value)
-                if t in _PLAIN and type(key) is str and key and (max_value_len is None or t is not str
-                                                                  or len(value) <= max_value_len) and (
-                        maxlen is None or len(d) < maxlen):
+                if (
+                    t in _PLAIN
+                    and type(key) is str
+                    and key
+                    and (max_value_len is None or t is not str or len(value) <= max_value_len)
+                    and (maxlen is None or len(d) < maxlen)
+                ):
                     d[key] = value  # a fresh table: no key to move, nothing to drop
                 else:
                     self[key] = value
@@ -104,8 +108,19 @@ class EstafetaSpan(sdk_trace._Span):  # noqa: SLF001 - the SDK's span class, see
     """An SDK span made by `EstafetaTracer.start_span` (`make`, then `started`)."""
 
     @classmethod
-    def make(cls, tracer: sdk_trace.Tracer, name, context, parent, kind, attributes, links,
-             record_exception, set_status_on_exception, start_time) -> EstafetaSpan:
+    def make(
+        cls,
+        tracer: sdk_trace.Tracer,
+        name,
+        context,
+        parent,
+        kind,
+        attributes,
+        links,
+        record_exception,
+        set_status_on_exception,
+        start_time,
+    ) -> EstafetaSpan:
         """Make the span with its start time (ns, default now), as the SDK's
         start_span does before it tells the span processors (`started`).
         `context` is the new SpanContext, `parent` the parent's or None.
@@ -120,8 +135,7 @@ class EstafetaSpan(sdk_trace._Span):  # noqa: SLF001 - the SDK's span class, see
         self._instrumentation_scope = tracer._instrumentation_scope  # noqa: SLF001
         self._parent = parent
         self._end_time = None
-        self._attributes = SpanAttributes.new(limits.max_span_attributes, limits.max_span_attribute_length,
-                                              attributes)
+        self._attributes = SpanAttributes.new(limits.max_span_attributes, limits.max_span_attribute_length, attributes)
         self._events = _NONE
         self._resource = tracer.resource
         self._status = _UNSET
@@ -169,7 +183,7 @@ class EstafetaSpan(sdk_trace._Span):  # noqa: SLF001 - the SDK's span class, see
                 return
             if self._events is _NONE:
                 self._events = BoundedList(self._limits.max_events)
-            self._events.append(event)
+            self._events.append(event)  # type: ignore[attr-defined]  # a BoundedList here
 
     def _add_link(self, link) -> None:
         with self._lock:
@@ -188,7 +202,7 @@ class EstafetaSpan(sdk_trace._Span):  # noqa: SLF001 - the SDK's span class, see
                 log.warning("Calling end() on an ended span.")
                 return
             self._end_time = end_time if end_time is not None else _time_ns()
-            self._attributes._immutable = True  # noqa: SLF001
+            self._attributes._immutable = True  # type: ignore[union-attr]  # noqa: SLF001
         processor = self._span_processor
         processor._on_ending(self)  # noqa: SLF001
         processor.on_end(self)

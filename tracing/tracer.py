@@ -16,6 +16,7 @@ Tracer; if a later SDK changes them, the first span falls back to the SDK's
 own start_span for good (and tests/unit/test_tracing.py, which compares
 the two paths field by field, fails).
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,8 +52,9 @@ class EstafetaTracer(sdk_trace.Tracer):
         set_status_on_exception=True,
     ):
         if not self._fast:
-            return super().start_span(name, context, kind, attributes, links, start_time, record_exception,
-                                      set_status_on_exception)
+            return super().start_span(
+                name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
+            )
         parent = trace_api.get_current_span(context).get_span_context()
         if parent is None or not parent.is_valid:
             parent = None
@@ -63,16 +65,32 @@ class EstafetaTracer(sdk_trace.Tracer):
             trace_id = parent.trace_id
             flags = _SAMPLED | (parent.trace_flags & _RANDOM)
             state = parent.trace_state  # what ALWAYS_ON's sampling result carries over
-        span_context = SpanContext(trace_id, self.id_generator.generate_span_id(), is_remote=False,
-                                   trace_flags=TraceFlags(flags), trace_state=state)
+        span_context = SpanContext(
+            trace_id,
+            self.id_generator.generate_span_id(),
+            is_remote=False,
+            trace_flags=TraceFlags(flags),
+            trace_state=state,
+        )
         try:
-            span = EstafetaSpan.make(self, name, span_context, parent, kind, attributes, links, record_exception,
-                                     set_status_on_exception, start_time)
+            span = EstafetaSpan.make(
+                self,
+                name,
+                span_context,
+                parent,
+                kind,
+                attributes,
+                links,
+                record_exception,
+                set_status_on_exception,
+                start_time,
+            )
         except (TypeError, AttributeError) as e:  # an SDK whose internals moved
             log.warning("tracing: the short start_span does not fit this OTel SDK (%s); using the SDK's", e)
             EstafetaTracer._fast = False
-            return super().start_span(name, context, kind, attributes, links, start_time, record_exception,
-                                      set_status_on_exception)
+            return super().start_span(
+                name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
+            )
         # Outside the try: a span processor's own error is not a misfit of the SDK.
         span.started(context)
         return span

@@ -18,6 +18,7 @@ Outcomes: a mailbox name that cannot be a Maildir (ValueError) fails
 permanently, 550 5.1.3; out of space (ENOSPC, EDQUOT) is 452 4.2.2
 (RFC 3463: mailbox full) and any other OS error 451 4.3.0 — both retried.
 """
+
 from __future__ import annotations
 
 import errno
@@ -39,8 +40,9 @@ log = logging.getLogger("estafeta.courier")
 class LocalCourier(Actor):
     """Writes messages into <mail_root>/<domain>/<localpart>/ Maildirs."""
 
-    def __init__(self, link: Link | None, mail_root: str, hostname: str, tracer: trace.Tracer,
-                 disk: DiskChannel | None = None):
+    def __init__(
+        self, link: Link | None, mail_root: str, hostname: str, tracer: trace.Tracer, disk: DiskChannel | None = None
+    ):
         """`disk`: the daemon's disk worker (store/disk_client.py) does the
         writes; without one they run in the hub threadpool."""
         super().__init__(link)
@@ -76,7 +78,9 @@ class LocalCourier(Actor):
             except OSError as e:
                 if e.errno in (errno.ENOSPC, errno.EDQUOT):
                     return self._fail(span, messages_pb2.OUTCOME_TEMPORARY_FAILURE, 452, "4.2.2", f"mailbox full: {e}")
-                return self._fail(span, messages_pb2.OUTCOME_TEMPORARY_FAILURE, 451, "4.3.0", f"cannot write mailbox: {e}")
+                return self._fail(
+                    span, messages_pb2.OUTCOME_TEMPORARY_FAILURE, 451, "4.3.0", f"cannot write mailbox: {e}"
+                )
             span.set_attribute("estafeta.maildir.path", path)
             if existed:
                 span.add_event("maildir.already_delivered", {"path": path})
@@ -96,7 +100,14 @@ class LocalCourier(Actor):
         prefix = b"" if m.link_body else maildir.delivery_headers(m.reverse_path, rcpt.address)
         if self._disk is None:
             path, existed = run_blocking(
-                maildir.deliver, self._root, rcpt.mailbox, name, prefix, None, m.body_path, m.check_existing,
+                maildir.deliver,
+                self._root,
+                rcpt.mailbox,
+                name,
+                prefix,
+                None,
+                m.body_path,
+                m.check_existing,
                 m.link_body,
             )
             return path, existed, False
@@ -117,7 +128,9 @@ class LocalCourier(Actor):
         return reply.path, reply.already_there, reply.removed
 
     @staticmethod
-    def _fail(span, outcome: int, code: int, enhanced: str, text: str) -> messages_pb2.DeliveryResult:
+    def _fail(span, outcome: messages_pb2.Outcome, code: int, enhanced: str, text: str) -> messages_pb2.DeliveryResult:
         span.set_status(Status(StatusCode.ERROR, text))
         span.set_attribute("error.type", f"{code} {enhanced}")
-        return messages_pb2.DeliveryResult(outcome=outcome, reply=common_pb2.Reply(code=code, enhanced=enhanced, text=text))
+        return messages_pb2.DeliveryResult(
+            outcome=outcome, reply=common_pb2.Reply(code=code, enhanced=enhanced, text=text)
+        )

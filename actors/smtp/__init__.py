@@ -5,6 +5,7 @@ Bytes in, events and reply bytes out; no sockets, no gevent, no actors.
 `SmtpServer` is the state machine (its module docstring gives the driver
 contract); `Reply` and the standard replies live in `replies`.
 """
+
 from estafeta.actors.smtp import replies
 from estafeta.actors.smtp.events import (
     CLOSED,
@@ -22,8 +23,8 @@ from estafeta.actors.smtp.events import (
     RcptTo,
     Reset,
 )
-from estafeta.actors.smtp.parser import ParseError, is_postmaster
 from estafeta.actors.smtp.params import ServerParams, State
+from estafeta.actors.smtp.parser import ParseError, is_postmaster
 from estafeta.actors.smtp.protocol import MAX_COMMAND_LINE, SmtpServer
 from estafeta.actors.smtp.replies import Reply, shutting_down, timed_out, too_many_errors
 

@@ -5,11 +5,15 @@ gets the command's argument (bytes after the verb and its space), and uses
 the server's state and its helpers: _reply() queues a counted reply,
 _out takes a reply that can never be an error, _events gets the events.
 """
+
 from __future__ import annotations
 
+from collections import deque
+from typing import TYPE_CHECKING
+
 from estafeta.actors.smtp import replies as R
-from estafeta.actors.smtp.events import DataStart, Helo, MailFrom, Quit, RcptTo, Reset
-from estafeta.actors.smtp.params import TRANSACTION_STATES, State
+from estafeta.actors.smtp.events import DataStart, Event, Helo, MailFrom, Quit, RcptTo, Reset
+from estafeta.actors.smtp.params import TRANSACTION_STATES, ServerParams, State
 from estafeta.actors.smtp.parser import PARAM_SYNTAX, ParseError, parse_helo, parse_mail_from, parse_rcpt_to
 from estafeta.actors.smtp.replies import Reply
 
@@ -19,6 +23,23 @@ BAD_SIZE = Reply(501, "5.5.4", "SIZE must be a number of octets")
 
 class Commands:
     """Command handlers; see the module docstring."""
+
+    if TYPE_CHECKING:  # provided by SmtpServer (actors/smtp/protocol.py)
+        params: ServerParams
+        state: State
+        esmtp: bool
+        helo_name: str
+        smtputf8: bool
+        recipient_count: int
+        _rcpt_attempts: int
+        _out: list[bytes]
+        _events: deque[Event]
+        _ehlo_reply: Reply
+        _helo_reply: Reply
+
+        def _reply(self, reply: Reply) -> None: ...
+        def _reset_transaction(self) -> None: ...
+        def _close_now(self) -> None: ...
 
     def _ehlo(self, arg: bytes, extended: bool = True) -> None:
         try:

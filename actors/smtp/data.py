@@ -20,6 +20,7 @@ The buffer handed in is the protocol's input buffer, set up to start with
 b"\\r\\n" (the end of the DATA command line), so an empty message (".\\r\\n"
 first) and a stuffed first line need no special case.
 """
+
 from __future__ import annotations
 
 import re

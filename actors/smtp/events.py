@@ -4,6 +4,7 @@ Decision events (MailFrom, RcptTo, DataStart, MessageReceived) wait for the
 driver's accept() or reject() before anything else happens; the others are
 informational: their reply, if any, is already queued.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,4 +1,5 @@
 """Configuration and states of the SMTP server protocol."""
+
 from __future__ import annotations
 
 import enum
@@ -40,7 +41,8 @@ def fixed_replies(params: ServerParams) -> tuple[Reply, Reply, Reply, Reply]:
     built once: their wire bytes are then reused by every session."""
     h = params.hostname
     ehlo = Reply(
-        250, "",
+        250,
+        "",
         # RFC 5321 §4.1.1.1 ehlo-ok-rsp; the keywords: RFC 2920, RFC 1870,
         # RFC 6152, RFC 2034, RFC 6531, RFC 5321 §4.1.1.8 (HELP).
         f"{h}\nPIPELINING\nSIZE {params.max_message_size}\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nHELP",

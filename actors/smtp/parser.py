@@ -12,6 +12,7 @@ Every error is a `ParseError` carrying the reply to send; all regexes are
 anchored and use possessive repeats so a hostile 512-octet line cannot make
 them backtrack.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -47,8 +48,8 @@ _IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 # line ends and were removed).
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
-BAD_SENDER = Reply(501, "5.1.7", "Bad sender address syntax")           # RFC 3463 X.1.7
-BAD_RECIPIENT = Reply(501, "5.1.3", "Bad recipient address syntax")     # RFC 3463 X.1.3
+BAD_SENDER = Reply(501, "5.1.7", "Bad sender address syntax")  # RFC 3463 X.1.7
+BAD_RECIPIENT = Reply(501, "5.1.3", "Bad recipient address syntax")  # RFC 3463 X.1.3
 MAIL_SYNTAX = Reply(501, "5.5.4", "Syntax: MAIL FROM:<address> [parameters]")
 RCPT_SYNTAX = Reply(501, "5.5.4", "Syntax: RCPT TO:<address> [parameters]")
 PARAM_SYNTAX = Reply(501, "5.5.4", "Bad parameter syntax")

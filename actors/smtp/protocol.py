@@ -57,6 +57,7 @@ To measure again::
             s.data_to_send()
     print(timeit.timeit(conversation, number=10_000) / 10_000 * 1e6, "us")
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -143,7 +144,9 @@ class SmtpServer(Commands):
         (RFC 6531 §4.3)."""
         if not self.esmtp:
             return "SMTP"
-        return ("UTF8SMTP" if self.smtputf8 else "ESMTP") + ("S" if self.tls else "") + ("A" if self.authenticated else "")
+        return (
+            ("UTF8SMTP" if self.smtputf8 else "ESMTP") + ("S" if self.tls else "") + ("A" if self.authenticated else "")
+        )
 
     # ------------------------------------------------------------ driver API
     def greet(self, reply: Reply | None = None) -> None:
@@ -213,7 +216,7 @@ class SmtpServer(Commands):
             if reply is not None and not 200 <= reply.code < 300:
                 raise ProtocolUsageError(f"accept() needs a 2xx reply, not {reply.code}")
             self._pending = None
-            if kind is MailFrom:
+            if isinstance(event, MailFrom):
                 reply = reply or R.MAIL_OK
                 self.state = State.MAIL
                 self.smtputf8 = event.smtputf8

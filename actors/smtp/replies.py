@@ -11,6 +11,7 @@ No reply line may exceed 512 octets including CRLF (RFC 5321 §4.5.3.1.5):
 long texts are wrapped at spaces (or cut, never inside a UTF-8 sequence)
 into a multi-line reply "250-..." / "250 ...".
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -102,13 +103,14 @@ def format_reply(code: int, enhanced: str, text: str) -> bytes:
 # ---------------------------------------------------------------- standard
 # Positive completion (RFC 5321 §4.2.2 for the codes, RFC 3463 for the rest).
 OK = Reply(250, "2.0.0", "Ok")
-MAIL_OK = Reply(250, "2.1.0", "Ok")                      # RFC 3463 X.1.0: sender address
-RCPT_OK = Reply(250, "2.1.5", "Ok")                      # RFC 3463 X.1.5: destination valid
+MAIL_OK = Reply(250, "2.1.0", "Ok")  # RFC 3463 X.1.0: sender address
+RCPT_OK = Reply(250, "2.1.5", "Ok")  # RFC 3463 X.1.5: destination valid
 MESSAGE_OK = Reply(250, "2.0.0", "Ok")
 START_DATA = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
 BYE = Reply(221, "2.0.0", "Bye")
 HELP = Reply(
-    214, "2.0.0",
+    214,
+    "2.0.0",
     "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP\n"
     "See RFC 5321 (https://www.rfc-editor.org/rfc/rfc5321)",
 )

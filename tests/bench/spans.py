@@ -9,6 +9,7 @@ attributes, one with the session span's five, and a child span; each is
 started and ended, with a span processor that keeps nothing. Not a test:
 numbers go to docs/PERFORMANCE.md.
 """
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -25,8 +26,13 @@ from estafeta.tracing import setup  # noqa: E402
 from estafeta.tracing.tracer import fast_tracer  # noqa: E402
 
 N, ROUNDS = 50_000, 5
-SESSION_ATTRIBUTES = {"network.peer.address": "127.0.0.1", "network.peer.port": 40000,
-                      "server.address": "127.0.0.1", "server.port": 2525, "estafeta.listener": "smtp"}
+SESSION_ATTRIBUTES = {
+    "network.peer.address": "127.0.0.1",
+    "network.peer.port": 40000,
+    "server.address": "127.0.0.1",
+    "server.port": 2525,
+    "estafeta.listener": "smtp",
+}
 
 
 class Discard(SpanProcessor):
@@ -42,16 +48,20 @@ def main() -> None:
     provider = TracerProvider(sampler=ALWAYS_ON)
     provider.add_span_processor(Discard())
     empty = Context()
-    for label, tracer in (("SDK start_span", provider.get_tracer("bench")),
-                          ("EstafetaTracer", fast_tracer(provider, "bench"))):
+    for label, tracer in (
+        ("SDK start_span", provider.get_tracer("bench")),
+        ("EstafetaTracer", fast_tracer(provider, "bench")),
+    ):
         parent = tracer.start_span("parent", context=empty)
         under = trace.set_span_in_context(parent)
         cases = {
             "root, no attributes": lambda t=tracer: t.start_span("s", context=empty).end(),
             "root, 5 attributes": lambda t=tracer: t.start_span(
-                "s", context=empty, kind=SpanKind.SERVER, attributes=SESSION_ATTRIBUTES).end(),
+                "s", context=empty, kind=SpanKind.SERVER, attributes=SESSION_ATTRIBUTES
+            ).end(),
             "child, 2 attributes": lambda t=tracer: t.start_span(
-                "s", context=under, attributes={"estafeta.queue_id": "x", "estafeta.body_size": 1024}).end(),
+                "s", context=under, attributes={"estafeta.queue_id": "x", "estafeta.body_size": 1024}
+            ).end(),
         }
         for case, fn in cases.items():
             best = min(timeit.repeat(fn, number=N, repeat=ROUNDS))

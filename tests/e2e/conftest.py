@@ -10,12 +10,12 @@ its shutdown timeout (a test that stopped or killed it itself is left
 alone). When a test fails, the tail of each daemon's stderr log is added to
 the report, and the whole log stays in tmp_path.
 """
+
 from __future__ import annotations
 
 import signal
 
 import pytest
-
 from e2e_harness import Daemon, DaemonError
 
 #: Seconds a daemon gets to exit after SIGTERM at teardown (its

@@ -13,6 +13,7 @@ Shapes:
     make_message(...) -> bytes      a CRLF message with a unique marker
     estafeta_cli(*args) -> CompletedProcess
 """
+
 from __future__ import annotations
 
 import os
@@ -79,7 +80,7 @@ def _render(value) -> str:
 #: list (for 550 5.1.1), a host name we can look for in Received.
 BASE_FIELDS: dict[str, object] = {
     "hostname": "mx.e2e.test",
-    "local_domain": ["{ name: \"localhost\" }", "{ name: \"users.test\" user: \"alice\" user: \"bob\" }"],
+    "local_domain": ['{ name: "localhost" }', '{ name: "users.test" user: "alice" user: "bob" }'],
     "retry": "{ initial_seconds: 0.2 max_seconds: 2 }",
     "shutdown_timeout_seconds": 5.0,
     "tracing": "{ flush_interval_seconds: 0.2 }",
@@ -128,7 +129,7 @@ class Daemon:
         self._log_offset = 0
 
     # ------------------------------------------------------------ process
-    def start(self, timeout: float = START_TIMEOUT) -> "Daemon":
+    def start(self, timeout: float = START_TIMEOUT) -> Daemon:
         """Start and wait until the port answers with 220."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.runs += 1
@@ -206,7 +207,7 @@ class Daemon:
             data = self.log_path.read_bytes()
         except FileNotFoundError:
             return ""
-        return data.decode("utf-8", "replace") if all_runs else data[self._log_offset:].decode("utf-8", "replace")
+        return data.decode("utf-8", "replace") if all_runs else data[self._log_offset :].decode("utf-8", "replace")
 
     def log_tail(self, n: int = 60) -> str:
         lines = self.log_text(all_runs=True).splitlines()
@@ -247,7 +248,11 @@ class Daemon:
     def queued_ids(self) -> list[str]:
         """Ids with an <id>.item file in the queue directory."""
         try:
-            return sorted(p.name[: -len(".item")] for p in self.queue_dir.iterdir() if p.name.endswith(".item") and not p.name.startswith("."))
+            return sorted(
+                p.name[: -len(".item")]
+                for p in self.queue_dir.iterdir()
+                if p.name.endswith(".item") and not p.name.startswith(".")
+            )
         except FileNotFoundError:
             return []
 
@@ -350,13 +355,15 @@ def split_delivered(data: bytes, added: int = 3) -> tuple[list[tuple[str, str]],
     for _ in range(added):
         m = _FIELD.match(data, pos)
         if not m:
-            raise AssertionError(f"header field expected at byte {pos}: {data[pos:pos + 80]!r}")
+            raise AssertionError(f"header field expected at byte {pos}: {data[pos : pos + 80]!r}")
         fields.append((m.group(1).decode(), re.sub(rb"\r\n[ \t]", b" ", m.group(2)).decode("utf-8", "replace").strip()))
         pos = m.end()
     return fields, data[pos:]
 
 
-def assert_delivered_copy(data: bytes, sent: bytes, recipient: str | None = None, reverse_path: str | None = None) -> None:
+def assert_delivered_copy(
+    data: bytes, sent: bytes, recipient: str | None = None, reverse_path: str | None = None
+) -> None:
     """The delivered file is `sent` byte for byte, after Return-Path,
     Delivered-To (local delivery) and one Received (reception) header."""
     fields, rest = split_delivered(data)
@@ -369,16 +376,22 @@ def assert_delivered_copy(data: bytes, sent: bytes, recipient: str | None = None
     assert rest == sent, f"body differs: delivered {len(rest)} bytes, sent {len(sent)}"
 
 
-def make_message(marker: str | None = None, body: bytes | None = None, subject: str = "e2e", extra: bytes = b"") -> bytes:
+def make_message(
+    marker: str | None = None, body: bytes | None = None, subject: str = "e2e", extra: bytes = b""
+) -> bytes:
     """A small CRLF message with a unique `X-E2E-Marker` and Message-ID."""
     marker = marker or uuid.uuid4().hex
     head = (
-        f"From: Sender <sender@client.test>\r\n"
-        f"To: Rcpt <rcpt@localhost>\r\n"
-        f"Subject: {subject}\r\n"
-        f"Message-ID: <{marker}@client.test>\r\n"
-        f"{MARKER}: {marker}\r\n"
-    ).encode() + extra + b"\r\n"
+        (
+            f"From: Sender <sender@client.test>\r\n"
+            f"To: Rcpt <rcpt@localhost>\r\n"
+            f"Subject: {subject}\r\n"
+            f"Message-ID: <{marker}@client.test>\r\n"
+            f"{MARKER}: {marker}\r\n"
+        ).encode()
+        + extra
+        + b"\r\n"
+    )
     if body is None:
         body = b"".join(f"line {i} of {marker}\r\n".encode() for i in range(20))
     return head + body
@@ -409,7 +422,7 @@ def have(program: str) -> str | None:
     return shutil.which(program) or shutil.which(program, path="/usr/sbin:/usr/bin:/sbin")
 
 
-def raw_session(port: int, timeout: float = 15.0) -> "RawSmtp":
+def raw_session(port: int, timeout: float = 15.0) -> RawSmtp:
     return RawSmtp(port, timeout)
 
 

@@ -1,12 +1,12 @@
 """The three ways in for a person, against a real daemon's files: the
 queue dump tool, the trace viewer, and configuration errors."""
+
 from __future__ import annotations
 
 import re
 import time
 
 import pytest
-
 from e2e_harness import estafeta_cli, make_message
 
 pytestmark = pytest.mark.slow
@@ -73,7 +73,11 @@ def test_a_single_recipient_item_is_queued_with_its_delivery_headers(held):
 
 
 def test_queue_commands_on_an_unknown_id(held):
-    for args in (("queue", "show", "0123456789abcdef000000"), ("queue", "dump", "nosuchid"), ("queue", "show", "nosuchid")):
+    for args in (
+        ("queue", "show", "0123456789abcdef000000"),
+        ("queue", "dump", "nosuchid"),
+        ("queue", "show", "nosuchid"),
+    ):
         r = held.cli(*args)
         assert r.returncode != 0, (args, r.stdout)
         assert args[-1] in r.stderr, r.stderr
@@ -139,7 +143,7 @@ BAD_CONFIGS = [
     ('hostname: "mx.test"\nmax_recipients: "lots"\n', 2, "max_recipients"),
     ('hostname: "mx.test"\n\nmax_recipients: -5\n', 3, "max_recipients"),
     ('smtp_address: "127.0.0.1:2525"\nsmtp_address: "nonsense"\n', 2, "smtp_address"),
-    ('retry {\n  initial_seconds: 0\n}\n', 2, "initial_seconds"),
+    ("retry {\n  initial_seconds: 0\n}\n", 2, "initial_seconds"),
     ('chaos {\n  crash { actor: "QueueItem" probability: 0.5 }\n  crash { actor: "NoSuchActor" }\n}\n', 3, "actor"),
     ('chaos {\n  crash { actor: "QueueItem" probability: 1.5 }\n}\n', 2, "probability"),
     ('local_domain { name: "a.test" }\nlocal_domain {\n  nmae: "b.test"\n}\n', 3, "nmae"),
@@ -150,7 +154,10 @@ BAD_CONFIGS = [
 def test_bad_config_names_file_line_and_field(tmp_path, text, line, field):
     path = tmp_path / "bad.conf"
     path.write_text(text)
-    for args in (("config", "check", str(path)), ("serve", "--config", str(path), "--data-dir", str(tmp_path / "data"))):
+    for args in (
+        ("config", "check", str(path)),
+        ("serve", "--config", str(path), "--data-dir", str(tmp_path / "data")),
+    ):
         r = estafeta_cli(*args, timeout=30)
         out = r.stdout + r.stderr
         assert r.returncode != 0, (args, out)
@@ -168,8 +175,19 @@ def test_unreadable_config_file(tmp_path):
 def test_config_defaults_parse_back(tmp_path):
     r = estafeta_cli("config", "defaults")
     assert r.returncode == 0, r.stderr
-    for field in ("hostname", "data_dir", "smtp_address", "max_data_size_bytes", "max_recipients", "local_domain",
-                  "max_queue_items", "max_queue_bytes", "retry", "quarantine_after_crashes", "tracing"):
+    for field in (
+        "hostname",
+        "data_dir",
+        "smtp_address",
+        "max_data_size_bytes",
+        "max_recipients",
+        "local_domain",
+        "max_queue_items",
+        "max_queue_bytes",
+        "retry",
+        "quarantine_after_crashes",
+        "tracing",
+    ):
         assert re.search(rf"^{field}\b", r.stdout, re.M), (field, r.stdout)
     path = tmp_path / "defaults.conf"
     path.write_text(r.stdout)

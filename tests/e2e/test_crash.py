@@ -1,6 +1,7 @@
 """Durability and supervision under failure: SIGKILL under load, crashes
 injected into actors (chaos), and a poison item that must be quarantined
 without taking the queue down."""
+
 from __future__ import annotations
 
 import itertools
@@ -10,7 +11,6 @@ import threading
 import time
 
 import pytest
-
 from e2e_harness import alive_pids, assert_delivered_copy, count_markers, descendants, make_message, marker_of
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ class Load:
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(KILL_CLIENTS)]
 
-    def start(self) -> "Load":
+    def start(self) -> Load:
         for t in self._threads:
             t.start()
         return self

@@ -1,6 +1,7 @@
 """Real SMTP clients against the daemon: swaks, Postfix's smtp-source under
 load, and a batch of distinct messages from concurrent smtplib clients —
 each message delivered exactly once, byte for byte."""
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -9,7 +10,6 @@ import subprocess
 import time
 
 import pytest
-
 from e2e_harness import assert_delivered_copy, count_markers, have, make_message, marker_of
 
 pytestmark = pytest.mark.slow
@@ -20,9 +20,24 @@ SMTP_SOURCE = have("smtp-source")
 
 def _swaks(d, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     r = subprocess.run(
-        [SWAKS, "--server", "127.0.0.1", "--port", str(d.port), "--helo", "swaks.client.test",
-         "--from", "swaks@client.test", "--timeout", "30", *args],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        [
+            SWAKS,
+            "--server",
+            "127.0.0.1",
+            "--port",
+            str(d.port),
+            "--helo",
+            "swaks.client.test",
+            "--from",
+            "swaks@client.test",
+            "--timeout",
+            "30",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
     return r
 
@@ -36,8 +51,14 @@ def test_swaks(daemon, tmp_path):
     assert marker_of(path.read_bytes()) == "swaks-plain"
 
     # PIPELINING (RFC 2920) with several recipients in two domains.
-    r = _swaks(daemon, "--pipeline", "--to", "sw2@localhost,sw3@localhost,alice@users.test",
-               "--header", "X-E2E-Marker: swaks-pipelined")
+    r = _swaks(
+        daemon,
+        "--pipeline",
+        "--to",
+        "sw2@localhost,sw3@localhost,alice@users.test",
+        "--header",
+        "X-E2E-Marker: swaks-pipelined",
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PIPELINING" in r.stdout
     for domain, user in (("localhost", "sw2"), ("localhost", "sw3"), ("users.test", "alice")):
@@ -85,9 +106,24 @@ def test_smtp_source_1000_messages_at_concurrency_10(daemon_factory):
     daemon = daemon_factory(queue_sweep_seconds=0.05)
     started = time.monotonic()
     r = subprocess.run(
-        [SMTP_SOURCE, "-s", "10", "-m", "1000", "-l", "1024", "-f", "a@client.test", "-t", "user@localhost",
-         f"127.0.0.1:{daemon.port}"],
-        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        [
+            SMTP_SOURCE,
+            "-s",
+            "10",
+            "-m",
+            "1000",
+            "-l",
+            "1024",
+            "-f",
+            "a@client.test",
+            "-t",
+            "user@localhost",
+            f"127.0.0.1:{daemon.port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
     elapsed = time.monotonic() - started
     assert r.returncode == 0, r.stdout + r.stderr
@@ -95,9 +131,25 @@ def test_smtp_source_1000_messages_at_concurrency_10(daemon_factory):
     assert _wait_count(daemon, "localhost", "user", 1000, timeout=120) == 1000
     # Same again over persistent connections (-d: many transactions each).
     r = subprocess.run(
-        [SMTP_SOURCE, "-d", "-s", "10", "-m", "500", "-l", "4096", "-f", "a@client.test", "-t", "user2@localhost",
-         f"127.0.0.1:{daemon.port}"],
-        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        [
+            SMTP_SOURCE,
+            "-d",
+            "-s",
+            "10",
+            "-m",
+            "500",
+            "-l",
+            "4096",
+            "-f",
+            "a@client.test",
+            "-t",
+            "user2@localhost",
+            f"127.0.0.1:{daemon.port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert _wait_count(daemon, "localhost", "user2", 500, timeout=120) == 500
@@ -118,7 +170,7 @@ def _send_batch(d, messages: list[tuple[str, bytes]], per_connection: int) -> li
     ok = []
     for i in range(0, len(messages), per_connection):
         with d.smtp() as s:
-            for marker, msg in messages[i:i + per_connection]:
+            for marker, msg in messages[i : i + per_connection]:
                 if s.sendmail("batch@client.test", ["batch@localhost"], msg) == {}:
                     ok.append(marker)
     return ok

@@ -1,6 +1,7 @@
 """Several serving processes (Config.processes): they share the port and
 the data directory, each delivers what it accepted, a dead one is started
 again without losing its queue, and none outlives the daemon."""
+
 from __future__ import annotations
 
 import os
@@ -9,7 +10,6 @@ import signal
 import time
 
 import pytest
-
 from e2e_harness import alive_pids, descendants, make_message
 
 pytestmark = pytest.mark.slow

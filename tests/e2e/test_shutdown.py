@@ -1,6 +1,7 @@
 """Graceful shutdown: SIGTERM/SIGINT stop accepting, let open sessions
 finish (bounded by shutdown_timeout_seconds), exit 0; a second signal
 exits at once; accepted mail survives either way."""
+
 from __future__ import annotations
 
 import signal
@@ -8,7 +9,6 @@ import socket
 import time
 
 import pytest
-
 from e2e_harness import RawSmtp, assert_delivered_copy, make_message
 
 pytestmark = pytest.mark.slow
@@ -93,8 +93,7 @@ def test_second_signal_exits_at_once_and_loses_nothing(daemon_factory):
     """The first SIGTERM starts the drain (held up by a session mid-DATA);
     the second exits at once. A message accepted before, still queued
     because its mailbox cannot be written yet, is delivered after restart."""
-    d = daemon_factory(start=False, shutdown_timeout_seconds=30.0,
-                       retry="{ initial_seconds: 0.3 max_seconds: 0.5 }")
+    d = daemon_factory(start=False, shutdown_timeout_seconds=30.0, retry="{ initial_seconds: 0.3 max_seconds: 0.5 }")
     blocker = d.block_mailbox("localhost", "later")
     d.start()
     msg = make_message()

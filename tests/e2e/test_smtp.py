@@ -1,12 +1,12 @@
 """End to end over SMTP with Python's smtplib: what a client sees, what
 lands in the Maildir, what the log says. Each test runs its own daemon."""
+
 from __future__ import annotations
 
 import re
 import smtplib
 
 import pytest
-
 from e2e_harness import RawSmtp, assert_delivered_copy, make_message, split_delivered
 
 pytestmark = pytest.mark.slow
@@ -85,7 +85,9 @@ def test_pipelining_batch(daemon):
         assert c.greeting[0] == 220
         code, ehlo = c.cmd(b"EHLO client.e2e.test")
         assert code == 250 and b"PIPELINING" in ehlo.upper()
-        c.send(b"MAIL FROM:<p@client.test>\r\nRCPT TO:<p1@localhost>\r\nRCPT TO:<nobody@remote.example>\r\nRCPT TO:<p2@localhost>\r\nDATA\r\n")
+        c.send(
+            b"MAIL FROM:<p@client.test>\r\nRCPT TO:<p1@localhost>\r\nRCPT TO:<nobody@remote.example>\r\nRCPT TO:<p2@localhost>\r\nDATA\r\n"
+        )
         codes = [c.reply()[0] for _ in range(5)]
         assert codes == [250, 250, 554, 250, 354], codes
         c.send(msg + b".\r\n")
@@ -103,13 +105,15 @@ def test_pipelining_batch(daemon):
 
 
 def test_8bitmime_and_smtputf8(daemon):
-    body = "Grüße aus Köln — ünïcödé\r\n".encode("utf-8")
+    body = "Grüße aus Köln — ünïcödé\r\n".encode()
     msg = make_message(body=body, extra="X-Name: Jürgen\r\n".encode())
     with daemon.smtp() as s:
         s.ehlo()
         assert s.sendmail("sender@client.test", ["eight@localhost"], msg, mail_options=["BODY=8BITMIME"]) == {}
         # RFC 6531: a UTF-8 local part with the SMTPUTF8 parameter.
-        assert s.sendmail("jürgen@client.test", ["josé@localhost"], msg, mail_options=["SMTPUTF8", "BODY=8BITMIME"]) == {}
+        assert (
+            s.sendmail("jürgen@client.test", ["josé@localhost"], msg, mail_options=["SMTPUTF8", "BODY=8BITMIME"]) == {}
+        )
     (path,) = daemon.wait_delivered("localhost", "eight", 1)
     assert_delivered_copy(path.read_bytes(), msg)
     (path,) = daemon.wait_delivered("localhost", "josé", 1)
@@ -176,7 +180,11 @@ def test_smuggling_sequences_are_refused(daemon):
             assert c.cmd(b"MAIL FROM:<s@client.test>")[0] == 250
             assert c.cmd(b"RCPT TO:<smuggle@localhost>")[0] == 250
             assert c.cmd(b"DATA")[0] == 354
-            c.send(b"Subject: outer\r\n\r\nouter" + seq + b"MAIL FROM:<evil@client.test>\r\nRCPT TO:<smuggled@localhost>\r\nDATA\r\nSubject: inner\r\n\r\ninner\r\n.\r\n")
+            c.send(
+                b"Subject: outer\r\n\r\nouter"
+                + seq
+                + b"MAIL FROM:<evil@client.test>\r\nRCPT TO:<smuggled@localhost>\r\nDATA\r\nSubject: inner\r\n\r\ninner\r\n.\r\n"
+            )
             code, text = c.reply()
             assert 500 <= code < 600, (seq, code, text)
     assert not daemon.maildir("localhost", "smuggled").exists()
@@ -245,7 +253,6 @@ def test_queue_full_is_a_temporary_refusal(daemon_factory):
     d.wait_queue_empty(timeout=30)
     assert d.send("sender@client.test", ["more@localhost"], make_message()) == {}
     d.wait_delivered("localhost", "more", 1)
-
 
 
 def test_idle_and_data_timeouts_close_with_421(daemon_factory):

@@ -6,6 +6,7 @@ exactly one actor and report ChildExited(CRASH) to its supervisor; kill()
 and interrupt() reach an actor idle or busy; chaos crashes on the configured
 fraction of messages.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,6 +17,7 @@ import gevent.event
 import pykka
 import pytest
 from greenlet import GreenletExit
+from waiting import wait_for  # tests/unit is on sys.path
 
 from estafeta.proto import config_pb2
 from estafeta.proto import supervision_pb2 as pb
@@ -31,7 +33,6 @@ from estafeta.supervisor.actor import (
     kill,
     mark_shutdown,
 )
-from waiting import wait_for  # tests/unit is on sys.path
 
 TIMEOUT = 2.0
 
@@ -101,8 +102,6 @@ def _cleanup():
 @pytest.fixture
 def sup():
     return Collector.start()
-
-
 
 
 def exits(sup, n: int = 1) -> list[pb.ChildExited]:
@@ -385,7 +384,7 @@ def test_chaos_seeded_fraction_is_deterministic(sup):
 def test_crash_is_logged_as_one_line(sup, caplog):
     caplog.set_level(logging.INFO, logger="estafeta.actor")
     ref = Probe.start(Link(sup, "p7"), [])
-    ref.tell(RuntimeError("bad \"thing\""))
+    ref.tell(RuntimeError('bad "thing"'))
     exits(sup)
     [rec] = [r for r in caplog.records if r.name == "estafeta.actor"]
     assert rec.getMessage() == 'crash actor=Probe child=p7 error="RuntimeError: bad \\"thing\\""'

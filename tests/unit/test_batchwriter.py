@@ -3,6 +3,7 @@ queuefile.rename_noreplace: steady state allocates and frees no inode, a
 spare is reused only after a directory fsync that followed its rename,
 exclusive creates keep their EEXIST, the pool limit, and a crash at every
 step of a put, an update and a remove leaves the old state or the new one."""
+
 from __future__ import annotations
 
 import errno
@@ -12,14 +13,13 @@ import stat
 
 import gevent
 import pytest
+from test_queuefile import Crash, CrashingOS  # tests/unit is on sys.path (pytest prepend mode)
 
 from estafeta.proto import queue_pb2
 from estafeta.store import batchwriter, queuefile
 from estafeta.store.batchwriter import SPARE_LIMIT, BatchWriter, SparePool
 from estafeta.store.blocking import Request, configure_threadpool
 from estafeta.store.queue import QueueStore
-
-from test_queuefile import Crash, CrashingOS  # tests/unit is on sys.path (pytest prepend mode)
 
 
 # ---------------------------------------------------------------- helpers
@@ -50,7 +50,8 @@ class SpyOS:
         """Paths opened with O_CREAT (a new inode unless it existed), and
         those of new inodes made unnamed (O_TMPFILE) and then linked."""
         return [c[1] for c in self.calls if c[0] == "open" and c[2] & os.O_CREAT] + [
-            c[2] for c in self.calls if c[0] == "link_fd"]
+            c[2] for c in self.calls if c[0] == "link_fd"
+        ]
 
     def named(self, name: str) -> list[tuple]:
         return [c for c in self.calls if c[0] == name]
@@ -214,8 +215,9 @@ def test_steady_state_through_queue_store(tmp_path, hub, spy):
     inodes: set[int] = set()
     for cycle in range(10):
         qid = f"00{cycle:04x}"
-        item = queue_pb2.QueueItem(id=qid, state=queue_pb2.QUEUED, reverse_path="a@b.example",
-                                   last_error="x" * (400 - 30 * cycle))
+        item = queue_pb2.QueueItem(
+            id=qid, state=queue_pb2.QUEUED, reverse_path="a@b.example", last_error="x" * (400 - 30 * cycle)
+        )
         body = b"body %d\r\n" % cycle * (200 - 15 * cycle)
         spy.calls.clear()
         store.put(item, body)
@@ -384,10 +386,12 @@ def test_failed_open_of_a_taken_spare_leaves_nothing_behind(tmp_path, monkeypatc
     class NoFds(SpyOS):
         def __getattr__(self, name):
             if name == "open":
+
                 def open_(path, flags, *mode):
                     if not flags & os.O_CREAT and not os.path.isdir(path):
                         raise OSError(errno.EMFILE, "Too many open files", path)
                     return os.open(path, flags, *mode)
+
                 return open_
             return super().__getattr__(name)
 
@@ -451,12 +455,14 @@ def test_concurrent_batches_reuse_only_spares_a_later_fsync_covers(tmp_path, mon
 
     def traced(real):
         """rename or link, recording when a spare is taken over and made."""
+
         def call(src, dst, **kwargs):
             if spare(src):
                 reuses.append((src, next(seq)))
             real(src, dst, **kwargs)
             if spare(dst):
                 made[dst] = next(seq)
+
         return staticmethod(call)
 
     class Trace:
@@ -553,8 +559,12 @@ def _setup_with_spares(d: str) -> BatchWriter:
     two pending ones, every file's bytes distinct."""
     os.makedirs(d)
     w = BatchWriter(d, recycle=True)
-    run(w, put_op(d, "a", b"A-body " * 300, b"A-item " * 50), put_op(d, "b", b"B-body " * 30, b"B-item " * 5),
-        put_op(d, "z", b"Z-body " * 100, b"Z-item " * 10))
+    run(
+        w,
+        put_op(d, "a", b"A-body " * 300, b"A-item " * 50),
+        put_op(d, "b", b"B-body " * 30, b"B-item " * 5),
+        put_op(d, "z", b"Z-body " * 100, b"Z-item " * 10),
+    )
     run(w, remove_op(d, "a"))
     run(w, put_op(d, "c", b"C-body " * 200, b"C-item " * 20))  # its fsync makes a's spares ready
     run(w, remove_op(d, "z"))  # z's stay pending
@@ -603,9 +613,11 @@ def test_crash_at_every_step_with_recycling(tmp_path, monkeypatch, op, partial):
         if finished:
             assert after == new
         else:
-            states = {"put": (old, {**old, "x.body": b"X-body " * 120, "x.item": b"X-item " * 12}),
-                      "update": (old, {**old, "b.item": b"B-item v2 " * 40}),
-                      "remove": (old, {k_: v for k_, v in old.items() if not k_.startswith("c.")})}[op]
+            states = {
+                "put": (old, {**old, "x.body": b"X-body " * 120, "x.item": b"X-item " * 12}),
+                "update": (old, {**old, "b.item": b"B-item v2 " * 40}),
+                "remove": (old, {k_: v for k_, v in old.items() if not k_.startswith("c.")}),
+            }[op]
             assert after in states, (k, fake.calls, after)
             for qid in ids:  # every item still has its body
                 assert f"{qid}.body" in after

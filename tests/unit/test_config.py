@@ -1,4 +1,5 @@
 """Config loading: defaults, errors that name file/line/field, checks."""
+
 import pytest
 from google.protobuf import text_format
 
@@ -27,8 +28,18 @@ def test_embedded_defaults_match_the_issue():
 
 def test_defaults_print_every_field_and_parse_back():
     text = format_config(default_config())
-    for field in ("hostname", "data_dir", "smtp_address", "max_data_size_bytes", "max_recipients",
-                  "local_domain", "max_queue_items", "max_queue_bytes", "retry", "tracing"):
+    for field in (
+        "hostname",
+        "data_dir",
+        "smtp_address",
+        "max_data_size_bytes",
+        "max_recipients",
+        "local_domain",
+        "max_queue_items",
+        "max_queue_bytes",
+        "retry",
+        "tracing",
+    ):
         assert field in text
     again = parse_config(text, "defaults")
     assert again.max_queue_bytes == default_config().max_queue_bytes
@@ -45,14 +56,17 @@ def test_data_dir_override(tmp_path):
     "text, expect",
     [
         ('hostname: "a"\nhostnam: "x"\n', 'e.conf:2:1: Message type "estafeta.Config" has no field named "hostnam"'),
-        ('max_recipients: -1\n', "e.conf:1:17"),
+        ("max_recipients: -1\n", "e.conf:1:17"),
         ('smtp_address: "nowhere"\n', 'e.conf:1: smtp_address: "nowhere" is not "host:port"'),
         ('smtp_address: "127.0.0.1:70000"\n', "port 70000 is out of range"),
-        ('\n\nchaos { crash { actor: "QueueIten" probability: 0.3 } }\n', 'e.conf:3: actor: unknown actor class "QueueIten"'),
+        (
+            '\n\nchaos { crash { actor: "QueueIten" probability: 0.3 } }\n',
+            'e.conf:3: actor: unknown actor class "QueueIten"',
+        ),
         ('chaos { crash { actor: "QueueItem" probability: 1.5 } }\n', "probability: 1.5 is not between 0 and 1"),
         ('local_domain { user: "bob" }\n', "every local_domain needs a name"),
-        ('local_domain { name: "a.test" }\nlocal_domain { name: "A.test" }\n', 'listed twice'),
-        ('max_recipients: 0\n', "max_recipients: must be greater than 0"),
+        ('local_domain { name: "a.test" }\nlocal_domain { name: "A.test" }\n', "listed twice"),
+        ("max_recipients: 0\n", "max_recipients: must be greater than 0"),
         ('log_level: "loud"\n', 'e.conf:1: log_level: "loud" is not one of'),
     ],
 )
@@ -83,7 +97,9 @@ def test_domains_normalised_with_idna2008():
 
 
 def test_chaos_config_parses():
-    cfg = parse_config('chaos { crash { actor: "QueueItem" probability: 0.3 } crash { actor: "LocalCourier" probability: 0.1 } }')
+    cfg = parse_config(
+        'chaos { crash { actor: "QueueItem" probability: 0.3 } crash { actor: "LocalCourier" probability: 0.1 } }'
+    )
     assert [(c.actor, round(c.probability, 2)) for c in cfg.chaos.crash] == [("QueueItem", 0.3), ("LocalCourier", 0.1)]
     text_format.MessageToString(cfg)  # printable
     assert isinstance(cfg, config_pb2.Config)

@@ -1,4 +1,5 @@
 """Directory decisions for RCPT TO (pure function, no actor)."""
+
 import pytest
 
 from estafeta.actors.directory import LocalDomains, check_recipient, mailbox_local_part

@@ -4,6 +4,7 @@ framing, every operation end to end with real worker processes, errors
 mapped back, sends that keep the stream's order, the worker's death, shutdown, signals, and
 the actor's restart under a supervisor. Runs under gevent monkey patching
 (tests/conftest.py)."""
+
 from __future__ import annotations
 
 import errno
@@ -13,11 +14,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import gevent
 import pykka
 import pytest
+from waiting import wait_for  # tests/unit is on sys.path
 
 from estafeta.actors.disk import DiskWriter
 from estafeta.proto import disk_pb2, messages_pb2, queue_pb2
@@ -28,7 +29,6 @@ from estafeta.store.disk_worker import FRAME, encode_frame, split_frames
 from estafeta.store.queue import QueueStore
 from estafeta.supervisor.actor import Link
 from estafeta.supervisor.tree import ChildSpec, Supervisor, SupervisorSpec
-from waiting import wait_for  # tests/unit is on sys.path
 
 TIMEOUT = 5.0
 
@@ -37,18 +37,35 @@ TIMEOUT = 5.0
 
 
 def queue_write(directory: str, writes=(), unlinks=()) -> disk_pb2.DiskRequest:
-    return disk_pb2.DiskRequest(queue_write=disk_pb2.QueueWrite(
-        writes=[disk_pb2.FileWrite(path=p, data=d, exclusive=x) for p, d, x in writes],
-        unlinks=list(unlinks), directory=directory,
-    ))
+    return disk_pb2.DiskRequest(
+        queue_write=disk_pb2.QueueWrite(
+            writes=[disk_pb2.FileWrite(path=p, data=d, exclusive=x) for p, d, x in writes],
+            unlinks=list(unlinks),
+            directory=directory,
+        )
+    )
 
 
-def delivery(root: str, mailbox: str, name: str, prefix: bytes = b"", body: bytes = b"", body_path: str = "",
-             check_existing: bool = False) -> disk_pb2.DiskRequest:
-    return disk_pb2.DiskRequest(maildir=disk_pb2.MaildirDelivery(
-        root=root, mailbox=mailbox, name=name, header_prefix=prefix, body=body, body_path=body_path,
-        check_existing=check_existing,
-    ))
+def delivery(
+    root: str,
+    mailbox: str,
+    name: str,
+    prefix: bytes = b"",
+    body: bytes = b"",
+    body_path: str = "",
+    check_existing: bool = False,
+) -> disk_pb2.DiskRequest:
+    return disk_pb2.DiskRequest(
+        maildir=disk_pb2.MaildirDelivery(
+            root=root,
+            mailbox=mailbox,
+            name=name,
+            header_prefix=prefix,
+            body=body,
+            body_path=body_path,
+            check_existing=check_existing,
+        )
+    )
 
 
 def read(path) -> bytes:
@@ -102,11 +119,11 @@ def test_frames_round_trip_and_partial_frames_stay():
     buf, got, pos = bytearray(), [], 0
     while pos < len(stream):
         step = 1 if pos < ends[2] + 10 else 4096
-        buf += stream[pos:pos + step]
+        buf += stream[pos : pos + step]
         pos = min(pos + step, len(stream))
         got += split_frames(buf, disk_pb2.DiskReply.FromString)
         assert got == [m for m, e in zip(msgs, ends) if e <= pos]
-        assert bytes(buf) == stream[max([0] + [e for e in ends if e <= pos]):pos]
+        assert bytes(buf) == stream[max([0] + [e for e in ends if e <= pos]) : pos]
     assert got == msgs and buf == bytearray()
     # The request side too.
     req = queue_write("/q", [("/q/a.body", b"\0\xff" * 10, True)], ["/q/b.item"])
@@ -123,8 +140,12 @@ def test_queue_write_put_update_remove(client, tmp_path):
     channel.client = client
     store = QueueStore(str(tmp_path / "queue"), disk=channel)
     store.recover()
-    item = queue_pb2.QueueItem(id="00a1", state=queue_pb2.QUEUED, reverse_path="a@b.example",
-                               recipients=[queue_pb2.Recipient(address="r@c.example", status=queue_pb2.PENDING)])
+    item = queue_pb2.QueueItem(
+        id="00a1",
+        state=queue_pb2.QUEUED,
+        reverse_path="a@b.example",
+        recipients=[queue_pb2.Recipient(address="r@c.example", status=queue_pb2.PENDING)],
+    )
     body = b"Subject: x\r\n\r\n" + os.urandom(3000)
     store.put(item, body)
     assert read(store.body_path("00a1")) == body and read(store.item_path("00a1")) == queuefile.to_text(item)
@@ -184,10 +205,21 @@ def test_delivery_with_remove_after_removes_the_item_once_delivered(client, tmp_
     root, qdir = str(tmp_path / "mail"), tmp_path / "queue"
     qdir.mkdir()
     store = QueueStore(str(qdir))
-    item = queue_pb2.QueueItem(id="00c1", state=queue_pb2.QUEUED, reverse_path="a@b",
-                               recipients=[queue_pb2.Recipient(address="u@example.org", mailbox="example.org/u")])
-    client.call(queue_write(str(qdir), [(store.body_path("00c1"), b"Return-Path: <a@b>\r\n\r\nhi\r\n", True),
-                                        (store.item_path("00c1"), queuefile.to_text(item), False)]))
+    item = queue_pb2.QueueItem(
+        id="00c1",
+        state=queue_pb2.QUEUED,
+        reverse_path="a@b",
+        recipients=[queue_pb2.Recipient(address="u@example.org", mailbox="example.org/u")],
+    )
+    client.call(
+        queue_write(
+            str(qdir),
+            [
+                (store.body_path("00c1"), b"Return-Path: <a@b>\r\n\r\nhi\r\n", True),
+                (store.item_path("00c1"), queuefile.to_text(item), False),
+            ],
+        )
+    )
     req = delivery(root, "example.org/u", "1.Q00c1R0.host", body_path=store.body_path("00c1"))
     req.maildir.link = True
     req.maildir.remove_after.CopyFrom(store.removal("00c1"))
@@ -196,8 +228,12 @@ def test_delivery_with_remove_after_removes_the_item_once_delivered(client, tmp_
     assert os.stat(r.path).st_nlink == 1
     assert not os.path.exists(store.item_path("00c1")) and not os.path.exists(store.body_path("00c1"))
     # A delivery that fails leaves the item alone (it is retried later).
-    client.call(queue_write(str(qdir), [(store.body_path("00c2"), b"x", True),
-                                        (store.item_path("00c2"), queuefile.to_text(item), False)]))
+    client.call(
+        queue_write(
+            str(qdir),
+            [(store.body_path("00c2"), b"x", True), (store.item_path("00c2"), queuefile.to_text(item), False)],
+        )
+    )
     bad = delivery(root, "../escape", "1.Q00c2R0.host", body_path=store.body_path("00c2"))
     bad.maildir.remove_after.CopyFrom(store.removal("00c2"))
     with pytest.raises(ValueError):
@@ -250,7 +286,9 @@ def test_concurrent_requests_are_matched(client, tmp_path):
         if i % 10 == 3:  # some fail: their errors must reach them, not a neighbour
             req = queue_write(qdir, [(f"{qdir}/taken.body", b"%d" % i, True)])
         elif i % 2:
-            req = queue_write(qdir, [(f"{qdir}/{i}.body", b"q%d" % i * i, True), (f"{qdir}/{i}.item", b"%d" % i, False)])
+            req = queue_write(
+                qdir, [(f"{qdir}/{i}.body", b"q%d" % i * i, True), (f"{qdir}/{i}.item", b"%d" % i, False)]
+            )
         else:
             req = delivery(root, f"example.org/u{i % 4}", f"1.Q{i}R0.h", b"To: %d\r\n" % i, body=b"m%d" % i * (i + 1))
         results[i] = outcome(client.submit(req))
@@ -337,8 +375,10 @@ def test_close_lets_queued_work_finish(tmp_path):
     c.start()
     d, root = str(tmp_path / "q"), str(tmp_path / "mail")
     os.mkdir(d)
-    pendings = [c.submit(queue_write(d, [(f"{d}/{i}.body", b"b%d" % i, True), (f"{d}/{i}.item", b"i", False)]))
-                for i in range(10)]
+    pendings = [
+        c.submit(queue_write(d, [(f"{d}/{i}.body", b"b%d" % i, True), (f"{d}/{i}.item", b"i", False)]))
+        for i in range(10)
+    ]
     pendings += [c.submit(delivery(root, "example.org/z", f"1.Q{i}R0.h", body=b"m%d" % i)) for i in range(10)]
     pendings += [c.submit(queue_write(d, [], [f"{d}/{i}.item", f"{d}/{i}.body"])) for i in range(5)]
     c.close(timeout=TIMEOUT)  # nothing was even sent yet
@@ -347,7 +387,8 @@ def test_close_lets_queued_work_finish(tmp_path):
         assert p.wait().error_type == ""
     assert c._proc.returncode == 0 and not c.alive and exits == []  # noqa: SLF001
     assert sorted(n for n in os.listdir(d) if not n.startswith(".")) == sorted(
-        f"{i}.{s}" for i in range(5, 10) for s in ("body", "item"))
+        f"{i}.{s}" for i in range(5, 10) for s in ("body", "item")
+    )
     assert len(os.listdir(f"{root}/example.org/z/new")) == 10
     with pytest.raises(OSError) as e:
         c.submit(disk_pb2.DiskRequest())
@@ -360,7 +401,9 @@ def _raw_worker() -> tuple[subprocess.Popen, socket.socket]:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     proc = subprocess.Popen(
         [sys.executable, "-m", "estafeta.store.disk_worker", str(theirs.fileno()), str(os.getpid())],
-        pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        pass_fds=(theirs.fileno(),),
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     theirs.close()
     return proc, ours
@@ -431,9 +474,16 @@ def test_disk_writer_publishes_its_client_and_clears_it_on_stop(tmp_path):
 
 def test_disk_writer_restarted_with_a_new_worker_when_the_worker_dies(tmp_path):
     channel = DiskChannel()
-    spec = SupervisorSpec("sup", "one_for_one", intensity=5, period=10.0, backoff_initial=0.0, children=[
-        ChildSpec("disk", lambda link, _a: DiskWriter.start(link, channel), shutdown=TIMEOUT),
-    ])
+    spec = SupervisorSpec(
+        "sup",
+        "one_for_one",
+        intensity=5,
+        period=10.0,
+        backoff_initial=0.0,
+        children=[
+            ChildSpec("disk", lambda link, _a: DiskWriter.start(link, channel), shutdown=TIMEOUT),
+        ],
+    )
     sup = Supervisor.start(Link(None, "sup"), spec)
     first = wait_for(lambda: channel.client)
     pid = first.pid

@@ -1,5 +1,6 @@
 """store/maildir.py: Maildir delivery per cr.yp.to/proto/maildir.html,
 exactly once through deterministic names, and no escape from the root."""
+
 from __future__ import annotations
 
 import errno
@@ -56,7 +57,10 @@ def test_check_existing_finds_new_and_cur(tmp_path):
     os.rename(first, seen)
     assert maildir.deliver(root, "example.com/bob", _name(), PREFIX, BODY, None, True) == (seen, True)
     os.rename(seen, str(box / "cur" / _name()))
-    assert maildir.deliver(root, "example.com/bob", _name(), PREFIX, BODY, None, True) == (str(box / "cur" / _name()), True)
+    assert maildir.deliver(root, "example.com/bob", _name(), PREFIX, BODY, None, True) == (
+        str(box / "cur" / _name()),
+        True,
+    )
     assert os.listdir(box / "new") == []
     # another recipient's name (R1 vs R10 prefix clash) is not taken for ours
     os.rename(str(box / "cur" / _name()), str(box / "cur" / (_name(10) + ":2,")))
@@ -75,8 +79,24 @@ def test_leftover_tmp_from_a_crash_is_replaced(tmp_path):
 
 @pytest.mark.parametrize(
     "mailbox",
-    ["../etc", "example.com/../../x", "..", "../x/y", "example.com/..", "./bob", "example.com/.bob",
-     ".example.com/bob", "example.com", "example.com/", "/bob", "/etc/passwd", "a/b/c", "a\0/b", "a/b\0", ""],
+    [
+        "../etc",
+        "example.com/../../x",
+        "..",
+        "../x/y",
+        "example.com/..",
+        "./bob",
+        "example.com/.bob",
+        ".example.com/bob",
+        "example.com",
+        "example.com/",
+        "/bob",
+        "/etc/passwd",
+        "a/b/c",
+        "a\0/b",
+        "a/b\0",
+        "",
+    ],
 )
 def test_mailbox_escapes_are_rejected(tmp_path, mailbox):
     root = tmp_path / "mail"
@@ -126,14 +146,18 @@ def test_deliver_batch_delivers_each_and_isolates_failures(tmp_path):
     good = tmp_path / "q.body"
     good.write_bytes(BODY)
     maildir.deliver(root, "example.com/u0", _name(99), PREFIX, BODY, None, False)  # already there
-    calls = [("example.com/u%d" % (i % 3), _name(i), BODY if i % 2 else None, None if i % 2 else str(good), False)
-             for i in range(30)]
+    calls = [
+        ("example.com/u%d" % (i % 3), _name(i), BODY if i % 2 else None, None if i % 2 else str(good), False)
+        for i in range(30)
+    ]
     calls.append(("example.com/u1", _name(50), None, str(tmp_path / "missing.body"), False))
     calls.append(("example.com/u0", _name(99), BODY, None, True))
     calls.append(("example.com/u1", _name(7), BODY, None, False))  # the same copy twice in a batch
     calls.append(("../etc", _name(), BODY, None, False))  # unsafe: refused, the others go on
-    reqs = [Request((root, mailbox, name, PREFIX, body, body_path, check, False))
-            for mailbox, name, body, body_path, check in calls]
+    reqs = [
+        Request((root, mailbox, name, PREFIX, body, body_path, check, False))
+        for mailbox, name, body, body_path, check in calls
+    ]
     maildir.deliver_batch(reqs)
     for k in range(30):
         path, existed = reqs[k].result

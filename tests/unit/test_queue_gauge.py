@@ -1,5 +1,6 @@
 """actors/queue.py QueueGauge: the queue's counts, summed over serving
 processes through shared memory."""
+
 import os
 
 from estafeta.actors.queue import QueueGauge

@@ -1,5 +1,6 @@
 """store/queue.py and store/blocking.py: durable puts with group-committed
 directory fsyncs, crash safety of put, recovery, interrupted callers."""
+
 from __future__ import annotations
 
 import itertools
@@ -9,14 +10,13 @@ import stat
 import gevent
 import pytest
 from gevent.monkey import get_original
+from test_queuefile import Crash, CrashingOS  # tests/unit is on sys.path (pytest prepend mode)
 
 from estafeta.proto import queue_pb2
-from estafeta.store import queue as queue_mod
 from estafeta.store import batchwriter, queuefile
+from estafeta.store import queue as queue_mod
 from estafeta.store.blocking import configure_threadpool, run_blocking
 from estafeta.store.queue import QueueStore
-
-from test_queuefile import Crash, CrashingOS  # tests/unit is on sys.path (pytest prepend mode)
 
 _real_sleep = get_original("time", "sleep")
 _real_get_ident = get_original("_thread", "get_ident")
@@ -60,7 +60,10 @@ def store(tmp_path):
 
 def _item(qid: str, n: int = 1) -> queue_pb2.QueueItem:
     return queue_pb2.QueueItem(
-        id=qid, state=queue_pb2.QUEUED, reverse_path="alice@example.org", created_at=1735000000.5,
+        id=qid,
+        state=queue_pb2.QUEUED,
+        reverse_path="alice@example.org",
+        created_at=1735000000.5,
         recipients=[queue_pb2.Recipient(address=f"r{i}@example.com", status=queue_pb2.PENDING) for i in range(n)],
     )
 

@@ -1,5 +1,6 @@
 """store/queuefile.py: atomic durable writes survive a crash at any step;
 text-format files round-trip; a real SIGKILL leaves only parseable items."""
+
 from __future__ import annotations
 
 import os
@@ -88,7 +89,7 @@ def test_crash_at_every_step_leaves_old_or_new(tmp_path, monkeypatch, partial, h
             finished = False
         finally:
             monkeypatch.setattr(queuefile, "os", os)
-        renamed = "rename" in fake.calls[: k] or finished
+        renamed = "rename" in fake.calls[:k] or finished
         if os.path.exists(path):
             with open(path, "rb") as f:
                 got = f.read()
@@ -142,7 +143,9 @@ def test_large_write_is_complete(tmp_path):
 
 def test_message_round_trip_is_text(tmp_path):
     item = queue_pb2.QueueItem(
-        id="abc", state=queue_pb2.QUEUED, reverse_path="ålice@example.org",
+        id="abc",
+        state=queue_pb2.QUEUED,
+        reverse_path="ålice@example.org",
         recipients=[queue_pb2.Recipient(address="bob@example.com", status=queue_pb2.PENDING)],
         created_at=1735000000.25,
     )
@@ -157,14 +160,31 @@ _text = st.text(max_size=20)
 _double = st.floats(allow_nan=False)
 _u32 = st.integers(0, 2**32 - 1)
 _recipient = st.builds(
-    queue_pb2.Recipient, address=_text, mailbox=_text, status=st.sampled_from([0, 1, 2, 3]),
-    attempts=_u32, last_error=_text, done_at=_double, original_recipient=_text,
+    queue_pb2.Recipient,
+    address=_text,
+    mailbox=_text,
+    status=st.sampled_from([0, 1, 2, 3]),
+    attempts=_u32,
+    last_error=_text,
+    done_at=_double,
+    original_recipient=_text,
 )
 _item = st.builds(
-    queue_pb2.QueueItem, id=_text, state=st.sampled_from([0, 1, 2, 3]), reverse_path=_text,
-    recipients=st.lists(_recipient, max_size=3), created_at=_double, body_size=st.integers(0, 2**64 - 1),
-    message_id=_text, helo=_text, smtputf8=st.booleans(), attempts=_u32, next_attempt_at=_double,
-    last_error=_text, crashes=_u32, quarantine_reason=_text,
+    queue_pb2.QueueItem,
+    id=_text,
+    state=st.sampled_from([0, 1, 2, 3]),
+    reverse_path=_text,
+    recipients=st.lists(_recipient, max_size=3),
+    created_at=_double,
+    body_size=st.integers(0, 2**64 - 1),
+    message_id=_text,
+    helo=_text,
+    smtputf8=st.booleans(),
+    attempts=_u32,
+    next_attempt_at=_double,
+    last_error=_text,
+    crashes=_u32,
+    quarantine_reason=_text,
 )
 
 
@@ -268,4 +288,3 @@ def test_sigkill_mid_writes_leaves_parseable_items(tmp_path):
     names = os.listdir(qdir)
     assert not [n for n in names if n.startswith(".")]
     assert {n.rsplit(".", 1)[0] for n in names} == set(ids)  # no orphan bodies
-

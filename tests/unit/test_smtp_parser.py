@@ -1,5 +1,6 @@
 """Parsing (RFC 5321 §4.1.2, RFC 6531), reply formatting (RFC 5321
 §4.2, §4.5.3.1.5; RFC 2034) and the DATA scanning helpers of actors/smtp."""
+
 from __future__ import annotations
 
 import re
@@ -127,34 +128,47 @@ def test_params_utf8_value_allowed():
     assert parse_params("X=é") == {"X": "é"}
 
 
-@pytest.mark.parametrize("arg, path", [
-    ("TO:<postmaster>", "postmaster"),  # RFC 5321 §4.1.1.3 / §4.5.1
-    ("TO:<PostMaster>", "PostMaster"),
-    ("to:<Postmaster@x.test>", "Postmaster@x.test"),
-    ("TO:<b@c.test>", "b@c.test"),
-    ("TO:<@r.test:b@c.test>", "b@c.test"),
-])
+@pytest.mark.parametrize(
+    "arg, path",
+    [
+        ("TO:<postmaster>", "postmaster"),  # RFC 5321 §4.1.1.3 / §4.5.1
+        ("TO:<PostMaster>", "PostMaster"),
+        ("to:<Postmaster@x.test>", "Postmaster@x.test"),
+        ("TO:<b@c.test>", "b@c.test"),
+        ("TO:<@r.test:b@c.test>", "b@c.test"),
+    ],
+)
 def test_rcpt_to(arg, path):
     assert parse_rcpt_to(arg) == (path, {})
 
 
-@pytest.mark.parametrize("arg, enhanced", [
-    ("TO:<>", "5.1.3"),  # the null path is for MAIL only
-    ("TO:<bob>", "5.1.3"),  # only postmaster may go without a domain
-    ("TO:<postmaster2>", "5.1.3"),
-    ("FROM:<b@c.test>", "5.5.4"),
-    ("TO:", "5.5.4"),
-])
+@pytest.mark.parametrize(
+    "arg, enhanced",
+    [
+        ("TO:<>", "5.1.3"),  # the null path is for MAIL only
+        ("TO:<bob>", "5.1.3"),  # only postmaster may go without a domain
+        ("TO:<postmaster2>", "5.1.3"),
+        ("FROM:<b@c.test>", "5.5.4"),
+        ("TO:", "5.5.4"),
+    ],
+)
 def test_rcpt_to_errors(arg, enhanced):
     with pytest.raises(ParseError) as e:
         parse_rcpt_to(arg)
     assert (e.value.reply.code, e.value.reply.enhanced) == (501, enhanced)
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("postmaster", True), ("POSTMASTER", True), ("Postmaster@x.test", True),
-    ("postmaster2@x.test", False), ("bob@x.test", False), ('"postmaster"@x.test', False),
-])
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("postmaster", True),
+        ("POSTMASTER", True),
+        ("Postmaster@x.test", True),
+        ("postmaster2@x.test", False),
+        ("bob@x.test", False),
+        ('"postmaster"@x.test', False),
+    ],
+)
 def test_is_postmaster(path, expected):
     assert is_postmaster(path) is expected
 
@@ -193,12 +207,15 @@ def test_reply_multi_line_carries_code_and_enhanced_code_on_every_line():
     assert Reply(250, "2.0.0", "one\ntwo\nthree").wire == b"250-2.0.0 one\r\n250-2.0.0 two\r\n250 2.0.0 three\r\n"
 
 
-@pytest.mark.parametrize("text", [
-    "word " * 300,  # wraps at spaces
-    "x" * 2000,  # no space: hard cuts
-    "ü" * 700,  # 1400 octets of 2-octet characters: never split inside one
-    ("a" * 505 + " ") * 3,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "word " * 300,  # wraps at spaces
+        "x" * 2000,  # no space: hard cuts
+        "ü" * 700,  # 1400 octets of 2-octet characters: never split inside one
+        ("a" * 505 + " ") * 3,
+    ],
+)
 def test_reply_wrapping_keeps_lines_within_512_octets(text):
     wire = Reply(554, "5.7.1", text).wire
     lines = wire.split(b"\r\n")[:-1]
@@ -224,9 +241,19 @@ def test_reply_validation(code, enhanced):
 
 
 # ------------------------------------------------------------------ DATA helpers
-@pytest.mark.parametrize("seq", [
-    b"\n.\n", b"\r.\r", b"\r\n.\n", b"\n.\r\n", b"\r.\n", b"\r.\r\n", b"\n.\r", b"\r\n.\rx",
-])
+@pytest.mark.parametrize(
+    "seq",
+    [
+        b"\n.\n",
+        b"\r.\r",
+        b"\r\n.\n",
+        b"\n.\r\n",
+        b"\r.\n",
+        b"\r.\r\n",
+        b"\n.\r",
+        b"\r\n.\rx",
+    ],
+)
 def test_has_smuggling_finds_each_sequence(seq):
     buf = b"\r\nabc" + seq + b"def\r\n"
     assert D.has_smuggling(buf, 0, len(buf))
@@ -240,13 +267,16 @@ def test_has_smuggling_on_the_first_line(first):
     assert D.has_smuggling(buf, 0, len(buf))
 
 
-@pytest.mark.parametrize("content", [
-    b"\r\nplain\r\ntext\r\n",
-    b"\r\n..\r\n",  # a stuffed lone dot: not an end
-    b"\r\nbare\nLF and bare\rCR\r\n",
-    b"\r\n.leading dot\r\n",
-    b"\r\na.\nb\r\n",  # dot before a bare LF, not after one
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\r\nplain\r\ntext\r\n",
+        b"\r\n..\r\n",  # a stuffed lone dot: not an end
+        b"\r\nbare\nLF and bare\rCR\r\n",
+        b"\r\n.leading dot\r\n",
+        b"\r\na.\nb\r\n",  # dot before a bare LF, not after one
+    ],
+)
 def test_has_smuggling_leaves_clean_content(content):
     assert not D.has_smuggling(content, 0, len(content))
 
@@ -258,14 +288,17 @@ def test_has_smuggling_window_start_sees_behind():
     assert D.has_smuggling(b"xx\n.\r\nyy", 2, 9)
 
 
-@pytest.mark.parametrize("line, too_long", [
-    (b"x" * 998, False),  # 1000 octets with CRLF: the limit
-    (b"x" * 999, True),
-    (b"." + b"x" * 998, False),  # the stuffing dot does not count (§4.5.3.1.6)
-    (b"." + b"x" * 999, True),
-    (b"x" * 5000, True),
-    (b"x" * 600 + b"\r" + b"x" * 600, True),  # a bare CR does not end a line
-])
+@pytest.mark.parametrize(
+    "line, too_long",
+    [
+        (b"x" * 998, False),  # 1000 octets with CRLF: the limit
+        (b"x" * 999, True),
+        (b"." + b"x" * 998, False),  # the stuffing dot does not count (§4.5.3.1.6)
+        (b"." + b"x" * 999, True),
+        (b"x" * 5000, True),
+        (b"x" * 600 + b"\r" + b"x" * 600, True),  # a bare CR does not end a line
+    ],
+)
 def test_has_long_line(line, too_long):
     buf = b"\r\nshort\r\n" + line + b"\r\nshort\r\n"
     assert D.has_long_line(buf, 1, len(buf)) is too_long
@@ -277,13 +310,16 @@ def test_has_long_line_many_lines_just_under():
     assert D.has_long_line(buf + b"z" * 1000, 1, len(buf) + 1000)
 
 
-@pytest.mark.parametrize("stuffed, message", [
-    (b"", b""),
-    (b"..\r\n", b".\r\n"),
-    (b"a\r\n..b\r\n...\r\n", b"a\r\n.b\r\n..\r\n"),
-    (b".x\r\n", b"x\r\n"),  # RFC 5321 §4.5.2: any leading dot is removed
-    (b"a\n..b\r\n", b"a\n..b\r\n"),  # not after a bare LF
-])
+@pytest.mark.parametrize(
+    "stuffed, message",
+    [
+        (b"", b""),
+        (b"..\r\n", b".\r\n"),
+        (b"a\r\n..b\r\n...\r\n", b"a\r\n.b\r\n..\r\n"),
+        (b".x\r\n", b"x\r\n"),  # RFC 5321 §4.5.2: any leading dot is removed
+        (b"a\n..b\r\n", b"a\n..b\r\n"),  # not after a bare LF
+    ],
+)
 def test_unstuff(stuffed, message):
     assert D.unstuff(stuffed) == message
 

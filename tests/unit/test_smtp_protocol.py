@@ -2,6 +2,7 @@
 command in every state, the limits, DATA in bulk (end of data across chunk
 boundaries, dot-unstuffing, smuggling), pipelining, SMTPUTF8, and the
 driver contract."""
+
 from __future__ import annotations
 
 import pytest
@@ -145,28 +146,60 @@ COMMANDS = {
 # (reply code, state after) per state; RFC 5321 §4.1.4 and §4.3.2.
 EXPECTED = {
     "GREETED": {
-        "EHLO": (250, State.READY), "HELO": (250, State.READY), "MAIL": (503, State.GREETED),
-        "RCPT": (503, State.GREETED), "DATA": (503, State.GREETED), "RSET": (250, State.GREETED),
-        "NOOP": (250, State.GREETED), "QUIT": (221, State.CLOSED), "VRFY": (252, State.GREETED),
-        "HELP": (214, State.GREETED), "unknown": (500, State.GREETED), "empty": (500, State.GREETED),
+        "EHLO": (250, State.READY),
+        "HELO": (250, State.READY),
+        "MAIL": (503, State.GREETED),
+        "RCPT": (503, State.GREETED),
+        "DATA": (503, State.GREETED),
+        "RSET": (250, State.GREETED),
+        "NOOP": (250, State.GREETED),
+        "QUIT": (221, State.CLOSED),
+        "VRFY": (252, State.GREETED),
+        "HELP": (214, State.GREETED),
+        "unknown": (500, State.GREETED),
+        "empty": (500, State.GREETED),
     },
     "READY": {
-        "EHLO": (250, State.READY), "HELO": (250, State.READY), "MAIL": (250, State.MAIL),
-        "RCPT": (503, State.READY), "DATA": (503, State.READY), "RSET": (250, State.READY),
-        "NOOP": (250, State.READY), "QUIT": (221, State.CLOSED), "VRFY": (252, State.READY),
-        "HELP": (214, State.READY), "unknown": (500, State.READY), "empty": (500, State.READY),
+        "EHLO": (250, State.READY),
+        "HELO": (250, State.READY),
+        "MAIL": (250, State.MAIL),
+        "RCPT": (503, State.READY),
+        "DATA": (503, State.READY),
+        "RSET": (250, State.READY),
+        "NOOP": (250, State.READY),
+        "QUIT": (221, State.CLOSED),
+        "VRFY": (252, State.READY),
+        "HELP": (214, State.READY),
+        "unknown": (500, State.READY),
+        "empty": (500, State.READY),
     },
     "MAIL": {
-        "EHLO": (250, State.READY), "HELO": (250, State.READY), "MAIL": (503, State.MAIL),
-        "RCPT": (250, State.RCPT), "DATA": (503, State.MAIL), "RSET": (250, State.READY),
-        "NOOP": (250, State.MAIL), "QUIT": (221, State.CLOSED), "VRFY": (252, State.MAIL),
-        "HELP": (214, State.MAIL), "unknown": (500, State.MAIL), "empty": (500, State.MAIL),
+        "EHLO": (250, State.READY),
+        "HELO": (250, State.READY),
+        "MAIL": (503, State.MAIL),
+        "RCPT": (250, State.RCPT),
+        "DATA": (503, State.MAIL),
+        "RSET": (250, State.READY),
+        "NOOP": (250, State.MAIL),
+        "QUIT": (221, State.CLOSED),
+        "VRFY": (252, State.MAIL),
+        "HELP": (214, State.MAIL),
+        "unknown": (500, State.MAIL),
+        "empty": (500, State.MAIL),
     },
     "RCPT": {
-        "EHLO": (250, State.READY), "HELO": (250, State.READY), "MAIL": (503, State.RCPT),
-        "RCPT": (250, State.RCPT), "DATA": (354, State.DATA), "RSET": (250, State.READY),
-        "NOOP": (250, State.RCPT), "QUIT": (221, State.CLOSED), "VRFY": (252, State.RCPT),
-        "HELP": (214, State.RCPT), "unknown": (500, State.RCPT), "empty": (500, State.RCPT),
+        "EHLO": (250, State.READY),
+        "HELO": (250, State.READY),
+        "MAIL": (503, State.RCPT),
+        "RCPT": (250, State.RCPT),
+        "DATA": (354, State.DATA),
+        "RSET": (250, State.READY),
+        "NOOP": (250, State.RCPT),
+        "QUIT": (221, State.CLOSED),
+        "VRFY": (252, State.RCPT),
+        "HELP": (214, State.RCPT),
+        "unknown": (500, State.RCPT),
+        "empty": (500, State.RCPT),
     },
 }
 EXPECTED["READY_HELO"] = EXPECTED["READY"]
@@ -246,7 +279,14 @@ def test_ehlo_reply_and_helo_reply():
     assert greeting == (220, "", "mx.test ESMTP estafeta")
     assert code == 250
     assert text.split("\n") == [
-        "mx.test", "PIPELINING", "SIZE 10000", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "HELP"]
+        "mx.test",
+        "PIPELINING",
+        "SIZE 10000",
+        "8BITMIME",
+        "ENHANCEDSTATUSCODES",
+        "SMTPUTF8",
+        "HELP",
+    ]
     assert d.events == [Helo("client.test", True), NEED_DATA]
     assert d.server.esmtp and d.server.helo_name == "client.test" and d.server.protocol_name == "ESMTP"
     d.feed(b"HELO other.test\r\n")
@@ -279,8 +319,12 @@ def test_decision_events_and_default_replies():
     d.feed(b"RCPT TO:<b@mx.test>\r\n")
     d.feed(b"DATA\r\n")
     d.feed(MESSAGE + b".\r\n")
-    assert d.replies() == [(250, "2.1.0", "2.1.0 Ok"), (250, "2.1.5", "2.1.5 Ok"),
-                           (354, "", "End data with <CR><LF>.<CR><LF>"), (250, "2.0.0", "2.0.0 Ok")]
+    assert d.replies() == [
+        (250, "2.1.0", "2.1.0 Ok"),
+        (250, "2.1.5", "2.1.5 Ok"),
+        (354, "", "End data with <CR><LF>.<CR><LF>"),
+        (250, "2.0.0", "2.0.0 Ok"),
+    ]
     kinds = [type(e) for e in d.events if e is not NEED_DATA]
     assert kinds == [MailFrom, RcptTo, DataStart, MessageReceived]
     assert d.server.state is State.READY and d.server.body_type == ""
@@ -297,8 +341,12 @@ def test_driver_replies_and_rejections():
     d = in_state("READY", policy=policy)
     d.feed(b"MAIL FROM:<a@client.test>\r\nRCPT TO:<nobody@mx.test>\r\nRCPT TO:<nobody2@mx.test>\r\nDATA\r\n")
     # RFC 5321 §3.3: every RCPT refused, then DATA: 554 no valid recipients.
-    assert d.replies() == [(250, "2.1.0", "2.1.0 Ok"), (550, "5.1.1", "5.1.1 No such user"),
-                           (550, "5.1.1", "5.1.1 No such user"), (554, "5.5.1", "5.5.1 No valid recipients")]
+    assert d.replies() == [
+        (250, "2.1.0", "2.1.0 Ok"),
+        (550, "5.1.1", "5.1.1 No such user"),
+        (550, "5.1.1", "5.1.1 No such user"),
+        (554, "5.5.1", "5.5.1 No valid recipients"),
+    ]
     assert d.server.state is State.MAIL and d.server.error_count == 3
     d.feed(b"RCPT TO:<b@mx.test>\r\nDATA\r\n")
     assert d.codes() == [250, 354]
@@ -411,7 +459,10 @@ def test_endless_command_line_is_discarded_without_buffering():
 
 
 def test_max_recipients():
-    d = in_state("MAIL", policy=lambda e: Reply(550, "5.1.1", "no") if isinstance(e, RcptTo) and "bad" in e.forward_path else None)
+    d = in_state(
+        "MAIL",
+        policy=lambda e: Reply(550, "5.1.1", "no") if isinstance(e, RcptTo) and "bad" in e.forward_path else None,
+    )
     d.feed(b"RCPT TO:<bad@mx.test>\r\n" + b"".join(b"RCPT TO:<r%d@mx.test>\r\n" % i for i in range(7)))
     replies = d.replies()
     assert [r[0] for r in replies] == [550, 250, 250, 250, 250, 250, 452, 452]
@@ -558,16 +609,31 @@ def test_byte_at_a_time():
         d.feed(bytes([b]))
     assert d.codes() == [250, 250, 354, 250, 221]
     assert [type(e) for e in d.events if e is not NEED_DATA and e is not CLOSED] == [
-        MailFrom, RcptTo, DataStart, MessageReceived, Quit]
+        MailFrom,
+        RcptTo,
+        DataStart,
+        MessageReceived,
+        Quit,
+    ]
     assert d.events[-1] is CLOSED
 
 
 SMUGGLED = b"MAIL FROM:<evil@client.test>\r\nRCPT TO:<smuggled@mx.test>\r\nDATA\r\nSubject: inner\r\n\r\ninner\r\n"
 
 
-@pytest.mark.parametrize("seq", [
-    b"\n.\n", b"\r.\r", b"\r\n.\n", b"\n.\r\n", b"\r.\n", b"\r.\r\n", b"\n.\r", b"\r\n.\r",
-])
+@pytest.mark.parametrize(
+    "seq",
+    [
+        b"\n.\n",
+        b"\r.\r",
+        b"\r\n.\n",
+        b"\n.\r\n",
+        b"\r.\n",
+        b"\r.\r\n",
+        b"\n.\r",
+        b"\r\n.\r",
+    ],
+)
 def test_smuggling_is_refused_and_never_splits_the_message(seq):
     stream = b"Subject: outer\r\n\r\nouter" + seq + SMUGGLED + b".\r\nNOOP\r\n"
     for chunking in (None, 1, 3):  # whole, byte by byte, odd chunks
@@ -619,8 +685,12 @@ def test_pipelined_group_is_answered_in_one_write():
     # The end of the message pipelined with the next transaction and QUIT.
     got = d.feed(MESSAGE + b".\r\nMAIL FROM:<>\r\nRCPT TO:<d@mx.test>\r\nQUIT\r\n")
     assert got[-1] is CLOSED and NEED_DATA not in got
-    assert parse_replies(d.flushes[-1]) == [(250, "2.0.0", "2.0.0 Ok"), (250, "2.1.0", "2.1.0 Ok"),
-                                            (250, "2.1.5", "2.1.5 Ok"), (221, "2.0.0", "2.0.0 Bye")]
+    assert parse_replies(d.flushes[-1]) == [
+        (250, "2.0.0", "2.0.0 Ok"),
+        (250, "2.1.0", "2.1.0 Ok"),
+        (250, "2.1.5", "2.1.5 Ok"),
+        (221, "2.0.0", "2.0.0 Bye"),
+    ]
     (mail,) = [e for e in got if isinstance(e, MailFrom)]
     assert mail.reverse_path == ""  # RFC 5321 §4.5.5 null reverse-path
 
@@ -651,8 +721,10 @@ def test_non_ascii_without_smtputf8():
 
 def test_quoted_local_parts_literals_and_postmaster():
     d = in_state("READY")
-    d.feed(b'MAIL FROM:<"john doe"@client.test>\r\nRCPT TO:<"a\\"b"@mx.test>\r\n'
-           b"RCPT TO:<user@[192.0.2.1]>\r\nRCPT TO:<PostMaster>\r\nRCPT TO:<postmaster@MX.test>\r\n")
+    d.feed(
+        b'MAIL FROM:<"john doe"@client.test>\r\nRCPT TO:<"a\\"b"@mx.test>\r\n'
+        b"RCPT TO:<user@[192.0.2.1]>\r\nRCPT TO:<PostMaster>\r\nRCPT TO:<postmaster@MX.test>\r\n"
+    )
     assert d.codes() == [250, 250, 250, 250, 250]
     paths = [e.forward_path for e in d.events if isinstance(e, RcptTo)]
     assert paths == ['"a\\"b"@mx.test', "user@[192.0.2.1]", "PostMaster", "postmaster@MX.test"]
@@ -693,7 +765,9 @@ CONVERSATION = (
 
 
 def run_chunked(chunks: list[bytes]) -> tuple[list, list]:
-    d = Driver(policy=lambda e: Reply(550, "5.1.1", "no") if isinstance(e, RcptTo) and "bad" in e.forward_path else None)
+    d = Driver(
+        policy=lambda e: Reply(550, "5.1.1", "no") if isinstance(e, RcptTo) and "bad" in e.forward_path else None
+    )
     for chunk in chunks:
         d.feed(chunk)
         if d.server.state is State.CLOSED:
@@ -707,10 +781,40 @@ REFERENCE = run_chunked([CONVERSATION])
 
 def test_reference_conversation():
     events, replies = REFERENCE
-    assert [r[0] for r in replies] == [220, 250, 250, 250, 550, 354, 250, 250, 250, 354, 554, 500, 252, 500, 500, 250, 221]
+    assert [r[0] for r in replies] == [
+        220,
+        250,
+        250,
+        250,
+        550,
+        354,
+        250,
+        250,
+        250,
+        354,
+        554,
+        500,
+        252,
+        500,
+        500,
+        250,
+        221,
+    ]
     assert [getattr(e, "__name__", type(e).__name__) for e in events] == [
-        "Helo", "MailFrom", "RcptTo", "RcptTo", "DataStart", "MessageReceived",
-        "MailFrom", "RcptTo", "DataStart", "MessageRejected", "Reset", "Quit", "CLOSED"]
+        "Helo",
+        "MailFrom",
+        "RcptTo",
+        "RcptTo",
+        "DataStart",
+        "MessageReceived",
+        "MailFrom",
+        "RcptTo",
+        "DataStart",
+        "MessageRejected",
+        "Reset",
+        "Quit",
+        "CLOSED",
+    ]
 
 
 @settings(max_examples=150, deadline=None)

@@ -1,4 +1,5 @@
 """SpanStore: schema, summaries, lookups, the drop counter, and the age/size bounds."""
+
 from __future__ import annotations
 
 import json
@@ -21,16 +22,44 @@ def sid(n: int) -> str:
     return f"{n:016x}"
 
 
-def row(trace: int, span: int, parent: int | None, name: str, start: int, end: int, *, status="OK",
-        message=None, attrs=None, events=None, links=None, queue_id=None, message_id=None):
+def row(
+    trace: int,
+    span: int,
+    parent: int | None,
+    name: str,
+    start: int,
+    end: int,
+    *,
+    status="OK",
+    message=None,
+    attrs=None,
+    events=None,
+    links=None,
+    queue_id=None,
+    message_id=None,
+):
     a = dict(attrs or {})
     if queue_id:
         a["estafeta.queue_id"] = queue_id
     if message_id:
         a["estafeta.message_id"] = message_id
-    return (tid(trace), sid(span), sid(parent) if parent is not None else None, name, "INTERNAL", start, end,
-            status, message, json.dumps(a) if a else None, json.dumps(events) if events else None,
-            json.dumps(links) if links else None, queue_id, message_id, "estafeta")
+    return (
+        tid(trace),
+        sid(span),
+        sid(parent) if parent is not None else None,
+        name,
+        "INTERNAL",
+        start,
+        end,
+        status,
+        message,
+        json.dumps(a) if a else None,
+        json.dumps(events) if events else None,
+        json.dumps(links) if links else None,
+        queue_id,
+        message_id,
+        "estafeta",
+    )
 
 
 @pytest.fixture
@@ -46,8 +75,17 @@ def message_trace(n: int, t0: int, *, error=False, qid=None, mid=None):
     return [
         row(n, 1, None, "smtp.transaction", t0, t0 + 10 * 10**6, queue_id=qid, message_id=mid),
         row(n, 2, 1, "queue.enqueue", t0 + 5 * 10**6, t0 + 6 * 10**6),
-        row(n, 3, 1, "delivery.attempt", t0 + 20 * 10**6, t0 + 30 * 10**6, queue_id=qid,
-            status="ERROR" if error else "OK", message="451 try later" if error else None),
+        row(
+            n,
+            3,
+            1,
+            "delivery.attempt",
+            t0 + 20 * 10**6,
+            t0 + 30 * 10**6,
+            queue_id=qid,
+            status="ERROR" if error else "OK",
+            message="451 try later" if error else None,
+        ),
     ]
 
 
@@ -66,8 +104,10 @@ def test_a_big_batch_goes_in_whole_in_multi_row_statements(store):
     assert store.conn.execute("select count(*) from spans").fetchone()[0] == 900
     assert store.conn.execute("select count(*), sum(span_count) from traces").fetchone() == (300, 900)
     store.insert([row(1, 9, 1, "late", S, 50 * S)])  # a trace's next batch merges into its summary
-    assert store.conn.execute("select span_count, end_ns from traces where trace_id = ?",
-                              (tid(1),)).fetchone() == (4, 50 * S)
+    assert store.conn.execute("select span_count, end_ns from traces where trace_id = ?", (tid(1),)).fetchone() == (
+        4,
+        50 * S,
+    )
 
 
 def test_summaries_newest_first_with_errors(store):

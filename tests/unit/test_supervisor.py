@@ -2,6 +2,7 @@
 rule: strategies, restart types, intensity and escalation, backoff, ordered
 start and shutdown, shutdown timeouts, simple_one_for_one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -10,13 +11,13 @@ import time
 import gevent
 import pykka
 import pytest
+from waiting import wait_for  # tests/unit is on sys.path
 
 from estafeta.proto import common_pb2
 from estafeta.proto import supervision_pb2 as pb
 from estafeta.supervisor import chaos
 from estafeta.supervisor.actor import Actor, Link, ShutdownRequested, join, kill
 from estafeta.supervisor.tree import ChildSpec, Supervisor, SupervisorSpec, start_child
-from waiting import wait_for  # tests/unit is on sys.path
 
 TIMEOUT = 2.0
 
@@ -110,8 +111,6 @@ def world() -> World:
     return World()
 
 
-
-
 def which(sup) -> dict[str, pb.ChildInfo]:
     return {c.child_id: c for c in sup.ask(pb.WhichChildren(), timeout=TIMEOUT).children}
 
@@ -178,7 +177,11 @@ def test_rest_for_one_restarts_the_failed_and_later_children(world):
     assert after["a"] == before["a"]
     assert all(after[c] != before[c] for c in "bcd")
     assert [e for e in world.events if e[0] in ("stop", "start")] == [
-        ("stop", "d"), ("stop", "c"), ("start", "b"), ("start", "c"), ("start", "d"),
+        ("stop", "d"),
+        ("stop", "c"),
+        ("start", "b"),
+        ("start", "c"),
+        ("start", "d"),
     ]
 
 
@@ -256,8 +259,9 @@ def test_intensity_escalates_to_parent(world):
 
 
 def test_intensity_escalates_through_a_real_parent(world):
-    inner = SupervisorSpec("inner", "one_for_one", intensity=0, period=10, backoff_initial=0,
-                           children=[world.spec("w")])
+    inner = SupervisorSpec(
+        "inner", "one_for_one", intensity=0, period=10, backoff_initial=0, children=[world.spec("w")]
+    )
     subs: list = []
 
     def start_inner(link, _args):
@@ -265,8 +269,9 @@ def test_intensity_escalates_through_a_real_parent(world):
         subs.append(ref)
         return ref
 
-    top = start_sup(world, "one_for_one", [ChildSpec("inner", start_inner, type="supervisor", shutdown="infinity")],
-                    name="top")
+    top = start_sup(
+        world, "one_for_one", [ChildSpec("inner", start_inner, type="supervisor", shutdown="infinity")], name="top"
+    )
     wait_for(lambda: "w" in world.refs)
     first = world.refs["w"]
     first.tell("crash")  # intensity 0: the first crash escalates
@@ -293,8 +298,9 @@ def test_root_supervisor_calls_on_escalate(world):
 def test_restarts_outside_the_period_do_not_accumulate(world):
     now = [0.0]
     reasons: list[str] = []
-    sup = start_sup(world, "one_for_one", [world.spec("a")], intensity=1, period=5,
-                    clock=lambda: now[0], on_escalate=reasons.append)
+    sup = start_sup(
+        world, "one_for_one", [world.spec("a")], intensity=1, period=5, clock=lambda: now[0], on_escalate=reasons.append
+    )
     wait_for(lambda: "a" in world.refs)
     for _ in range(4):
         crash(world, sup, "a")
@@ -314,8 +320,7 @@ def test_failing_start_function_counts_toward_intensity(world):
         world.refs[link.child_id] = ref
         return ref
 
-    sup = start_sup(world, "one_for_one", [ChildSpec("a", start)], intensity=3, period=10,
-                    on_escalate=reasons.append)
+    sup = start_sup(world, "one_for_one", [ChildSpec("a", start)], intensity=3, period=10, on_escalate=reasons.append)
     wait_for(lambda: "a" in world.refs)
     world.refs["a"].tell("crash")
     wait_for(lambda: reasons)
@@ -327,8 +332,16 @@ def test_failing_start_function_counts_toward_intensity(world):
 # ---------------------------------------------------------------- backoff
 def test_backoff_delays_consecutive_restarts(world, caplog):
     caplog.set_level(logging.INFO, logger="estafeta.supervisor")
-    sup = start_sup(world, "one_for_one", [world.spec("a")], intensity=10, period=10,
-                    backoff_initial=0.04, backoff_max=0.1, backoff_jitter=0.0)
+    sup = start_sup(
+        world,
+        "one_for_one",
+        [world.spec("a")],
+        intensity=10,
+        period=10,
+        backoff_initial=0.04,
+        backoff_max=0.1,
+        backoff_jitter=0.0,
+    )
     wait_for(lambda: "a" in world.refs)
     delays = []
     for _ in range(5):
@@ -348,13 +361,18 @@ def test_backoff_delays_consecutive_restarts(world, caplog):
         assert want <= got < want + 0.1, (delays, expected)
     lines = [r.getMessage() for r in caplog.records if r.name == "estafeta.supervisor"]
     assert [line.rsplit(" ", 1)[1] for line in lines] == [
-        "delay=0.00s", "delay=0.04s", "delay=0.08s", "delay=0.10s", "delay=0.10s",
+        "delay=0.00s",
+        "delay=0.04s",
+        "delay=0.08s",
+        "delay=0.10s",
+        "delay=0.10s",
     ]
 
 
 def test_backoff_jitter_stays_in_bounds(world):
-    sup = start_sup(world, "one_for_one", [world.spec("a")], intensity=10, period=10,
-                    backoff_initial=0.05, backoff_jitter=0.5)
+    sup = start_sup(
+        world, "one_for_one", [world.spec("a")], intensity=10, period=10, backoff_initial=0.05, backoff_jitter=0.5
+    )
     wait_for(lambda: "a" in world.refs)
     crash(world, sup, "a")
     before = world.urns()
@@ -376,11 +394,15 @@ def test_ordered_start_and_reverse_shutdown(world):
 
 def test_child_supervisor_stops_its_children_first(world):
     inner = SupervisorSpec("inner", "one_for_one", children=[world.spec("g1"), world.spec("g2")])
-    top = start_sup(world, "one_for_one", [
-        world.spec("w1"),
-        ChildSpec("inner", lambda link, _a: Supervisor.start(link, inner), type="supervisor", shutdown="infinity"),
-        world.spec("w2"),
-    ])
+    top = start_sup(
+        world,
+        "one_for_one",
+        [
+            world.spec("w1"),
+            ChildSpec("inner", lambda link, _a: Supervisor.start(link, inner), type="supervisor", shutdown="infinity"),
+            world.spec("w2"),
+        ],
+    )
     wait_for(lambda: len(world.refs) == 4)
     assert [e for e in world.events if e[0] == "start"] == [("start", c) for c in ("w1", "g1", "g2", "w2")]
     assert top.stop(timeout=TIMEOUT)
@@ -448,9 +470,13 @@ def simple(world: World, **kw):
     restart = kw.pop("restart", "transient")
     shutdown = kw.pop("shutdown", 5.0)
     stop_delay = kw.pop("stop_delay", 0.0)
-    return start_sup(world, "simple_one_for_one",
-                     [world.spec("item", restart=restart, shutdown=shutdown, stop_delay=stop_delay)],
-                     args_type=common_pb2.TraceContext, **kw)
+    return start_sup(
+        world,
+        "simple_one_for_one",
+        [world.spec("item", restart=restart, shutdown=shutdown, stop_delay=stop_delay)],
+        args_type=common_pb2.TraceContext,
+        **kw,
+    )
 
 
 def test_simple_one_for_one_start_and_restart_with_same_args(world):

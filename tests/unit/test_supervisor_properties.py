@@ -6,6 +6,7 @@ those started after it, one_for_all restarts all; and a supervisor fails
 (escalates) exactly when more than R restarts fall within T seconds, checked
 against a model of OTP's rule with an injected clock.
 """
+
 from __future__ import annotations
 
 import time
@@ -52,9 +53,15 @@ class Tree:
             self.refs[link.child_id] = ref
             return ref
 
-        spec = SupervisorSpec("prop", strategy, intensity=intensity, period=period,
-                              children=[ChildSpec(i, start) for i in self.ids],
-                              backoff_initial=0.0, backoff_jitter=0.0)
+        spec = SupervisorSpec(
+            "prop",
+            strategy,
+            intensity=intensity,
+            period=period,
+            children=[ChildSpec(i, start) for i in self.ids],
+            backoff_initial=0.0,
+            backoff_jitter=0.0,
+        )
         self.sup = Supervisor.start(Link(None, "prop"), spec, self.escalated.append, clock)
         self.sup.ask(pb.WhichChildren(), timeout=TIMEOUT)  # on_start done
 
@@ -132,8 +139,9 @@ def test_one_for_all_restarts_all(case):
 @given(
     intensity=st.integers(0, 3),
     period=st.sampled_from([1.0, 5.0]),
-    steps=st.lists(st.tuples(st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.5, 5.0]), st.integers(0, 1)),
-                   min_size=1, max_size=8),
+    steps=st.lists(
+        st.tuples(st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.5, 5.0]), st.integers(0, 1)), min_size=1, max_size=8
+    ),
 )
 def test_escalates_exactly_when_more_than_r_restarts_within_t(intensity, period, steps):
     now = [100.0]

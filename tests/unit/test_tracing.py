@@ -1,5 +1,6 @@
 """Tracing set-up, the store span processor and W3C propagation, with the real
 OTel SDK and a real sqlite file."""
+
 from __future__ import annotations
 
 import logging
@@ -22,9 +23,12 @@ from estafeta.tracing.propagation import extract, inject, link_to, span_context
 from estafeta.tracing.setup import setup_tracing
 
 ATTRS = {
-    "estafeta.queue_id": "4Xq9Tz", "estafeta.message_id": "abc@example.org",
-    "network.peer.address": "192.0.2.7", "server.address": "mx.example.org",
-    "smtp.reply.code": 250, "estafeta.recipient": "bob@example.org",
+    "estafeta.queue_id": "4Xq9Tz",
+    "estafeta.message_id": "abc@example.org",
+    "network.peer.address": "192.0.2.7",
+    "server.address": "mx.example.org",
+    "smtp.reply.code": 250,
+    "estafeta.recipient": "bob@example.org",
 }
 
 
@@ -129,8 +133,13 @@ def test_parsing_agrees_with_the_otel_propagator(tp, ts):
         carrier["tracestate"] = ts
     want = trace.get_current_span(TraceContextTextMapPropagator().extract(carrier)).get_span_context()
     got = span_context(common_pb2.TraceContext(traceparent=tp, tracestate=ts))
-    assert (got.is_valid, got.trace_id, got.span_id, got.trace_flags, got.is_remote) == \
-           (want.is_valid, want.trace_id, want.span_id, want.trace_flags, want.is_remote)
+    assert (got.is_valid, got.trace_id, got.span_id, got.trace_flags, got.is_remote) == (
+        want.is_valid,
+        want.trace_id,
+        want.span_id,
+        want.trace_flags,
+        want.is_remote,
+    )
     if want.is_valid:
         assert dict(got.trace_state) == dict(want.trace_state)
         # And back out: what we inject the propagator injects too.
@@ -244,16 +253,39 @@ def test_setup_twice_in_one_process(tmp_path):
 
 def test_row_conversion(tracing):
     parent = tracing.tracer.start_span("p")
-    span = tracing.tracer.start_span("c", context=trace.set_span_in_context(parent), kind=SpanKind.CLIENT,
-                                     attributes=ATTRS, links=[link_to(inject(parent))])
+    span = tracing.tracer.start_span(
+        "c",
+        context=trace.set_span_in_context(parent),
+        kind=SpanKind.CLIENT,
+        attributes=ATTRS,
+        links=[link_to(inject(parent))],
+    )
     span.add_event("reply", {"smtp.reply.code": 451}, timestamp=123)
     span.set_status(Status(StatusCode.ERROR, "451 4.3.0 later"))
     span.end()
     (ended,) = [s for s in tracing.processor._buf if s.name == "c"]
-    r = dict(zip(
-        ("trace_id", "span_id", "parent_span_id", "name", "kind", "start_ns", "end_ns", "status",
-         "status_message", "attributes", "events", "links", "queue_id", "message_id", "service"),
-        span_to_row(ended)))
+    r = dict(
+        zip(
+            (
+                "trace_id",
+                "span_id",
+                "parent_span_id",
+                "name",
+                "kind",
+                "start_ns",
+                "end_ns",
+                "status",
+                "status_message",
+                "attributes",
+                "events",
+                "links",
+                "queue_id",
+                "message_id",
+                "service",
+            ),
+            span_to_row(ended),
+        )
+    )
     psc = parent.get_span_context()
     assert r["trace_id"] == f"{psc.trace_id:032x}" and r["parent_span_id"] == f"{psc.span_id:016x}"
     assert (r["kind"], r["status"], r["status_message"]) == ("CLIENT", "ERROR", "451 4.3.0 later")
@@ -292,8 +324,10 @@ def test_cost_per_span_end_to_end(tmp_path, capsys):
     finally:
         t.shutdown(timeout=10)
     with capsys.disabled():
-        print(f"\nper span: create+end {hub:.1f} µs, convert {convert:.1f} µs, insert {insert:.1f} µs, "
-              f"total {hub + convert + insert:.1f} µs")
+        print(
+            f"\nper span: create+end {hub:.1f} µs, convert {convert:.1f} µs, insert {insert:.1f} µs, "
+            f"total {hub + convert + insert:.1f} µs"
+        )
     # Loose bound (shared CI machines); the figure itself is what matters.
     assert hub + convert + insert < 150
 
@@ -328,8 +362,11 @@ def test_otlp_exporter_sends_to_the_configured_endpoint(tmp_path):
     server = WSGIServer(("127.0.0.1", 0), app, log=None)
     server.start()
     try:
-        t = setup_tracing(cfg(otlp_endpoint=f"http://127.0.0.1:{server.server_port}/v1/traces"),
-                          str(tmp_path / "traces.db"), hostname="h")
+        t = setup_tracing(
+            cfg(otlp_endpoint=f"http://127.0.0.1:{server.server_port}/v1/traces"),
+            str(tmp_path / "traces.db"),
+            hostname="h",
+        )
         assert t.otlp._queue is not None  # drop counting can see the SDK's queue
         t.tracer.start_span("exported.span").end()
         assert t.flush(timeout=5)
@@ -370,12 +407,10 @@ def test_fast_start_span_makes_what_the_sdk_makes():
     processors; the processors get the ended EstafetaSpan itself, an SDK
     Span, where the SDK hands them a ReadableSpan copy."""
     from opentelemetry import trace as trace_api
-    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk import trace as sdk_trace
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
     from opentelemetry.trace import Link, SpanKind, TraceState
-
-    from opentelemetry.sdk import trace as sdk_trace
-    from opentelemetry.sdk.trace import ReadableSpan
 
     from estafeta.tracing.tracer import EstafetaTracer, fast_tracer
 
@@ -393,15 +428,22 @@ def test_fast_start_span_makes_what_the_sdk_makes():
 
     def make(tracer):
         ended.clear()
-        root = tracer.start_span("root", context=trace_api.set_span_in_context(trace_api.INVALID_SPAN),
-                                 kind=SpanKind.SERVER, attributes={"a": "b", "n": 3})
+        root = tracer.start_span(
+            "root",
+            context=trace_api.set_span_in_context(trace_api.INVALID_SPAN),
+            kind=SpanKind.SERVER,
+            attributes={"a": "b", "n": 3},
+        )
         other = tracer.start_span("other")
-        child = tracer.start_span("child", context=trace_api.set_span_in_context(root),
-                                  links=[Link(other.get_span_context(), {"k": "v"})])
-        remote = trace_api.SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=trace_api.TraceFlags(1),
-                                       trace_state=TraceState([("vendor", "x")]))
-        under_remote = tracer.start_span("under", context=trace_api.set_span_in_context(
-            trace_api.NonRecordingSpan(remote)))
+        child = tracer.start_span(
+            "child", context=trace_api.set_span_in_context(root), links=[Link(other.get_span_context(), {"k": "v"})]
+        )
+        remote = trace_api.SpanContext(
+            0xABC, 0xDEF, is_remote=True, trace_flags=trace_api.TraceFlags(1), trace_state=TraceState([("vendor", "x")])
+        )
+        under_remote = tracer.start_span(
+            "under", context=trace_api.set_span_in_context(trace_api.NonRecordingSpan(remote))
+        )
         for s in (child, under_remote, other, root):
             s.end()
         return {s.name: s for s in ended}, root, remote
@@ -413,8 +455,13 @@ def test_fast_start_span_makes_what_the_sdk_makes():
         assert isinstance(x, ReadableSpan) and isinstance(y, sdk_trace.Span)
         assert type(y).__name__ == "EstafetaSpan" and not y.is_recording()
         assert y.start_time <= y.end_time
-        assert (x.kind, dict(x.attributes), x.resource, x.instrumentation_scope, x.status.status_code) == \
-               (y.kind, dict(y.attributes), y.resource, y.instrumentation_scope, y.status.status_code)
+        assert (x.kind, dict(x.attributes), x.resource, x.instrumentation_scope, x.status.status_code) == (
+            y.kind,
+            dict(y.attributes),
+            y.resource,
+            y.instrumentation_scope,
+            y.status.status_code,
+        )
         assert x.context.trace_flags == y.context.trace_flags
         assert (x.parent is None) == (y.parent is None)
         assert [dict(l.attributes) for l in x.links] == [dict(l.attributes) for l in y.links]
@@ -441,19 +488,21 @@ def test_estafeta_span_attributes_events_and_limits_as_in_the_sdk():
         def on_end(self, span):
             ended.append(span)
 
-    provider = TracerProvider(sampler=ALWAYS_ON, span_limits=SpanLimits(max_span_attributes=4,
-                                                                        max_span_attribute_length=5))
+    provider = TracerProvider(
+        sampler=ALWAYS_ON, span_limits=SpanLimits(max_span_attributes=4, max_span_attribute_length=5)
+    )
     provider.add_span_processor(Keep())
     sdk = provider.get_tracer("estafeta")
     fast = fast_tracer(provider, "estafeta")
 
     def use(tracer):
         linked = tracer.start_span("linked")
-        span = tracer.start_span("s", attributes={"a": "abcdefgh", "n": 1, "f": 0.5},
-                                 links=[Link(linked.get_span_context())])
-        span.set_attribute("t", ["x", "yyyyyyy"])   # a sequence: cleaned, cut
-        span.set_attribute("b", True)                # the table is full: "a" goes
-        span.set_attributes({"n": 2, "z": None})     # n moves to the end; None kept: f goes
+        span = tracer.start_span(
+            "s", attributes={"a": "abcdefgh", "n": 1, "f": 0.5}, links=[Link(linked.get_span_context())]
+        )
+        span.set_attribute("t", ["x", "yyyyyyy"])  # a sequence: cleaned, cut
+        span.set_attribute("b", True)  # the table is full: "a" goes
+        span.set_attributes({"n": 2, "z": None})  # n moves to the end; None kept: f goes
         span.add_event("e", {"k": "v"})
         span.add_link(linked.get_span_context(), {"why": "test"})
         span.set_status(Status(StatusCode.ERROR, "bad"))

@@ -1,4 +1,5 @@
 """The terminal trace viewer: waterfall and list rendering, and the CLI commands."""
+
 from __future__ import annotations
 
 import io
@@ -21,35 +22,83 @@ SESSION_TID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 def span(sid, parent, name, start, dur, *, status="OK", msg=None, attrs=None, events=(), links=(), trace_id=TID):
-    return SpanRow(trace_id, sid, parent, name, "INTERNAL", T0 + start, T0 + start + dur, status, msg,
-                   dict(attrs or {}), list(events), list(links))
+    return SpanRow(
+        trace_id,
+        sid,
+        parent,
+        name,
+        "INTERNAL",
+        T0 + start,
+        T0 + start + dur,
+        status,
+        msg,
+        dict(attrs or {}),
+        list(events),
+        list(links),
+    )
 
 
 def known_trace() -> list[SpanRow]:
     """A message accepted, a first attempt deferred, a retry two days later
     delivered; plus a span whose parent was lost (an orphan) with a child."""
     return [
-        span("c000000000000005", "a000000000000001", "delivery.attempt", 2 * DAY, 1500 * MS,
-             attrs={"estafeta.queue_id": "Q1", "estafeta.recipient": "bob@example.org", "estafeta.attempt": 2}),
-        span("a000000000000001", None, "smtp.transaction", 0, 12 * MS,
-             attrs={"estafeta.queue_id": "Q1", "network.peer.address": "192.0.2.7", "unlisted.attr": "x"},
-             events=[{"name": "rcpt", "time_ns": T0 + 2 * MS, "attributes": {"smtp.rcpt_to": "bob@example.org"}}],
-             links=[{"trace_id": SESSION_TID, "span_id": "00f067aa0ba902b7", "attributes": {}}]),
+        span(
+            "c000000000000005",
+            "a000000000000001",
+            "delivery.attempt",
+            2 * DAY,
+            1500 * MS,
+            attrs={"estafeta.queue_id": "Q1", "estafeta.recipient": "bob@example.org", "estafeta.attempt": 2},
+        ),
+        span(
+            "a000000000000001",
+            None,
+            "smtp.transaction",
+            0,
+            12 * MS,
+            attrs={"estafeta.queue_id": "Q1", "network.peer.address": "192.0.2.7", "unlisted.attr": "x"},
+            events=[{"name": "rcpt", "time_ns": T0 + 2 * MS, "attributes": {"smtp.rcpt_to": "bob@example.org"}}],
+            links=[{"trace_id": SESSION_TID, "span_id": "00f067aa0ba902b7", "attributes": {}}],
+        ),
         span("b000000000000002", "a000000000000001", "queue.enqueue", 10 * MS, 1 * MS),
-        span("c000000000000003", "a000000000000001", "delivery.attempt", 13 * MS, 250 * MS, status="ERROR",
-             msg="451 4.4.1 no answer", attrs={"error.type": "timeout", "smtp.reply.code": 451}),
-        span("d000000000000006", "c000000000000005", "courier.local", 2 * DAY + 100 * MS, 90 * S,
-             attrs={"estafeta.mailbox": "bob"}),
+        span(
+            "c000000000000003",
+            "a000000000000001",
+            "delivery.attempt",
+            13 * MS,
+            250 * MS,
+            status="ERROR",
+            msg="451 4.4.1 no answer",
+            attrs={"error.type": "timeout", "smtp.reply.code": 451},
+        ),
+        span(
+            "d000000000000006",
+            "c000000000000005",
+            "courier.local",
+            2 * DAY + 100 * MS,
+            90 * S,
+            attrs={"estafeta.mailbox": "bob"},
+        ),
         span("e000000000000007", "ffffffffffffffff", "maildir.write", 3 * 3600 * S, 40 * MS),
         span("e000000000000008", "e000000000000007", "fsync", 3 * 3600 * S + 1 * MS, 30 * MS),
     ]
 
 
-@pytest.mark.parametrize("ns,text", [
-    (0, "0.00 ms"), (50_000, "0.05 ms"), (1_234_567, "1.23 ms"), (12_345_678, "12.3 ms"), (250 * MS, "250 ms"),
-    (1500 * MS, "1.50 s"), (90 * S, "1.5 min"), (3 * 3600 * S, "3.0 h"), (2 * DAY + 3600 * S, "2.0 d"),
-    (-5, "0.00 ms"),
-])
+@pytest.mark.parametrize(
+    "ns,text",
+    [
+        (0, "0.00 ms"),
+        (50_000, "0.05 ms"),
+        (1_234_567, "1.23 ms"),
+        (12_345_678, "12.3 ms"),
+        (250 * MS, "250 ms"),
+        (1500 * MS, "1.50 s"),
+        (90 * S, "1.5 min"),
+        (3 * 3600 * S, "3.0 h"),
+        (2 * DAY + 3600 * S, "2.0 d"),
+        (-5, "0.00 ms"),
+    ],
+)
 def test_format_duration_switches_units(ns, text):
     assert format_duration(ns) == text
 
@@ -68,8 +117,17 @@ def test_render_trace_waterfall_structure():
 
     # Tree order: children under their parent, siblings by start, orphan last (by start).
     names = [l.split()[0] if not l.lstrip().startswith(("*", "~", "!")) else l.split()[1] for l in body]
-    assert names == ["smtp.transaction", "linked", "rcpt", "queue.enqueue", "delivery.attempt", "delivery.attempt",
-                     "courier.local", "maildir.write", "fsync"]
+    assert names == [
+        "smtp.transaction",
+        "linked",
+        "rcpt",
+        "queue.enqueue",
+        "delivery.attempt",
+        "delivery.attempt",
+        "courier.local",
+        "maildir.write",
+        "fsync",
+    ]
     # Indentation shows depth.
     assert body[0].startswith("smtp.transaction ")
     assert find("queue.enqueue")[1].startswith("  queue.enqueue ")
@@ -95,8 +153,11 @@ def test_render_trace_waterfall_structure():
 
 def test_render_trace_timeline_is_fixed_width_and_placed():
     lines = render_trace(known_trace()).splitlines()[2:]
-    bars = {l.split()[0] if not l.startswith("!") else l.split()[1]: re.search(r"\[[ =]+\]", l).group(0)
-            for l in lines if "[" in l and "~" not in l}
+    bars = {
+        l.split()[0] if not l.startswith("!") else l.split()[1]: re.search(r"\[[ =]+\]", l).group(0)
+        for l in lines
+        if "[" in l and "~" not in l
+    }
     assert {len(b) for b in bars.values()} == {render.TIMELINE_WIDTH + 2}
     assert bars["smtp.transaction"].startswith("[=") and bars["smtp.transaction"].count("=") == 1
     assert bars["delivery.attempt"].endswith("=]")  # the retry is at the end of the trace's time
@@ -110,15 +171,52 @@ def test_render_trace_empty_and_unknown_link():
 
 
 def test_render_list():
-    out = render_list([
-        TraceSummary(TID, "smtp.transaction", T0, 2 * DAY, 6, True, ("Q1",), "abc@example.org"),
-        TraceSummary(SESSION_TID, None, T0 - S, 20 * MS, 1, False, (), None),
-    ], dropped=12).splitlines()
-    assert out[0].split() == ["TRACE", "ID", "START", "DURATION", "SPANS", "STATUS", "QUEUE", "ID", "ROOT", "MESSAGE-ID"]
-    assert out[1].split() == [TID, "2026-01-01", "00:00:00", "UTC", "2.0", "d", "6", "ERROR", "Q1",
-                              "smtp.transaction", "<abc@example.org>"]
-    assert out[2].split() == [SESSION_TID, "2025-12-31", "23:59:59", "UTC", "20.0", "ms", "1", "ok", "-",
-                              "(root", "missing)", "-"]
+    out = render_list(
+        [
+            TraceSummary(TID, "smtp.transaction", T0, 2 * DAY, 6, True, ("Q1",), "abc@example.org"),
+            TraceSummary(SESSION_TID, None, T0 - S, 20 * MS, 1, False, (), None),
+        ],
+        dropped=12,
+    ).splitlines()
+    assert out[0].split() == [
+        "TRACE",
+        "ID",
+        "START",
+        "DURATION",
+        "SPANS",
+        "STATUS",
+        "QUEUE",
+        "ID",
+        "ROOT",
+        "MESSAGE-ID",
+    ]
+    assert out[1].split() == [
+        TID,
+        "2026-01-01",
+        "00:00:00",
+        "UTC",
+        "2.0",
+        "d",
+        "6",
+        "ERROR",
+        "Q1",
+        "smtp.transaction",
+        "<abc@example.org>",
+    ]
+    assert out[2].split() == [
+        SESSION_TID,
+        "2025-12-31",
+        "23:59:59",
+        "UTC",
+        "20.0",
+        "ms",
+        "1",
+        "ok",
+        "-",
+        "(root",
+        "missing)",
+        "-",
+    ]
     assert out[3].startswith("2 traces; 12 spans dropped")
     assert render_list([]) == "no traces\n"
 
@@ -133,12 +231,45 @@ def db(tmp_path):
     rows = []
     for s in known_trace():
         a = s.attributes
-        rows.append((s.trace_id, s.span_id, s.parent_span_id, s.name, s.kind, s.start_ns, s.end_ns, s.status,
-                     s.status_message, json.dumps(a) if a else None, json.dumps(s.events) if s.events else None,
-                     json.dumps(s.links) if s.links else None, a.get("estafeta.queue_id"), None, "estafeta"))
+        rows.append(
+            (
+                s.trace_id,
+                s.span_id,
+                s.parent_span_id,
+                s.name,
+                s.kind,
+                s.start_ns,
+                s.end_ns,
+                s.status,
+                s.status_message,
+                json.dumps(a) if a else None,
+                json.dumps(s.events) if s.events else None,
+                json.dumps(s.links) if s.links else None,
+                a.get("estafeta.queue_id"),
+                None,
+                "estafeta",
+            )
+        )
     rows[1] = rows[1][:13] + ("abc@example.org", "estafeta")
-    rows.append((SESSION_TID, "00f067aa0ba902b7", None, "smtp.session", "SERVER", T0 - S, T0 + S, "UNSET",
-                 None, None, None, None, None, None, "estafeta"))
+    rows.append(
+        (
+            SESSION_TID,
+            "00f067aa0ba902b7",
+            None,
+            "smtp.session",
+            "SERVER",
+            T0 - S,
+            T0 + S,
+            "UNSET",
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            "estafeta",
+        )
+    )
     store.insert(rows)
     yield path  # the writer stays open, as the daemon's would
     store.close()

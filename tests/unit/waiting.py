@@ -1,4 +1,5 @@
 """wait_for(): poll a condition from a greenlet, for the unit tests."""
+
 from __future__ import annotations
 
 import time

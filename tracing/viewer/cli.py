@@ -6,6 +6,7 @@ stderr), 2 no usable span store (message on stderr). They open the store
 read-only, so they work while the daemon writes (WAL mode: readers see the
 last committed flush and never block it).
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -28,8 +29,9 @@ def _open(db_path: str, err: TextIO) -> SpanStore | None:
     return None
 
 
-def cmd_list(db_path: str, limit: int = 20, errors_only: bool = False, out: TextIO | None = None,
-             err: TextIO | None = None) -> int:
+def cmd_list(
+    db_path: str, limit: int = 20, errors_only: bool = False, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     """Print the newest ``limit`` traces, one a line (only failed ones with
     ``errors_only``), and the daemon's span drop counter. Exit status as
     above; an empty store prints "no traces" and returns 0."""

@@ -14,11 +14,12 @@ Times switch units with their size (ms, s, min, h, d), so a retry days
 after the transaction reads as "+2.0 d". Everything is ASCII and the
 timeline has a fixed width, so the output survives any terminal and log.
 """
+
 from __future__ import annotations
 
 import datetime
 import json
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from estafeta.store.spans import SpanRow, TraceSummary
 
@@ -30,11 +31,24 @@ _VALUE_MAX = 60
 #: Attributes shown next to a span, in this order (OTel semantic conventions
 #: first, then ours); every "smtp.reply.*" attribute is shown as well.
 KEY_ATTRIBUTES = (
-    "estafeta.queue_id", "estafeta.recipient", "estafeta.attempt", "estafeta.courier",
-    "smtp.helo", "smtp.mail_from", "smtp.rcpt_to", "smtp.rcpt_count",
-    "smtp.reply.code", "smtp.reply.enhanced", "smtp.reply.text",
-    "client.address", "network.peer.address", "server.address", "server.port",
-    "estafeta.mailbox", "estafeta.next_attempt_in_s", "error.type",
+    "estafeta.queue_id",
+    "estafeta.recipient",
+    "estafeta.attempt",
+    "estafeta.courier",
+    "smtp.helo",
+    "smtp.mail_from",
+    "smtp.rcpt_to",
+    "smtp.rcpt_count",
+    "smtp.reply.code",
+    "smtp.reply.enhanced",
+    "smtp.reply.text",
+    "client.address",
+    "network.peer.address",
+    "server.address",
+    "server.port",
+    "estafeta.mailbox",
+    "estafeta.next_attempt_in_s",
+    "error.type",
 )
 _KEY_SET = frozenset(KEY_ATTRIBUTES)
 
@@ -61,7 +75,7 @@ def format_duration(ns: int) -> str:
 
 def format_time(ns: int, *, millis: bool = False) -> str:
     """An epoch time in ns as "YYYY-MM-DD HH:MM:SS[.mmm] UTC"."""
-    t = datetime.datetime.fromtimestamp(ns / _NS_PER_S, tz=datetime.timezone.utc)
+    t = datetime.datetime.fromtimestamp(ns / _NS_PER_S, tz=datetime.UTC)
     return t.strftime("%Y-%m-%d %H:%M:%S") + (f".{t.microsecond // 1000:03d}" if millis else "") + " UTC"
 
 
@@ -72,7 +86,7 @@ def _value(v) -> str:
         s = ",".join(_value(x) for x in v)
     else:
         s = json.dumps(v)
-    return s if len(s) <= _VALUE_MAX else s[:_VALUE_MAX - 3] + "..."
+    return s if len(s) <= _VALUE_MAX else s[: _VALUE_MAX - 3] + "..."
 
 
 def _details(attrs: Mapping, *, all_attributes: bool) -> str:
@@ -137,8 +151,9 @@ def _link_line(link: Mapping, link_names: Mapping[tuple[str, str], str]) -> str:
     return f"~ linked from {what} {tid} (span {sid})" + (f" {extra}" if extra else "")
 
 
-def render_trace(spans: Sequence[SpanRow], *, link_names: Mapping[tuple[str, str], str] | None = None,
-                 all_attributes: bool = False) -> str:
+def render_trace(
+    spans: Sequence[SpanRow], *, link_names: Mapping[tuple[str, str], str] | None = None, all_attributes: bool = False
+) -> str:
     """One trace (its stored spans, any order) as a waterfall, one line per
     span in tree order: name indented by depth, start offset from the trace's
     start, duration, status, a fixed-width ASCII timeline, key attributes
@@ -154,9 +169,11 @@ def render_trace(spans: Sequence[SpanRow], *, link_names: Mapping[tuple[str, str
     t_end = max(max(s.end_ns, s.start_ns) for s in spans)
     total = max(1, t_end - t0)
     errors = sum(1 for s in spans if s.status == "ERROR")
-    head = (f"trace {spans[0].trace_id}  started {format_time(t0, millis=True)}  lasted {format_duration(total)}"
-            f"  {len(spans)} span{'s' if len(spans) != 1 else ''}"
-            + (f", {errors} error{'s' if errors != 1 else ''}" if errors else ""))
+    head = (
+        f"trace {spans[0].trace_id}  started {format_time(t0, millis=True)}  lasted {format_duration(total)}"
+        f"  {len(spans)} span{'s' if len(spans) != 1 else ''}"
+        + (f", {errors} error{'s' if errors != 1 else ''}" if errors else "")
+    )
 
     # Rows: (name cell, start, duration, status, timeline, details).
     rows: list[tuple[str, str, str, str, str, str]] = []
@@ -170,29 +187,46 @@ def render_trace(spans: Sequence[SpanRow], *, link_names: Mapping[tuple[str, str
             details = f"[parent {s.parent_span_id} missing] " + details
         if s.status == "ERROR" and s.status_message:
             details = f"msg={_value(s.status_message)} " + details
-        rows.append((name, "+" + format_duration(s.start_ns - t0), format_duration(s.end_ns - s.start_ns),
-                     s.status if s.status in ("OK", "ERROR") else "-",
-                     _timeline(s.start_ns, max(s.end_ns, s.start_ns), t0, total), details.rstrip()))
+        rows.append(
+            (
+                name,
+                "+" + format_duration(s.start_ns - t0),
+                format_duration(s.end_ns - s.start_ns),
+                s.status if s.status in ("OK", "ERROR") else "-",
+                _timeline(s.start_ns, max(s.end_ns, s.start_ns), t0, total),
+                details.rstrip(),
+            )
+        )
         sub = ("  " if orphan else "") + pad + "  "
         for link in s.links:
             rows.append((sub + _link_line(link, link_names), "", "", "", "", ""))
         for ev in s.events:
-            rows.append((sub + "* " + str(ev.get("name", "?")), "+" + format_duration(ev.get("time_ns", t0) - t0),
-                         "", "", blank_timeline,
-                         _details(ev.get("attributes") or {}, all_attributes=True)))
+            rows.append(
+                (
+                    sub + "* " + str(ev.get("name", "?")),
+                    "+" + format_duration(ev.get("time_ns", t0) - t0),
+                    "",
+                    "",
+                    blank_timeline,
+                    _details(ev.get("attributes") or {}, all_attributes=True),
+                )
+            )
 
     span_rows = [r for r in rows if r[1] or r[4]]
     name_w = min(_NAME_MAX, max([4] + [len(r[0]) for r in span_rows]))
     start_w = max([5] + [len(r[1]) for r in rows])
     dur_w = max([8] + [len(r[2]) for r in rows])
-    lines = [head, f"{'SPAN':<{name_w}}  {'START':<{start_w}}  {'DURATION':<{dur_w}}  STATUS  "
-                   f"{'TIMELINE':<{TIMELINE_WIDTH + 2}}  DETAILS"]
+    lines = [
+        head,
+        f"{'SPAN':<{name_w}}  {'START':<{start_w}}  {'DURATION':<{dur_w}}  STATUS  "
+        f"{'TIMELINE':<{TIMELINE_WIDTH + 2}}  DETAILS",
+    ]
     for name, start, dur, status, bar, details in rows:
         if not start and not bar:  # a link: free text, not in columns
             lines.append(name)
             continue
         if len(name) > name_w:
-            name = name[:name_w - 3] + "..."
+            name = name[: name_w - 3] + "..."
         lines.append(f"{name:<{name_w}}  {start:<{start_w}}  {dur:<{dur_w}}  {status:<6}  {bar}  {details}".rstrip())
     return "\n".join(lines) + "\n"
 
@@ -203,14 +237,23 @@ def render_list(summaries: Sequence[TraceSummary], *, dropped: int = 0) -> str:
     Message-ID; then a count line, with the store's drop counter when not 0."""
     lines = []
     if summaries:
-        rows = [(t.trace_id, format_time(t.start_ns), format_duration(t.duration_ns), str(t.span_count),
-                 "ERROR" if t.has_error else "ok", ",".join(t.queue_ids) or "-",
-                 t.root_name or "(root missing)", f"<{t.message_id}>" if t.message_id else "-")
-                for t in summaries]
+        rows = [
+            (
+                t.trace_id,
+                format_time(t.start_ns),
+                format_duration(t.duration_ns),
+                str(t.span_count),
+                "ERROR" if t.has_error else "ok",
+                ",".join(t.queue_ids) or "-",
+                t.root_name or "(root missing)",
+                f"<{t.message_id}>" if t.message_id else "-",
+            )
+            for t in summaries
+        ]
         heads = ("TRACE ID", "START", "DURATION", "SPANS", "STATUS", "QUEUE ID", "ROOT", "MESSAGE-ID")
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
         for r in [heads, *rows]:
-            lines.append("  ".join(f"{v:<{w}}" for v, w in zip(r, widths)).rstrip())
+            lines.append("  ".join(f"{v:<{w}}" for v, w in zip(r, widths, strict=True)).rstrip())
     n = len(summaries)
     lines.append(f"{n} trace{'s' if n != 1 else ''}" if n else "no traces")
     if dropped:
