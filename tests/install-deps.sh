@@ -2,17 +2,24 @@
 # Install what the test suite needs, on a fresh Debian 12 machine, as root.
 # Idempotent: a second run does nothing that is already done.
 #
-#   - Debian packages: swaks (SMTP client), postfix (for its smtp-source load
-#     generator only: debconf is preseeded "No configuration", so the system
-#     Postfix is never configured nor started); python3-venv if python3
-#     cannot make a venv (Debian's own python3 needs it).
+#   - Debian packages: swaks and msmtp (SMTP clients), postfix (its
+#     smtp-source load generator and smtp-sink scripted MX, and private
+#     Postfix instances as remote MXes: debconf is preseeded "No
+#     configuration", so the system Postfix is never configured nor
+#     started), knot (an authoritative DNS server the tests run on
+#     loopback), dovecot-core + dovecot-lmtpd (a private Dovecot for LMTP),
+#     opendkim-tools (an independent DKIM signer and verifier), chromium +
+#     chromium-driver (the web page's browser tests), openssl; python3-venv
+#     if python3 cannot make a venv (Debian's own python3 needs it). No
+#     installed service is started: a policy-rc.d refuses every start
+#     during the install, and the tests run private instances only.
 #   - the project's venv .venv (python3 -m venv) with `pip install -e '.[test]'`,
 #     redone only when pyproject.toml changed.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export DEBIAN_FRONTEND=noninteractive
 
-pkgs=(postfix swaks)
+pkgs=(postfix swaks msmtp knot dovecot-core dovecot-lmtpd opendkim-tools chromium chromium-driver openssl)
 python3 -c 'import venv, ensurepip' 2>/dev/null || pkgs+=(python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -23,10 +30,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -q
     # Preseed before postfix's postinst runs: never configure the system MTA.
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    # No service starts at install (knot, dovecot): the tests run their own.
+    policy=/usr/sbin/policy-rc.d
+    had_policy=0; [ -e $policy ] && had_policy=1
+    [ $had_policy = 1 ] || { printf '#!/bin/sh\nexit 101\n' > $policy; chmod 755 $policy; }
     apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    [ $had_policy = 1 ] || rm -f $policy
 fi
 command -v smtp-source >/dev/null || [ -x /usr/sbin/smtp-source ] || { echo "install-deps: smtp-source missing" >&2; exit 1; }
-command -v swaks >/dev/null || { echo "install-deps: swaks missing" >&2; exit 1; }
+for tool in swaks msmtp knotd knotc dovecot opendkim-testkey chromium chromedriver openssl; do
+    command -v $tool >/dev/null || [ -x /usr/sbin/$tool ] || { echo "install-deps: $tool missing" >&2; exit 1; }
+done
 
 cd "$repo"
 [ -x .venv/bin/python ] || python3 -m venv .venv
