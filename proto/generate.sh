@@ -6,9 +6,12 @@
 # Needs grpcio-tools (pip install -e '.[dev]').
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+py=${PYTHON:-python}
+# A relative PYTHON (".venv/bin/python") is made absolute before the cd below.
+case $py in */*) py=$(cd "$(dirname "$py")" && pwd)/$(basename "$py") ;; esac
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/estafeta"
 ln -s "$here" "$tmp/estafeta/proto"
 cd "$tmp"
-"${PYTHON:-python}" -m grpc_tools.protoc -I. --python_out=. --pyi_out=. estafeta/proto/*.proto
+"$py" -m grpc_tools.protoc -I. --python_out=. --pyi_out=. estafeta/proto/*.proto
