@@ -12,14 +12,16 @@
     │   ├── manager          QueueManager                   permanent
     │   └── items (simple_one_for_one, 10000 / 10 s)
     │       └── QueueItem x N  one per message              transient
-    └── listeners (one_for_one, 5 / 30 s)
-        └── listener.<name> (rest_for_one, 5 / 30 s), one per smtp_address
-            ├── sessions (simple_one_for_one)
-            │   └── SmtpSession x N  one per connection      temporary
-            └── acceptor         Listener                   permanent
+    ├── listeners (one_for_one, 5 / 30 s)
+    │   └── listener.<name> (rest_for_one, 5 / 30 s), one per smtp_address
+    │       ├── sessions (simple_one_for_one)
+    │       │   └── SmtpSession x N  one per connection      temporary
+    │       └── acceptor         Listener                   permanent
+    ├── control              ControlServer: <data_dir>/control/<process>.sock  permanent
+    └── http                 HttpServer: the web page, /metrics  process 0 only  permanent
 
-Start order is top to bottom, shutdown the reverse: listeners stop
-accepting and drain their sessions first, then queue items finish their
+Start order is top to bottom, shutdown the reverse: the web page and
+the control socket go first, then listeners stop accepting and drain their sessions first, then queue items finish their
 current attempt, then couriers, then the directory, and last the disk
 worker, once nothing writes any more.
 
@@ -39,6 +41,7 @@ from its first message) and flushed after it stops.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from opentelemetry import trace
@@ -47,6 +50,7 @@ from estafeta.actors import smtp
 from estafeta.actors.couriers.local import LocalCourier
 from estafeta.actors.directory import Directory, DirectoryView
 from estafeta.actors.disk import DiskWriter
+from estafeta.actors.http import HttpEnv, HttpServer
 from estafeta.actors.item import ItemEnv, QueueItem
 from estafeta.actors.listener import Listener
 from estafeta.actors.queue import QueueGauge, QueueManager
@@ -57,6 +61,7 @@ from estafeta.store.disk_client import DiskChannel
 from estafeta.store.queue import QueueStore
 from estafeta.supervisor import registry
 from estafeta.supervisor.config import parse_listen_address
+from estafeta.supervisor.control import ControlServer, QueueHandler
 from estafeta.supervisor.processes import ServingProcess
 from estafeta.supervisor.tree import ChildSpec, Supervisor, SupervisorSpec
 
@@ -110,6 +115,7 @@ def build_tree(
     process: int = 0,
     processes: int = 1,
     gauge_fd: int | None = None,
+    queue_handler: QueueHandler | None = None,
 ) -> SupervisorSpec:
     """The root SupervisorSpec for this configuration. With `disk`, the
     tree starts a DiskWriter (and its worker process) first, and the
@@ -119,7 +125,9 @@ def build_tree(
     this tree, with an even share of the connection limit, its listeners
     on SO_REUSEPORT sockets, and its slot in the queue gauge shared through
     the memfd `gauge_fd`; process 0, the daemon's own, also starts the
-    others first (supervisor/processes.py)."""
+    others first (supervisor/processes.py), and serves the web page.
+    `queue_handler`: what the control channel does with a QueueAction
+    (supervisor/control.py)."""
     n = max(1, processes)
     n_couriers = max(1, cfg.local_delivery_concurrency)
     couriers = SupervisorSpec(
@@ -285,8 +293,58 @@ def build_tree(
             _supervisor(
                 SupervisorSpec(name="listeners", strategy="one_for_one", intensity=5, period=30.0, children=listeners)
             ),
+            *monitoring(cfg, paths, process, n, gauge, disk, queue_handler),
         ],
     )
+
+
+def monitoring(
+    cfg: config_pb2.Config,
+    paths: Paths,
+    process: int,
+    n: int,
+    gauge: QueueGauge,
+    disk: DiskChannel | None,
+    queue_handler: QueueHandler | None,
+) -> list[ChildSpec]:
+    """The root's last children: the control socket (every serving
+    process) and the web page (process 0, when http_address is set).
+    Last: they read what the others publish, and stop first."""
+    children = [
+        ChildSpec(
+            id="control",
+            start=_registered(
+                "control", lambda link, _a: ControlServer.start(link, paths.data_dir, process, queue_handler)
+            ),
+            restart="permanent",
+            shutdown=5.0,
+        )
+    ]
+    if process == 0 and cfg.http_address:
+        env = HttpEnv(
+            address=parse_listen_address(cfg.http_address),
+            data_dir=paths.data_dir,
+            queue_dir=paths.queue_dir,
+            traces_db=paths.traces_db,
+            token_path=token_path(cfg, paths.data_dir),
+            processes=n,
+            gauge=gauge,
+            disk=disk,
+        )
+        children.append(
+            ChildSpec(
+                id="http",
+                start=_registered("http", lambda link, _a: HttpServer.start(link, env)),
+                restart="permanent",
+                shutdown=5.0,
+            )
+        )
+    return children
+
+
+def token_path(cfg: config_pb2.Config, data_dir: str) -> str:
+    """Config.http_token_file, relative to data_dir unless absolute."""
+    return os.path.join(data_dir, cfg.http_token_file or "http.token")
 
 
 def serving_processes(cfg: config_pb2.Config, n: int, gauge_fd: int | None) -> SupervisorSpec:

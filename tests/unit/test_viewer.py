@@ -173,7 +173,7 @@ def test_render_trace_empty_and_unknown_link():
 def test_render_list():
     out = render_list(
         [
-            TraceSummary(TID, "smtp.transaction", T0, 2 * DAY, 6, True, ("Q1",), "abc@example.org"),
+            TraceSummary(TID, "smtp.transaction", T0, 2 * DAY, 6, True, ("Q1",), "abc@example.org", "bounced"),
             TraceSummary(SESSION_TID, None, T0 - S, 20 * MS, 1, False, (), None),
         ],
         dropped=12,
@@ -185,6 +185,7 @@ def test_render_list():
         "DURATION",
         "SPANS",
         "STATUS",
+        "OUTCOME",
         "QUEUE",
         "ID",
         "ROOT",
@@ -199,6 +200,7 @@ def test_render_list():
         "d",
         "6",
         "ERROR",
+        "bounced",
         "Q1",
         "smtp.transaction",
         "<abc@example.org>",
@@ -212,6 +214,7 @@ def test_render_list():
         "ms",
         "1",
         "ok",
+        "-",
         "-",
         "(root",
         "missing)",
