@@ -43,10 +43,14 @@ from the code (a fixed set), never from a peer.
 from __future__ import annotations
 
 import glob
+import logging
 import os
+import time
 from typing import Any
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger("estafeta.metrics")
+_WARN_EVERY_S = 60.0
 
 ATTEMPT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 #: Acceptance to delivery: milliseconds (local) to the 5-day queue lifetime.
@@ -115,6 +119,17 @@ class _Metrics:
 
 
 _m: _Metrics | None = None
+_last_failure = -_WARN_EVERY_S
+
+
+def _failed(e: Exception) -> None:
+    """A metric could not be updated (its mmap file gone, disk full): the
+    caller goes on; one log line a minute at most."""
+    global _last_failure
+    now = time.monotonic()
+    if now - _last_failure >= _WARN_EVERY_S:
+        _last_failure = now
+        log.warning("metrics: update failed: %s: %s", type(e).__name__, e)
 
 
 def setup(directory: str, *, clean: bool = False) -> None:
@@ -142,21 +157,30 @@ def count_connection(listener: str) -> None:
     """An SMTP connection was accepted on `listener` (its name, "smtp")."""
     m = _m
     if m is not None:
-        m.child("connections", listener).inc()
+        try:
+            m.child("connections", listener).inc()
+        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
+            _failed(e)
 
 
 def count_connection_refused(reason: str) -> None:
     """A connection was refused before its session ("max_connections", "rate_limited")."""
     m = _m
     if m is not None:
-        m.child("connections_refused", reason).inc()
+        try:
+            m.child("connections_refused", reason).inc()
+        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
+            _failed(e)
 
 
 def count_accepted() -> None:
     """A message was accepted: its 250 to DATA went out."""
     m = _m
     if m is not None:
-        m.child("accepted").inc()
+        try:
+            m.child("accepted").inc()
+        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
+            _failed(e)
 
 
 def count_refused(reason: str) -> None:
@@ -164,7 +188,10 @@ def count_refused(reason: str) -> None:
     "unknown_user", "queue_full", "too_big", "rate_limited", "dmarc_reject"."""
     m = _m
     if m is not None:
-        m.child("refused", reason).inc()
+        try:
+            m.child("refused", reason).inc()
+        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
+            _failed(e)
 
 
 def count_delivery(route: str, outcome: str, delay_seconds: float | None = None) -> None:
@@ -173,51 +200,72 @@ def count_delivery(route: str, outcome: str, delay_seconds: float | None = None)
     delivered, `delay_seconds` since acceptance feeds the delay histogram."""
     m = _m
     if m is not None:
-        m.child("deliveries", route, outcome).inc()
-        if delay_seconds is not None and outcome == "delivered":
-            m.child("delay", route).observe(delay_seconds)
+        try:
+            m.child("deliveries", route, outcome).inc()
+            if delay_seconds is not None and outcome == "delivered":
+                m.child("delay", route).observe(delay_seconds)
+        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
+            _failed(e)
 
 
 def observe_attempt(route: str, seconds: float) -> None:
     """One delivery attempt on `route` took `seconds`."""
     m = _m
     if m is not None:
-        m.child("attempt", route).observe(seconds)
+        try:
+            m.child("attempt", route).observe(seconds)
+        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
+            _failed(e)
 
 
 def count_quarantined() -> None:
     """A queue item quarantined itself."""
     m = _m
     if m is not None:
-        m.child("quarantined").inc()
+        try:
+            m.child("quarantined").inc()
+        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
+            _failed(e)
 
 
 def count_crash(actor: str) -> None:
     """An actor of class `actor` crashed (its supervisor saw CRASH)."""
     m = _m
     if m is not None:
-        m.child("crashes", actor or "unknown").inc()
+        try:
+            m.child("crashes", actor or "unknown").inc()
+        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
+            _failed(e)
 
 
 def count_restart(actor: str) -> None:
     """A supervisor restarted an actor of class `actor`."""
     m = _m
     if m is not None:
-        m.child("restarts", actor or "unknown").inc()
+        try:
+            m.child("restarts", actor or "unknown").inc()
+        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
+            _failed(e)
 
 
 def count_spans_dropped(n: int = 1) -> None:
     """`n` spans were dropped (buffer full, or a failed store write)."""
     m = _m
     if m is not None and n:
-        m.child("spans_dropped").inc(n)
+        try:
+            m.child("spans_dropped").inc(n)
+        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
+            _failed(e)
 
 
 def observe_disk(op: str, seconds: float) -> None:
     """A disk worker request of kind `op` ("queue_write", "maildir") took `seconds`."""
     m = _m
     if m is not None:
-        m.child("disk", op).observe(seconds)
+        try:
+            m.child("disk", op).observe(seconds)
+        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
+            _failed(e)
 
 
 # --------------------------------------------------------------- exposing

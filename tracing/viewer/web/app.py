@@ -112,7 +112,10 @@ def _authorized(token: str) -> bool:
 
 def create_app(ctx: WebContext) -> Flask:
     """The Flask application for `ctx`."""
-    app = Flask("estafeta.tracing.viewer.web", root_path=os.path.dirname(__file__))
+    here = os.path.dirname(__file__)
+    # Both paths given: Flask cannot find them itself under the implicit
+    # namespace package "estafeta" (its package search raises StopIteration).
+    app = Flask(__name__, root_path=here, instance_path=here)
     app.config["JSON_SORT_KEYS"] = False
     app.jinja_env.globals.update(
         format_time=format_time, format_duration=format_duration, outcomes=OUTCOMES, state_name=queueview.state_name
@@ -175,7 +178,7 @@ def create_app(ctx: WebContext) -> Flask:
     def trace(trace_id: str):
         if not TRACE_ID_RE.fullmatch(trace_id):
             return _error(404, f"{trace_id!r} is not a trace id (32 hex digits)")
-        spans, summary, link_names, queued = ctx.blocking(_trace, ctx.traces_db, ctx.queue_dir, trace_id.lower())
+        spans, linked, summary, queued = ctx.blocking(_trace, ctx.traces_db, ctx.queue_dir, trace_id.lower())
         if not spans:
             return _error(404, f"no trace {trace_id} in the span store")
         if wants_json():
@@ -184,10 +187,11 @@ def create_app(ctx: WebContext) -> Flask:
                 outcome=summary.outcome if summary else None,
                 queued=queued,
                 spans=[_span_json(s) for s in spans],
+                linked=[{"trace_id": s.trace_id, **_span_json(s)} for s in linked],
             )
-        bars, gaps = layout(spans)
-        t0 = min(s.start_ns for s in spans)
-        t1 = max(max(s.end_ns, s.start_ns) for s in spans)
+        bars, gaps = layout(spans, linked)
+        t0 = min(s.start_ns for s in [*spans, *linked])
+        t1 = max(max(s.end_ns, s.start_ns) for s in [*spans, *linked])
         return render_template(
             "trace.html",
             trace_id=trace_id.lower(),
@@ -196,7 +200,7 @@ def create_app(ctx: WebContext) -> Flask:
             t0=t0,
             total=t1 - t0,
             summary=summary,
-            link_names=link_names,
+            link_names={f"{s.trace_id}/{s.span_id}": s.name for s in linked},
             queued=queued,
         )
 
@@ -361,19 +365,23 @@ def _search(db: str, q: str, since, until, outcome, errors: bool, limit: int) ->
 
 
 def _trace(db: str, queue_dir: str, trace_id: str):
+    """(spans, the spans of other traces they link to, summary, the queue
+    ids of the trace still queued)."""
     store = _open_store(db)
     if store is None:
-        return [], None, {}, []
+        return [], [], None, []
     try:
         spans = store.spans(trace_id)
         summary = store.summary(trace_id)
-        targets = {(lk.get("trace_id"), lk.get("span_id")) for s in spans for lk in s.links}
-        names = store.span_names(targets)
+        linked = []
+        for tid in sorted({lk.get("trace_id") for s in spans for lk in s.links} - {trace_id, None}):
+            wanted = {lk.get("span_id") for s in spans for lk in s.links if lk.get("trace_id") == tid}
+            linked += [s for s in store.spans(tid) if s.span_id in wanted]
     finally:
         store.close()
     qids = sorted({s.queue_id for s in spans if s.queue_id})
     queued = [q for q in qids if queueview.exists(queue_dir, q)]
-    return spans, summary, {f"{t}/{s}": n for (t, s), n in names.items()}, queued
+    return spans, linked, summary, queued
 
 
 def _quarantined(db: str, queue_dir: str, processes: int) -> list[dict]:

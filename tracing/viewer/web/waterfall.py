@@ -37,6 +37,9 @@ class Bar:
     width: float
     offset_ns: int
     orphan: bool
+    #: A span of another trace that this one links to (the connection's
+    #: smtp.session), drawn first.
+    linked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,16 +101,24 @@ class Axis:
         return (d0 + frac * dl) * 100 / self._total
 
 
-def layout(spans: Sequence[SpanRow]) -> tuple[list[Bar], list[Gap]]:
+def layout(spans: Sequence[SpanRow], linked: Sequence[SpanRow] = ()) -> tuple[list[Bar], list[Gap]]:
     """Bars in tree order (children under their parent, siblings by start;
-    orphans at the top level) and the compressed gaps."""
+    orphans at the top level), after the `linked` spans of other traces
+    (by start), all on one axis; and the compressed gaps."""
     if not spans:
         return [], []
-    axis = Axis(spans)
-    t0 = min(s.start_ns for s in spans)
+    everything = [*spans, *linked]
+    axis = Axis(everything)
+    t0 = min(s.start_ns for s in everything)
     bars = []
-    for depth, s, orphan, under in span_tree(spans):
+
+    def bar(s: SpanRow, depth: int, orphan: bool, is_linked: bool) -> Bar:
         left = axis.x(s.start_ns)
         right = axis.x(max(s.end_ns, s.start_ns))
-        bars.append(Bar(s, depth + under, left, max(0.3, right - left), s.start_ns - t0, orphan))
+        return Bar(s, depth, left, max(0.3, right - left), s.start_ns - t0, orphan, is_linked)
+
+    for s in sorted(linked, key=lambda s: s.start_ns):
+        bars.append(bar(s, 0, False, True))
+    for depth, s, orphan, under in span_tree(spans):
+        bars.append(bar(s, depth + under, orphan, False))
     return bars, axis.gaps
