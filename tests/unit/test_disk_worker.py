@@ -500,3 +500,10 @@ def test_disk_writer_restarted_with_a_new_worker_when_the_worker_dies(tmp_path):
     assert sup.stop(timeout=TIMEOUT)
     assert channel.client is None
     assert second._proc.returncode == 0  # noqa: SLF001  (closed: finished, then exited)
+
+
+def test_ping_is_answered_at_once(client):
+    """The readiness probe's round trip (DiskRequest.ping)."""
+    assert client.ping(TIMEOUT)
+    client.kill()
+    assert not client.ping(TIMEOUT)

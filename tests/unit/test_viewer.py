@@ -320,3 +320,21 @@ def test_not_a_database(tmp_path, capsys):
     p.write_bytes(b"this is not sqlite" * 100)
     assert cmd_list(str(p), 20, False) == 2
     assert "cannot read the trace store" in capsys.readouterr().err
+
+
+def test_cmd_list_filters_like_the_web_page(db, capsys):
+    out = io.StringIO()
+    assert cmd_list(db, 20, False, out=out, key="bob@example.org") == 0
+    lines = out.getvalue().splitlines()
+    assert lines[1].split()[0] == TID and lines[-1] == "1 trace"
+    assert "delivered" in lines[1].split()  # the retry two days later delivered it
+    out = io.StringIO()
+    assert cmd_list(db, 20, False, out=out, key="example.org", outcome="deferred") == 0
+    assert out.getvalue().strip() == "no traces"
+    out = io.StringIO()
+    assert cmd_list(db, 20, False, out=out, since="2025-12-31T23:59:59.5", until="2026-01-02") == 0
+    assert [l.split()[0] for l in out.getvalue().splitlines()[1:-1]] == [TID]
+    assert cmd_list(db, 20, False, since="yesterday-ish") == 2
+    assert cmd_list(db, 20, False, outcome="lost") == 2
+    err = capsys.readouterr().err
+    assert '"yesterday-ish" is not a time' in err and 'outcome "lost" is not one of' in err
