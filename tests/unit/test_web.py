@@ -10,7 +10,6 @@ import logging
 import pytest
 
 from estafeta.proto import common_pb2, control_pb2, queue_pb2
-from estafeta.proto import supervision_pb2 as pb
 from estafeta.store.queue import QueueStore, new_id
 from estafeta.store.spans import SpanRow, SpanStore
 from estafeta.tracing.viewer.web.app import WebContext, create_app
