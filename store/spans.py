@@ -483,7 +483,27 @@ class SpanStore:
             tid = key.lower()
             if c.execute("SELECT 1 FROM traces WHERE trace_id = ?", (tid,)).fetchone():
                 return [tid]
-        return tracesearch.lookup(c, tracesearch.normalize_key(key))
+        found = tracesearch.lookup(c, tracesearch.normalize_key(key))
+        if found or not self._has_old_id_indexes():
+            return found
+        # A store written before the search keys existed: its spans' id columns.
+        bare = key[1:-1] if key.startswith("<") and key.endswith(">") else key
+        rows = c.execute(
+            "SELECT t.trace_id FROM traces t WHERE t.trace_id IN "
+            "(SELECT trace_id FROM spans WHERE queue_id = ? UNION SELECT trace_id FROM spans WHERE message_id = ?) "
+            "ORDER BY t.start_ns",
+            (key, bare),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def _has_old_id_indexes(self) -> bool:
+        return (
+            self.conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+                "AND name IN ('idx_spans_queue_id', 'idx_spans_message_id')"
+            ).fetchone()[0]
+            == 2
+        )
 
     def search(
         self,

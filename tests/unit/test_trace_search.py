@@ -169,3 +169,18 @@ def test_readonly_store_of_an_older_schema_searches_empty(tmp_path):
     s = SpanStore(str(path), readonly=True)
     assert s.search(q="x") == [] and s.summary(tid(1)) is None
     s.close()
+
+
+def test_a_store_from_before_the_search_keys_still_resolves_ids(tmp_path):
+    """Traces stored before trace_keys existed are found by queue id and
+    Message-ID through the old span indexes, where the store has them."""
+    path = str(tmp_path / "old.db")
+    s = SpanStore(path)
+    s.conn.execute("CREATE INDEX idx_spans_queue_id ON spans (queue_id) WHERE queue_id IS NOT NULL")
+    s.conn.execute("CREATE INDEX idx_spans_message_id ON spans (message_id) WHERE message_id IS NOT NULL")
+    s.insert(message(1, T0, "s@a.test", "r@b.test"))
+    s.conn.execute("DELETE FROM trace_keys")  # as an old store has none
+    assert s.resolve("q0001") == [tid(1)]
+    assert s.resolve("<m1@Example.ORG>") == [tid(1)]
+    assert s.resolve("nothing") == []
+    s.close()

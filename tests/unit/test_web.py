@@ -235,3 +235,15 @@ def test_bars_nest_under_their_parent():
     bars, _ = layout(spans)
     assert [(b.span.name, b.depth) for b in bars] == [("root", 0), ("child", 1)]
     assert bars[1].left == pytest.approx(20)
+
+
+def test_the_token_file_is_made_private_once_and_kept(tmp_path):
+    from estafeta.actors.http import ensure_token
+
+    path = tmp_path / "sub" / "http.token"
+    token = ensure_token(str(path))
+    assert len(token) >= 40 and path.stat().st_mode & 0o777 == 0o600
+    assert ensure_token(str(path)) == token
+    path.write_text("\n")
+    with pytest.raises(ValueError, match="is empty"):
+        ensure_token(str(path))

@@ -19,6 +19,8 @@ import pytest
 from e2e_harness import Daemon, make_message
 from peers import chromium
 
+from estafeta.proto import config_pb2
+
 pytestmark = pytest.mark.slow
 
 #: Seconds the web page gets to show something.
@@ -306,3 +308,21 @@ def test_actions_need_the_token_and_every_value_is_escaped(daemon_factory, tmp_p
         b.get(f"{base}/queue/{qid}")
         assert "Message-ID: <<script>alert(3)</script>@example.org>" in b.find_element(By.ID, "header").text
         assert "From: <script>alert(4)</script>" in b.find_element(By.ID, "header").text
+
+
+def test_json_log_lines_from_every_serving_process(daemon_factory):
+    """log_format: JSON makes every line of every serving process one JSON
+    object with the text line's fields."""
+    d, _ = web_daemon(daemon_factory, log_format=config_pb2.JSON)  # an enum: written as its number
+    d.send("json@client.test", ["json@localhost"], make_message(subject="json"))
+    d.wait_delivered("localhost", "json", 1)
+    assert d.stop() == 0
+    lines = [ln for ln in d.log_text().splitlines() if ln.strip()]
+    objs = [json.loads(ln) for ln in lines]  # every line parses
+    assert all({"time", "level", "message"} <= o.keys() for o in objs)
+    started = [o for o in objs if o.get("event") == "started"]
+    assert sorted(o["process"] for o in started) == ["0/2", "1/2"]
+    queued = [o for o in objs if o.get("event") == "queued"]
+    assert len(queued) == 1 and queued[0]["from"] == "<json@client.test>" and queued[0]["to"] == "<json@localhost>"
+    delivered = [o for o in objs if o.get("event") == "delivered"]
+    assert delivered[0]["id"] == queued[0]["id"]
