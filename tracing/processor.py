@@ -270,6 +270,7 @@ class StoreSpanProcessor(SpanProcessor):
             # The batch is lost: count it, so the loss is visible.
             self._dropped_stored -= delta
             self._dropped += len(batch)
+            metrics.count_spans_dropped(len(batch))
             log.error("span store: writing %d spans failed: %s", len(batch), e)
             return False
         self.written += len(batch)

@@ -116,7 +116,6 @@ def create_app(ctx: WebContext) -> Flask:
     # Both paths given: Flask cannot find them itself under the implicit
     # namespace package "estafeta" (its package search raises StopIteration).
     app = Flask(__name__, root_path=here, instance_path=here)
-    app.config["JSON_SORT_KEYS"] = False
     app.jinja_env.globals.update(
         format_time=format_time, format_duration=format_duration, outcomes=OUTCOMES, state_name=queueview.state_name
     )
