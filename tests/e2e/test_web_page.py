@@ -193,7 +193,9 @@ def test_metrics_count_traffic_across_serving_processes(daemon_factory):
     gauge; every serving process contributes (its own files)."""
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    d, base = web_daemon(daemon_factory, chaos='{ crash { actor: "QueueItem" probability: 0.3 } }')
+    d, base = web_daemon(
+        daemon_factory, chaos='{ crash { actor: "QueueItem" probability: 0.3 } }', quarantine_after_crashes=1000
+    )
     status, body = get(base + "/metrics")
     assert status == 200
     before = _samples(body.decode())
