@@ -183,6 +183,19 @@ def _check(cfg: config_pb2.Config, where: str, text: str) -> None:
 _AUTHSERV_ID = re.compile(r"[!#-'*+.0-9A-Z^-~-]+")
 
 
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+def dns_domain(name: str) -> str:
+    """`name` normalised (normalize_domain) and checked as a DNS name: labels
+    of 1-63 letters, digits, hyphens (not first or last) or underscores,
+    253 octets at most (RFC 1035 §2.3.4). Raises ValueError."""
+    norm = normalize_domain(name)
+    if not norm or len(norm) > 253 or not all(_LABEL.fullmatch(label) for label in norm.split(".")):
+        raise ValueError(f'"{name}" is not a domain name')
+    return norm
+
+
 def _check_auth(cfg: config_pb2.Config, fail) -> None:
     """Checks of Config.checks, Config.dkim_signing and Config.srs."""
     c = cfg.checks
@@ -190,11 +203,9 @@ def _check_auth(cfg: config_pb2.Config, fail) -> None:
         fail("authserv_id", c.authserv_id, f'"{c.authserv_id}" is not a token (RFC 8601 §2.2), e.g. a host name')
     for sealer in c.trusted_arc_sealer:
         try:
-            normalize_domain(sealer)
+            dns_domain(sealer)
         except ValueError as e:
             fail("trusted_arc_sealer", sealer, str(e))
-        if not sealer.strip():
-            fail("trusted_arc_sealer", None, "an empty domain")
     if c.dkim_min_rsa_bits < 1024:
         fail("dkim_min_rsa_bits", None, f"{c.dkim_min_rsa_bits} is less than 1024 (RFC 8301 §3.2)")
     for name, value in (
@@ -208,14 +219,14 @@ def _check_auth(cfg: config_pb2.Config, fail) -> None:
         if not z.name.strip():
             fail("zone", None, "every dnsbl zone needs a name")
         try:
-            normalize_domain(z.name)
+            dns_domain(z.name)
         except ValueError as e:
             fail("name", z.name, str(e))
         if z.weight <= 0:
             fail("weight", None, f"must be greater than 0, not {z.weight}")
     s = cfg.srs
     try:
-        normalize_domain(s.domain)
+        dns_domain(s.domain)
     except ValueError as e:
         fail("domain", s.domain, str(e))
     if "." not in s.domain.strip(".") and s.enabled:

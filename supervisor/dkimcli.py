@@ -21,7 +21,7 @@ from typing import Any
 
 from estafeta.actors.checks import dkimkeys
 from estafeta.actors.checks.dnsport import DnsPort, is_temporary
-from estafeta.supervisor.config import normalize_domain
+from estafeta.supervisor.config import dns_domain
 
 ALGORITHMS = {"rsa": (dkimkeys.RSA,), "ed25519": (dkimkeys.ED25519,), "both": (dkimkeys.RSA, dkimkeys.ED25519)}
 
@@ -44,7 +44,7 @@ def add_parser(sub: Any, common: Any) -> None:
 
 def run(args: argparse.Namespace, data_dir: str, out=sys.stdout, err=sys.stderr) -> int:
     try:
-        domain = normalize_domain(args.domain)
+        domain = dns_domain(args.domain)
     except ValueError as e:
         print(f"estafeta: {e}", file=err)
         return 2

@@ -81,8 +81,8 @@ def verify_arc(resolver: DnsPort, message: bytes, *, context: Any = None, min_rs
     try:
         a = dkim.ARC(message, logger=logger, minkey=min_rsa_bits)
         cv, results, reason = a.verify(dnsfunc=KeyLookup(recorder))
-    except dkim.DKIMException as e:
-        cv, results, reason = dkim.CV_Fail, [], str(e)
+    except (dkim.DKIMException, ValueError, TypeError, IndexError, KeyError) as e:
+        cv, results, reason = dkim.CV_Fail, [], f"{type(e).__name__}: {e}"
     lookups = recorder.recorded()
     if cv == dkim.CV_None and not results:
         return ArcResult("none", lookups=lookups)

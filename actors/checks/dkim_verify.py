@@ -199,6 +199,10 @@ def _verify_one(d: dkim.DKIM, idx: int, tags: dict, lookup: KeyLookup, capture: 
         return "permerror", str(e)[:200]
     except dkim.DKIMException as e:  # MessageFormatError, ParameterError, ...
         return "permerror", str(e)[:200]
+    except (ValueError, TypeError, IndexError, KeyError) as e:
+        # dkimpy lets some malformed input through to its crypto (an RSA
+        # signature checked with an Ed25519 key: nacl's ValueError).
+        return "permerror", f"{type(e).__name__}: {e}"[:200]
     if ok:
         return "pass", ""
     return _why_false(lookup, capture)
