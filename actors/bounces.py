@@ -81,6 +81,21 @@ def reply_of(text: str, default_code: int, default_enhanced: str) -> common_pb2.
     return common_pb2.Reply(code=default_code, enhanced=default_enhanced, text=text)
 
 
+def fail_pending(item: queue_pb2.QueueItem, why: str) -> list[Report]:
+    """Mark every PENDING recipient FAILED with `why` (550 5.0.0, e.g.
+    "deleted by the postmaster") and return the failure reports their
+    NOTIFY asks for."""
+    reply = common_pb2.Reply(code=550, enhanced="5.0.0", text=why)
+    now = time.time()
+    reports = []
+    for rcpt in item.recipients:
+        if rcpt.status == queue_pb2.PENDING:
+            rcpt.status, rcpt.done_at, rcpt.last_error = queue_pb2.FAILED, now, f"550 5.0.0 {why}"
+            if wants(rcpt.notify, FAILED):
+                reports.append(Report(rcpt, FAILED, reply))
+    return reports
+
+
 class Bouncer:
     """Makes and queues the DSNs of one serving process (shared by its
     QueueItems). `directory` tells which senders are local (their DSN goes

@@ -116,5 +116,9 @@ class Enqueuer:
             attributes={"estafeta.queue_id": queue_id, "estafeta.body_size": item.body_size},
         ):
             self.store.put(item, body)
-        registry.whereis("queue").tell(messages_pb2.Enqueued(item=item, trace=item.trace))
+        try:
+            queue = registry.whereis("queue")
+        except registry.NotRegistered:
+            return item  # no daemon (the CLI), or its manager restarting: started when it (re)loads the queue
+        queue.tell(messages_pb2.Enqueued(item=item, trace=item.trace))
         return item

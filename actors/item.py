@@ -231,15 +231,8 @@ class QueueItem(Actor):
     def _bounce_all_pending(self, why: str) -> None:
         """A failure DSN for every pending recipient (DELETE with bounce)."""
         item = self._item
-        reply = common_pb2.Reply(code=550, enhanced="5.0.0", text=why)
-        reports = []
-        for rcpt in item.recipients:
-            if rcpt.status == queue_pb2.PENDING:
-                rcpt.status, rcpt.done_at, rcpt.last_error = queue_pb2.FAILED, time.time(), f"550 5.0.0 {why}"
-                if bounces.wants(rcpt.notify, bounces.FAILED):
-                    reports.append(Report(rcpt, bounces.FAILED, reply))
         with self._env.tracer.start_span("queue.delete", context=extract(item.trace)) as span:
-            self._env.bouncer.send(item, reports, span)
+            self._env.bouncer.send(item, bounces.fail_pending(item, why), span)
 
     # ------------------------------------------------------------ attempts
     def _attempt(self) -> None:
