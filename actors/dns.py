@@ -54,6 +54,8 @@ log = logging.getLogger("estafeta.dns")
 #: RCODEs a server may return (RFC 1035 §4.1.1, RFC 6895 §2.3): the
 #: lookup ran out of time (TIMEOUT).
 TIMEOUT = "TIMEOUT"
+#: Most queries made to finish a CNAME chain a server left unfinished.
+MAX_CNAME_HOPS = 8
 #: The resolver's EDNS UDP payload size, octets (DNS flag day 2020).
 EDNS_PAYLOAD = 1232
 
@@ -280,7 +282,7 @@ class Resolver:
             answer = self._cached(key)
             cached = answer is not None
             if answer is None:
-                answer = self._resolve(qname, qname_dns, qtype)
+                answer = self._resolve_chain(qname, qname_dns, qtype)
                 self._store(key, answer)
         finally:
             if span is not None:
@@ -291,6 +293,33 @@ class Resolver:
         """The PTR records of an IP address (its names, for iprev: RFC 8601
         §3). Raises ValueError for a string that is not an IP address."""
         return self.query(reverse_name(ip), "PTR", context=context)
+
+    def _resolve_chain(self, qname: str, qname_dns: dns.name.Name, qtype: dns.rdatatype.RdataType) -> Answer:
+        """_resolve, then the rest of a CNAME chain the server left
+        unfinished (an authoritative server does not follow a CNAME out of
+        its zones; a recursive one always does, and then this costs one
+        more query only when the chain ends in NODATA). At most
+        MAX_CNAME_HOPS more queries; the answer is the last name's, under
+        the name asked (RFC 6604: the RCODE is the last name's)."""
+        answer = self._resolve(qname, qname_dns, qtype)
+        seen = {qname}
+        while (
+            answer.nodata
+            and answer.canonical_name
+            and answer.canonical_name not in seen
+            and len(seen) <= MAX_CNAME_HOPS
+        ):
+            target = answer.canonical_name
+            seen.add(target)
+            last = self._resolve(target, dns.name.from_text(target + "."), qtype)
+            answer = replace(
+                last,
+                name=qname,
+                canonical_name=last.canonical_name or target,
+                ttl=min(answer.ttl, last.ttl) if last.ttl > 0 else answer.ttl,
+                secure=answer.secure and last.secure,
+            )
+        return answer
 
     def _resolve(self, qname: str, qname_dns: dns.name.Name, qtype: dns.rdatatype.RdataType) -> Answer:
         tname = dns.rdatatype.to_text(qtype)

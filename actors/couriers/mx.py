@@ -135,8 +135,9 @@ def _order(records: Iterable[str], rng: random.Random) -> list[tuple[int, str]]:
     parsed = []
     for record in records:
         pref, _, host = record.partition(" ")
+        host = host.strip().lower()
         if pref.isdigit() and host:
-            parsed.append((int(pref), host))
+            parsed.append((int(pref), host if host == "." else host.rstrip(".")))
     rng.shuffle(parsed)
     parsed.sort(key=lambda p: p[0])  # stable: the shuffle stands within a preference
     return parsed

@@ -23,10 +23,14 @@ ZONES = {
         long     TXT "first string " "second string"
         utf8     TXT "caf\\195\\169"
         www      60 A 127.0.0.3
+        xalias   CNAME mx2.other.test.
+        xgone    CNAME gone.other.test.
+        loop1    CNAME loop2.other.test.
         _25._tcp.mx1 TLSA 3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
     """,
     "other.test": """
         mx2      A    127.0.0.4
+        loop2    CNAME loop1.example.test.
     """,
     "null.test": """
         @        MX  0 .
@@ -72,6 +76,20 @@ def test_cname_chains_are_followed(resolver):
     assert a.records == ("127.0.0.2",)
     assert a.canonical_name == "mx1.example.test"
     assert resolver.query("alias.example.test", "CNAME").records == ("mx1.example.test",)
+
+
+def test_cname_chains_across_zones_are_finished(resolver):
+    """Knot does not follow a CNAME out of its zone (a recursive resolver
+    would): the Resolver asks for the rest of the chain."""
+    a = resolver.query("xalias.example.test", "A")
+    assert a.records == ("127.0.0.4",) and a.canonical_name == "mx2.other.test"
+    assert a.name == "xalias.example.test" and a.ttl == 300
+    a = resolver.query("xalias.example.test", "MX")
+    assert a.nodata and a.canonical_name == "mx2.other.test"
+    a = resolver.query("xgone.example.test", "A")
+    assert a.nxdomain and a.canonical_name == "gone.other.test"
+    a = resolver.query("loop1.example.test", "A")  # a CNAME loop ends, as NODATA
+    assert a.nodata
 
 
 def test_nxdomain_has_the_soa_negative_ttl(resolver):

@@ -16,7 +16,7 @@ or, in a test module, a fixture made by the factory:
 
     knot = dns_server_fixture("knot", scope="module", zones={"example.test": "..."})
 
-What it answers (Knot's behaviour, checked by tests/unit/test_dns_server.py):
+What it answers (Knot's behaviour, checked by tests/integration/test_dns_knot.py):
 a name in a zone: its records (NOERROR, AA; NODATA with the SOA when it
 has none of the type; CNAMEs within the server followed); a name under a
 zone that does not exist: NXDOMAIN; a zone configured whose zone file
