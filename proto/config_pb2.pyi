@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Config(_message.Message):
-    __slots__ = ("hostname", "data_dir", "smtp_address", "max_data_size_bytes", "max_recipients", "local_domain", "max_queue_items", "max_queue_bytes", "chaos", "max_connections", "idle_timeout_seconds", "data_timeout_seconds", "max_errors", "shutdown_timeout_seconds", "tracing", "retry", "local_delivery_concurrency", "quarantine_after_crashes", "log_level", "processes", "queue_sweep_seconds", "relay_network", "remote_smtp_port", "transport", "route", "outbound", "dsn")
+    __slots__ = ("hostname", "data_dir", "smtp_address", "max_data_size_bytes", "max_recipients", "local_domain", "max_queue_items", "max_queue_bytes", "chaos", "max_connections", "idle_timeout_seconds", "data_timeout_seconds", "max_errors", "shutdown_timeout_seconds", "tracing", "retry", "local_delivery_concurrency", "quarantine_after_crashes", "log_level", "processes", "queue_sweep_seconds", "resolver", "dns", "relay_network", "remote_smtp_port", "transport", "route", "outbound", "dsn")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     DATA_DIR_FIELD_NUMBER: _ClassVar[int]
     SMTP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,8 @@ class Config(_message.Message):
     LOG_LEVEL_FIELD_NUMBER: _ClassVar[int]
     PROCESSES_FIELD_NUMBER: _ClassVar[int]
     QUEUE_SWEEP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RESOLVER_FIELD_NUMBER: _ClassVar[int]
+    DNS_FIELD_NUMBER: _ClassVar[int]
     RELAY_NETWORK_FIELD_NUMBER: _ClassVar[int]
     REMOTE_SMTP_PORT_FIELD_NUMBER: _ClassVar[int]
     TRANSPORT_FIELD_NUMBER: _ClassVar[int]
@@ -56,13 +58,15 @@ class Config(_message.Message):
     log_level: str
     processes: int
     queue_sweep_seconds: float
+    resolver: _containers.RepeatedScalarFieldContainer[str]
+    dns: Dns
     relay_network: _containers.RepeatedScalarFieldContainer[str]
     remote_smtp_port: int
     transport: _containers.RepeatedCompositeFieldContainer[Transport]
     route: _containers.RepeatedCompositeFieldContainer[RouteRule]
     outbound: Outbound
     dsn: Dsn
-    def __init__(self, hostname: _Optional[str] = ..., data_dir: _Optional[str] = ..., smtp_address: _Optional[_Iterable[str]] = ..., max_data_size_bytes: _Optional[int] = ..., max_recipients: _Optional[int] = ..., local_domain: _Optional[_Iterable[_Union[LocalDomain, _Mapping]]] = ..., max_queue_items: _Optional[int] = ..., max_queue_bytes: _Optional[int] = ..., chaos: _Optional[_Union[Chaos, _Mapping]] = ..., max_connections: _Optional[int] = ..., idle_timeout_seconds: _Optional[float] = ..., data_timeout_seconds: _Optional[float] = ..., max_errors: _Optional[int] = ..., shutdown_timeout_seconds: _Optional[float] = ..., tracing: _Optional[_Union[Tracing, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., local_delivery_concurrency: _Optional[int] = ..., quarantine_after_crashes: _Optional[int] = ..., log_level: _Optional[str] = ..., processes: _Optional[int] = ..., queue_sweep_seconds: _Optional[float] = ..., relay_network: _Optional[_Iterable[str]] = ..., remote_smtp_port: _Optional[int] = ..., transport: _Optional[_Iterable[_Union[Transport, _Mapping]]] = ..., route: _Optional[_Iterable[_Union[RouteRule, _Mapping]]] = ..., outbound: _Optional[_Union[Outbound, _Mapping]] = ..., dsn: _Optional[_Union[Dsn, _Mapping]] = ...) -> None: ...
+    def __init__(self, hostname: _Optional[str] = ..., data_dir: _Optional[str] = ..., smtp_address: _Optional[_Iterable[str]] = ..., max_data_size_bytes: _Optional[int] = ..., max_recipients: _Optional[int] = ..., local_domain: _Optional[_Iterable[_Union[LocalDomain, _Mapping]]] = ..., max_queue_items: _Optional[int] = ..., max_queue_bytes: _Optional[int] = ..., chaos: _Optional[_Union[Chaos, _Mapping]] = ..., max_connections: _Optional[int] = ..., idle_timeout_seconds: _Optional[float] = ..., data_timeout_seconds: _Optional[float] = ..., max_errors: _Optional[int] = ..., shutdown_timeout_seconds: _Optional[float] = ..., tracing: _Optional[_Union[Tracing, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., local_delivery_concurrency: _Optional[int] = ..., quarantine_after_crashes: _Optional[int] = ..., log_level: _Optional[str] = ..., processes: _Optional[int] = ..., queue_sweep_seconds: _Optional[float] = ..., resolver: _Optional[_Iterable[str]] = ..., dns: _Optional[_Union[Dns, _Mapping]] = ..., relay_network: _Optional[_Iterable[str]] = ..., remote_smtp_port: _Optional[int] = ..., transport: _Optional[_Iterable[_Union[Transport, _Mapping]]] = ..., route: _Optional[_Iterable[_Union[RouteRule, _Mapping]]] = ..., outbound: _Optional[_Union[Outbound, _Mapping]] = ..., dsn: _Optional[_Union[Dsn, _Mapping]] = ...) -> None: ...
 
 class Transport(_message.Message):
     __slots__ = ("name", "smarthost", "lmtp", "mda")
@@ -205,3 +209,21 @@ class Retry(_message.Message):
     give_up_after_seconds: float
     delay_warning_seconds: float
     def __init__(self, initial_seconds: _Optional[float] = ..., max_seconds: _Optional[float] = ..., give_up_after_seconds: _Optional[float] = ..., delay_warning_seconds: _Optional[float] = ...) -> None: ...
+
+class Dns(_message.Message):
+    __slots__ = ("timeout_seconds", "attempts", "cache_size", "max_ttl_seconds", "max_negative_ttl_seconds", "failure_ttl_seconds", "purge_interval_seconds")
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_NEGATIVE_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PURGE_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    timeout_seconds: float
+    attempts: int
+    cache_size: int
+    max_ttl_seconds: float
+    max_negative_ttl_seconds: float
+    failure_ttl_seconds: float
+    purge_interval_seconds: float
+    def __init__(self, timeout_seconds: _Optional[float] = ..., attempts: _Optional[int] = ..., cache_size: _Optional[int] = ..., max_ttl_seconds: _Optional[float] = ..., max_negative_ttl_seconds: _Optional[float] = ..., failure_ttl_seconds: _Optional[float] = ..., purge_interval_seconds: _Optional[float] = ...) -> None: ...
