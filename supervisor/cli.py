@@ -105,7 +105,7 @@ def _run(args) -> int:
     if args.command == "dkim":
         from estafeta.supervisor import dkimcli
 
-        return dkimcli.run(args, data_dir)
+        return dkimcli.run(args, cfg)
     if args.command == "queue":
         from estafeta.store.queue import QueueStore
         from estafeta.supervisor import queuecli

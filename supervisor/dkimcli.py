@@ -15,8 +15,9 @@ when every key matches, 1 otherwise, 2 when the domain has no keys.
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 from estafeta.actors.checks import dkimkeys
@@ -42,7 +43,9 @@ def add_parser(sub: Any, common: Any) -> None:
     c.add_argument("--nameserver", metavar="HOST[:PORT]", help="ask this server instead of the system's resolver")
 
 
-def run(args: argparse.Namespace, data_dir: str, out=sys.stdout, err=sys.stderr) -> int:
+def run(args: argparse.Namespace, cfg: Any, out=sys.stdout, err=sys.stderr) -> int:
+    """Run `estafeta dkim ...` with the loaded Config `cfg`."""
+    data_dir = os.path.abspath(cfg.data_dir)
     try:
         domain = dns_domain(args.domain)
     except ValueError as e:
@@ -51,67 +54,27 @@ def run(args: argparse.Namespace, data_dir: str, out=sys.stdout, err=sys.stderr)
     if args.action == "keygen":
         return cmd_keygen(data_dir, domain, args.selector, ALGORITHMS[args.algorithm], out, err)
     try:
-        resolver = resolver_for(args.nameserver)
+        resolver = resolver_for(cfg, args.nameserver)
     except ValueError as e:
         print(f"estafeta: {e}", file=err)
         return 2
     return cmd_check(data_dir, domain, resolver, out, err)
 
 
-@dataclass(frozen=True)
-class _Answer:
-    name: str
-    rdtype: str
-    rcode: str
-    records: tuple[str, ...]
-    ttl: float = 0.0
-    canonical_name: str = ""
-    secure: bool = False
-
-
-class _StubResolver:
-    """A DnsPort over dnspython's stub resolver, for this command only
-    (the daemon's checks use the DNS actor)."""
-
-    def __init__(self, resolver: Any) -> None:
-        self.resolver = resolver
-
-    def query(self, name: str, rdtype: str, *, context: Any = None) -> _Answer:
-        import dns.exception
-        import dns.resolver
-
-        try:
-            ans = self.resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False)
-        except dns.resolver.NXDOMAIN:
-            return _Answer(name, rdtype, "NXDOMAIN", ())
-        except dns.exception.Timeout:
-            return _Answer(name, rdtype, "TIMEOUT", ())
-        except dns.exception.DNSException:
-            return _Answer(name, rdtype, "SERVFAIL", ())
-        records = tuple(b"".join(r.strings).decode("utf-8", "replace") for r in ans) if rdtype == "TXT" else ()
-        return _Answer(name, rdtype, "NOERROR", records)
-
-
-def resolver_for(nameserver: str | None) -> DnsPort:
-    """The system's resolver (/etc/resolv.conf), or `nameserver`
-    ("192.0.2.53", "127.0.0.1:5353", "[::1]:53"). Raises ValueError."""
-    import dns.resolver
+def resolver_for(cfg: Any, nameserver: str | None) -> DnsPort:
+    """The resolver of Config.resolver / Config.dns, or one asking only
+    `nameserver` ("192.0.2.53", "127.0.0.1:5353", "[::1]:53"). Raises
+    ValueError for a bad address."""
+    from estafeta.actors.dns import Resolver
 
     if nameserver is None:
-        return _StubResolver(dns.resolver.Resolver())
-    host, port = nameserver, 53
-    if nameserver.startswith("["):
-        host, _, rest = nameserver[1:].partition("]")
-        if rest:
-            port = int(rest.lstrip(":"))
-    elif nameserver.count(":") == 1:
-        host, _, p = nameserver.partition(":")
-        port = int(p)
-    r = dns.resolver.Resolver(configure=False)
-    r.nameservers = [host]
-    r.port = port
-    r.lifetime = 5.0
-    return _StubResolver(r)
+        return Resolver.from_config(cfg)
+    try:  # a bare address: port 53
+        ipaddress.ip_address(nameserver)
+        nameserver = f"[{nameserver}]:53" if ":" in nameserver else f"{nameserver}:53"
+    except ValueError:
+        pass
+    return Resolver([nameserver], cache_size=0)
 
 
 def cmd_keygen(data_dir: str, domain: str, selector: str | None, algorithms, out=sys.stdout, err=sys.stderr) -> int:

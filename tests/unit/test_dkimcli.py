@@ -8,12 +8,14 @@ from fakedns import FakeDns
 
 from estafeta.actors.checks import dkimkeys
 from estafeta.supervisor import cli, dkimcli
+from estafeta.supervisor.config import load_config
 
 
 def run(argv):
     out, err = io.StringIO(), io.StringIO()
     args = cli.build_parser().parse_args(argv)
-    return dkimcli.run(args, args.data_dir, out, err), out.getvalue(), err.getvalue()
+    cfg = load_config(None, args.data_dir)
+    return dkimcli.run(args, cfg, out, err), out.getvalue(), err.getvalue()
 
 
 def test_keygen_both_and_one(tmp_path):
@@ -72,11 +74,14 @@ def test_check_reports_each_key(tmp_path):
     assert dkimcli.cmd_check(d, "none.example", only_good, io.StringIO(), err) == 2 and "no DKIM keys" in err.getvalue()
 
 
-def test_nameserver_parsing():
+def test_nameserver_option():
+    cfg = load_config(None)
+    cfg.resolver.append("192.0.2.1:53")
+    assert dkimcli.resolver_for(cfg, None).nameservers == ("192.0.2.1:53",)
     for text, want in (
-        ("192.0.2.53", ("192.0.2.53", 53)),
-        ("127.0.0.1:5353", ("127.0.0.1", 5353)),
-        ("[::1]:54", ("::1", 54)),
+        ("192.0.2.53", "192.0.2.53:53"),
+        ("127.0.0.1:5353", "127.0.0.1:5353"),
+        ("[::1]:54", "[::1]:54"),
+        ("::1", "[::1]:53"),
     ):
-        r = dkimcli.resolver_for(text).resolver
-        assert (r.nameservers[0], r.port) == want
+        assert dkimcli.resolver_for(cfg, text).nameservers == (want,)
