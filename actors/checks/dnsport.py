@@ -80,6 +80,19 @@ def is_temporary(answer: Answer) -> bool:
     return answer.rcode not in FINAL_RCODES
 
 
+@dataclass(frozen=True, slots=True)
+class _NoSuchName:
+    """The Answer for a name that cannot be asked (see Recorder.query)."""
+
+    name: str
+    rdtype: str
+    rcode: str = "NXDOMAIN"
+    records: tuple[str, ...] = ()
+    ttl: float = 0.0
+    canonical_name: str = ""
+    secure: bool = False
+
+
 class Recorder:
     """A DnsPort that passes each query to `resolver` (with `context`, the
     caller's trace context) and records it as a `Lookup`.
@@ -95,8 +108,16 @@ class Recorder:
         self.lookups: list[Lookup] = []
 
     def query(self, name: str, rdtype: str) -> Answer:
+        """The resolver's answer. A name that cannot be a domain name (the
+        Resolver's ValueError: names in checks come from the message and
+        the sender's DNS) is answered NXDOMAIN — no such name — and
+        recorded with rcode "BADNAME"."""
         name = name.rstrip(".").lower()
-        answer = self.resolver.query(name, rdtype, context=self.context)
+        try:
+            answer = self.resolver.query(name, rdtype, context=self.context)
+        except ValueError:
+            self.lookups.append(Lookup(name, rdtype, "BADNAME", 0))
+            return _NoSuchName(name, rdtype)
         self.lookups.append(Lookup(name, rdtype, answer.rcode, len(answer.records)))
         return answer
 
