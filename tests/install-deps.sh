@@ -40,7 +40,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ $had_policy = 1 ] || rm -f $policy
 fi
 command -v smtp-source >/dev/null || [ -x /usr/sbin/smtp-source ] || { echo "install-deps: smtp-source missing" >&2; exit 1; }
-for tool in swaks msmtp knotd knotc dovecot opendkim-testkey chromium chromedriver openssl; do
+for tool in swaks msmtp knotd knotc dovecot opendkim-testkey opendkim chromium chromedriver openssl; do
     command -v $tool >/dev/null || [ -x /usr/sbin/$tool ] || { echo "install-deps: $tool missing" >&2; exit 1; }
 done
 
