@@ -74,7 +74,7 @@ class ArcResult:
 def verify_arc(resolver: DnsPort, message: bytes, *, context: Any = None, min_rsa_bits: int = 1024) -> ArcResult:
     """The ARC chain status of `message` (bytes, CRLF line ends). Never
     raises."""
-    logger = logging.Logger("estafeta.checks.arc")
+    logger = logging.Logger("estafeta.checks.arc", logging.WARNING)
     logger.propagate = False
     logger.addHandler(logging.NullHandler())
     recorder = Recorder(resolver, context)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import dkim
 
+from estafeta.actors.checks import dkimcrypto  # noqa: F401 - OpenSSL under dkimpy's RSA
 from estafeta.actors.checks.dkimkeys import DkimKey
 
 #: RFC 6376 §5.4.1: the header fields that SHOULD be signed (as dkimpy

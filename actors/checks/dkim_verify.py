@@ -31,6 +31,7 @@ from typing import Any
 import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
+from estafeta.actors.checks import dkimcrypto  # noqa: F401 - OpenSSL under dkimpy's RSA
 from estafeta.actors.checks.dnsport import (
     DnsPort,
     Lookup,
@@ -127,7 +128,7 @@ class _Capture(logging.Handler):
 def _capturing_logger() -> tuple[logging.Logger, _Capture]:
     """A logger of our own (not registered with logging, not propagated)
     whose error messages are kept: dkimpy reports key problems only there."""
-    logger = logging.Logger("estafeta.checks.dkimpy")
+    logger = logging.Logger("estafeta.checks.dkimpy", logging.WARNING)  # dkimpy's debug() calls cost
     logger.propagate = False
     capture = _Capture()
     logger.addHandler(capture)

@@ -213,3 +213,32 @@ def test_attributes(keys):
     assert a["dkim.result"] == "pass"
     assert a["dkim.signatures"][0] == "pass d=example.org s=r1 a=rsa-sha256"
     assert a["dkim.dns.lookup_count"] == 2
+
+
+def test_openssl_rsa_gives_dkimpys_results(keys):
+    """dkimcrypto puts OpenSSL under dkimpy's RSA: PKCS#1 v1.5 is
+    deterministic, so both must give the same signature octets, and accept
+    the same signatures."""
+    import hashlib
+
+    from dkim.crypto import RSASSA_PKCS1_v1_5_sign as pure_sign
+    from dkim.crypto import RSASSA_PKCS1_v1_5_verify as pure_verify
+    from dkim.crypto import parse_pem_private_key
+
+    from estafeta.actors.checks import dkimcrypto
+
+    pk = parse_pem_private_key(keys[0].private)
+    pub = {"modulus": pk["modulus"], "publicExponent": pk["publicExponent"]}
+    for data in (b"", b"abc", MSG):
+        for name in ("sha256", "sha1"):
+            sig = bytes(dkimcrypto.rsa_sign(hashlib.new(name, data), pk))
+            assert sig == bytes(pure_sign(hashlib.new(name, data), pk))
+            assert dkimcrypto.rsa_verify(hashlib.new(name, data), sig, pub)
+            assert pure_verify(hashlib.new(name, data), sig, pub)
+            bad = sig[:-1] + bytes([sig[-1] ^ 1])
+            assert not dkimcrypto.rsa_verify(hashlib.new(name, data), bad, pub)
+            assert not pure_verify(hashlib.new(name, data), bad, pub)
+            assert not dkimcrypto.rsa_verify(hashlib.new(name, data + b"x"), sig, pub)
+    assert not dkimcrypto.rsa_verify(hashlib.sha256(b""), b"short", pub)
+    assert dkim.RSASSA_PKCS1_v1_5_sign is dkimcrypto.rsa_sign
+    assert dkim.RSASSA_PKCS1_v1_5_verify is dkimcrypto.rsa_verify
