@@ -285,6 +285,7 @@ def test_ehlo_reply_and_helo_reply():
         "8BITMIME",
         "ENHANCEDSTATUSCODES",
         "SMTPUTF8",
+        "DSN",
         "HELP",
     ]
     assert d.events == [Helo("client.test", True), NEED_DATA]
@@ -498,7 +499,7 @@ def test_size_at_mail():
     assert d.cmd(b"RSET") == [250]
     for bad in (b"SIZE=", b"SIZE", b"SIZE=1x", b"SIZE=-1", b"BODY=BINARYMIME", b"SMTPUTF8=yes"):
         assert d.cmd(b"MAIL FROM:<a@b.test> " + bad) == [501], bad
-    assert d.cmd(b"MAIL FROM:<a@b.test> ENVID=x") == [555]  # unknown parameter
+    assert d.cmd(b"MAIL FROM:<a@b.test> XYZZY=x") == [555]  # unknown parameter
     assert d.cmd(b"MAIL FROM:<a@b.test> SIZE=99999999999999999999999") == [501]
 
 
@@ -508,7 +509,31 @@ def test_parameters_need_ehlo():
     assert d.cmd(b"MAIL FROM:<a@b.test>") == [250]
     assert d.cmd(b"RCPT TO:<b@mx.test> NOTIFY=NEVER") == [555]
     d = in_state("MAIL")
-    assert d.cmd(b"RCPT TO:<b@mx.test> NOTIFY=NEVER") == [555]  # DSN is not offered
+    assert d.cmd(b"RCPT TO:<b@mx.test> XYZZY=1") == [555]  # not a parameter RCPT takes
+
+
+def test_dsn_parameters_rfc_3461():
+    """MAIL RET/ENVID and RCPT NOTIFY/ORCPT are taken (DSN is offered)
+    and decoded into the events; bad values get 501 5.5.4."""
+    s = smtp.SmtpServer(smtp.ServerParams("mx.test", 10_000))
+    s.greet()
+    s.receive_data(
+        b"EHLO c.test\r\nMAIL FROM:<a@b.test> RET=hdrs ENVID=QQ+2B1\r\n"
+        b"RCPT TO:<b@mx.test> NOTIFY=success,FAILURE ORCPT=rfc822;B+40x@mx.test\r\n"
+        b"RCPT TO:<c@mx.test> NOTIFY=NEVER,DELAY\r\nRCPT TO:<d@mx.test> ORCPT=nonsense\r\n"
+        b"MAIL FROM:<x@b.test> RET=ALL\r\n"
+    )
+    events = []
+    while (e := s.next_event()) is not smtp.NEED_DATA:
+        events.append(e)
+        if isinstance(e, smtp.DECISIONS):
+            s.accept()
+    mail, rcpt = events[1], events[2]
+    assert (mail.dsn.ret, mail.dsn.envid) == ("HDRS", "QQ+1")
+    assert rcpt.dsn.notify == {"SUCCESS", "FAILURE"} and str(rcpt.dsn.orcpt) == "rfc822;B@x@mx.test"
+    assert [e for e in events if isinstance(e, smtp.RcptTo)] == [rcpt]  # the others were refused
+    codes = [line[:9] for line in s.data_to_send().split(b"\r\n") if line[:1] in (b"4", b"5")]
+    assert codes == [b"501 5.5.4", b"501 5.5.4", b"503 5.5.1"], codes
 
 
 @pytest.mark.parametrize("size, code", [(10_000, 250), (10_001, 552), (50_000, 552)])
