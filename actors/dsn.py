@@ -51,6 +51,7 @@ from email import quoprimime
 from typing import Protocol
 
 from estafeta.actors.smtp.dsnparams import OriginalRecipient, utf8_address_encode
+from estafeta.proto import common_pb2, queue_pb2
 
 FAILED = "failed"
 DELAYED = "delayed"
@@ -249,8 +250,8 @@ def _human_text(reporting_mta: str, recipients: Sequence[RecipientReport], note:
     out = [f"This is the mail system at {reporting_mta}.", ""]
     if FAILED in by_action:
         out += [
-            "Your message could not be delivered to the recipients below. This is a",
-            "permanent error: the mail system has given up and will not try again.",
+            "Your message could not be delivered to the recipients below; the mail",
+            "system has given up and will not try again.",
             "",
             *(_why(r) for r in by_action[FAILED]),
             "",
@@ -345,23 +346,28 @@ def build_dsn(
     recipients: Sequence[RecipientReport],
     message: bytes,
     *,
+    to: str | None = None,
     ret: str | None = None,
     international: bool = False,
     full_limit: int = FULL_LIMIT,
     now: float | None = None,
 ) -> bytes:
     """The DSN message (see the module docstring), bytes with CRLF line
-    ends, ready to queue from MAIL FROM:<> to envelope.reverse_path.
+    ends, ready to queue from MAIL FROM:<> to `to`.
 
     reporting_mta: this server's host name; recipients: the entries to
-    report, at least one; message: the original message as queued; ret:
-    "FULL", "HDRS" or None (as MAIL RET= gave it); international: the
-    original envelope was SMTPUTF8 (then the RFC 6533 forms, sent with
-    SMTPUTF8); full_limit: largest message returned whole, bytes; now:
-    Unix time of the report (Date). Raises ValueError for a null
-    reverse-path (no DSN of a DSN, RFC 3461 §6.2) or no recipient.
+    report, at least one; message: the original message as queued; to:
+    who gets the report, default envelope.reverse_path (another address,
+    e.g. the postmaster's, for a message from <>: a double bounce, which
+    the text then explains); ret: "FULL", "HDRS" or None (as MAIL RET=
+    gave it); international: the original envelope was SMTPUTF8 (then the
+    RFC 6533 forms, sent with SMTPUTF8); full_limit: largest message
+    returned whole, bytes; now: Unix time of the report (Date). Raises
+    ValueError when there is nobody to send it to (a null reverse-path and
+    no `to`: no DSN of a DSN, RFC 3461 §6.2) or no recipient.
     """
-    if not envelope.reverse_path:
+    to = envelope.reverse_path if to is None else to
+    if not to:
         raise ValueError("no DSN for a message with the null reverse-path <> (RFC 3461 §6.2)")
     if not recipients:
         raise ValueError("a DSN reports on at least one recipient")
@@ -370,6 +376,12 @@ def build_dsn(
     failed = any(r.action == FAILED for r in recipients)
     original_head, original, note = _returned(message, failed, ret, full_limit, intl)
     status = _status_part(reporting_mta, envelope, recipients, intl).encode()
+    if not envelope.reverse_path:
+        note = (
+            "This copy is for the postmaster: the message came from the null\n"
+            "reverse-path <> (it was itself a delivery report), so no report can\n"
+            "go back to its sender.\n\n" + note
+        )
     text = _text_part(_human_text(_clean(reporting_mta, intl), recipients, note), intl)
     report_type = "global-delivery-status" if intl else "delivery-status"
     # RFC 2046 §5.1.1: at most 70 characters, in no part.
@@ -381,7 +393,7 @@ def build_dsn(
     head = "".join(
         [
             _fold("From", f"Mail Delivery System <MAILER-DAEMON@{mta}>"),
-            _fold("To", f"<{_clean(envelope.reverse_path, intl)}>"),
+            _fold("To", f"<{_clean(to, intl)}>"),
             _fold("Subject", _SUBJECTS[gravest]),
             _fold("Date", dsn_date(now)),
             _fold("Message-ID", f"<{int(now)}.{_clean(envelope.queue_id, False)}.{secrets.token_hex(4)}@{mta}>"),
@@ -411,4 +423,96 @@ def build_dsn(
             original,
             f"\r\n--{boundary}--\r\n".encode(),
         ]
+    )
+
+
+# ---------------------------------------------------------------- the queue's side
+class QueueReport(Protocol):
+    """What the queue knows of one recipient to report (actors/bounces.py's
+    Report): its queue file entry, the action, the reply that decided it,
+    the remote host that gave it ("" for ours) and, for a delay, until
+    when we retry (Unix time, 0 for none)."""
+
+    @property
+    def recipient(self) -> queue_pb2.Recipient: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def reply(self) -> common_pb2.Reply: ...
+    @property
+    def remote_mta(self) -> str: ...
+    @property
+    def will_retry_until(self) -> float: ...
+
+
+#: Status when a reply has no enhanced code (RFC 3463 X.0.0).
+_DEFAULT_STATUS = {FAILED: "5.0.0", DELAYED: "4.0.0"}
+
+
+def _orcpt(text: str) -> OriginalRecipient | None:
+    """A Recipient.original_recipient ("rfc822;bob@example.org", as
+    str(OriginalRecipient)) back as an OriginalRecipient."""
+    if not text:
+        return None
+    addr_type, semi, address = text.partition(";")
+    return OriginalRecipient(addr_type.strip().lower(), address.strip()) if semi else OriginalRecipient("rfc822", text)
+
+
+def recipient_report(r: QueueReport) -> RecipientReport:
+    """One queue report as a RecipientReport: Status the reply's enhanced
+    code (X.0.0 of the action's class without one); Diagnostic-Code
+    "smtp; <reply>" for a remote server's reply, "X-Estafeta; <reply>" for
+    ours (as Postfix writes X-Postfix)."""
+    reply = r.reply
+    status = reply.enhanced or _DEFAULT_STATUS.get(r.action, "2.0.0")
+    diagnostic = ""
+    if reply.code:
+        diagnostic = smtp_diagnostic(reply)
+        if not r.remote_mta:
+            diagnostic = "X-Estafeta; " + diagnostic.partition("; ")[2]
+    return RecipientReport(
+        final_recipient=r.recipient.address,
+        action=r.action,
+        status=status,
+        original_recipient=_orcpt(r.recipient.original_recipient),
+        diagnostic_code=diagnostic,
+        remote_mta=r.remote_mta,
+        last_attempt=r.recipient.last_attempt_at or None,
+        will_retry_until=(r.will_retry_until or None) if r.action == DELAYED else None,
+    )
+
+
+def build_dsn_for_item(
+    *,
+    reporting_mta: str,
+    item: queue_pb2.QueueItem,
+    to: str,
+    reports: Sequence[QueueReport],
+    original: bytes,
+    max_full_bytes: int = FULL_LIMIT,
+    now: float | None = None,
+) -> bytes:
+    """build_dsn for a queued message: its envelope from the queue file
+    (id, reverse-path, arrival, ENVID, RET, SMTPUTF8, the client's EHLO
+    name as Received-From-MTA), `reports` as recipient_report makes them,
+    sent to `to` (the reverse-path, or the postmaster for a double
+    bounce). Raises ValueError as build_dsn does."""
+    helo = item.helo if item.protocol != "local" else ""
+    envelope = OriginalEnvelope(
+        queue_id=item.id,
+        reverse_path=item.reverse_path,
+        arrival=item.created_at,
+        envid=item.dsn_envid or None,
+        received_from_mta=helo,
+    )
+    return build_dsn(
+        reporting_mta,
+        envelope,
+        [recipient_report(r) for r in reports],
+        original,
+        to=to,
+        ret=item.dsn_ret or None,
+        international=item.smtputf8,
+        full_limit=max_full_bytes,
+        now=now,
     )

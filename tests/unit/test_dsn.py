@@ -89,7 +89,7 @@ def test_failure_dsn_reads_as_rfc_3464():
     text, status, original = msg.iter_parts()
     assert text.get_content_type() == "text/plain"
     body = text.get_content()
-    assert "could not be delivered" in body and "permanent" in body
+    assert "could not be delivered" in body and "will not try again" in body
     assert "<bob@example.net>: the server mx.example.net said: 550 5.1.1 No such user" in body
     assert "not been delivered yet" in body and "Wed, 09 Dec 2026 16:00:00 +0000" in body
     assert status.get_content_type() == "message/delivery-status"
@@ -264,3 +264,73 @@ def test_refusals():
 def test_smtp_diagnostic_from_replies():
     assert smtp_diagnostic(Reply(550, "5.1.1", "No such user\nhere")) == "smtp; 550 5.1.1 No such user here"
     assert smtp_diagnostic(common_pb2.Reply(code=451, enhanced="", text="later")) == "smtp; 451 later"
+
+
+# -- from the queue file -------------------------------------------------------------------
+
+
+def queued_item(reverse_path="alice@example.org"):
+    from estafeta.proto import queue_pb2
+
+    item = queue_pb2.QueueItem(
+        id="00c0ffee00000003",
+        reverse_path=reverse_path,
+        created_at=ARRIVAL,
+        helo="client.example.org",
+        protocol="esmtp",
+        dsn_ret="HDRS",
+        dsn_envid="QQ314159",
+    )
+    bob = item.recipients.add(address="bob@example.net", original_recipient="rfc822;Bob@example.net")
+    bob.last_attempt_at = ARRIVAL + 100
+    carol = item.recipients.add(address="carol@example.net")
+    return item, bob, carol
+
+
+def test_a_queued_item_and_its_reports():
+    from estafeta.actors.bounces import Report
+
+    item, bob, carol = queued_item()
+    reports = [
+        Report(
+            bob, FAILED, common_pb2.Reply(code=550, enhanced="5.1.1", text="No such user"), remote_mta="mx.example.net"
+        ),
+        Report(carol, FAILED, common_pb2.Reply(code=556, enhanced="5.1.10", text="null MX")),
+    ]
+    data = dsnmod.build_dsn_for_item(
+        reporting_mta="mx.example.org", item=item, to="alice@example.org", reports=reports, original=MESSAGE, now=NOW
+    )
+    msg = parse(data)
+    assert msg["To"].addresses[0].addr_spec == "alice@example.org"
+    _, status, original = msg.iter_parts()
+    per_message, b, c = status_blocks(status)
+    assert per_message["Original-Envelope-Id"] == "QQ314159"
+    assert per_message["Received-From-MTA"] == "dns; client.example.org"
+    assert per_message["X-Estafeta-Queue-ID"] == "00c0ffee00000003"
+    assert b["Original-Recipient"] == "rfc822; Bob@example.net"
+    assert b["Diagnostic-Code"] == "smtp; 550 5.1.1 No such user"
+    assert b["Remote-MTA"] == "dns; mx.example.net"
+    assert b["Last-Attempt-Date"] == "Fri, 04 Dec 2026 16:01:40 +0000"
+    assert (c["Status"], c["Diagnostic-Code"], c["Remote-MTA"]) == ("5.1.10", "X-Estafeta; 556 5.1.10 null MX", None)
+    assert c["Last-Attempt-Date"] is None
+    assert original.get_content_type() == "text/rfc822-headers"  # RET=HDRS from the queue file
+
+
+def test_a_double_bounce_goes_to_the_postmaster():
+    from estafeta.actors.bounces import Report
+
+    item, bob, _ = queued_item(reverse_path="")
+    reports = [Report(bob, FAILED, common_pb2.Reply(code=550, enhanced="5.1.1", text="No such user"))]
+    data = dsnmod.build_dsn_for_item(
+        reporting_mta="mx.example.org",
+        item=item,
+        to="postmaster@example.org",
+        reports=reports,
+        original=MESSAGE,
+        now=NOW,
+    )
+    msg = parse(data)
+    assert msg["To"].addresses[0].addr_spec == "postmaster@example.org"
+    assert "copy is for the postmaster" in next(msg.iter_parts()).get_content()
+    with pytest.raises(ValueError):
+        build_dsn("mx.example.org", OriginalEnvelope("q", "", ARRIVAL), [BOB_FAILED], MESSAGE, to="")
