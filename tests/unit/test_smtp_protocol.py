@@ -437,14 +437,21 @@ def test_eof_ends_the_conversation(state):
 
 
 # ------------------------------------------------------------------ limits
-def test_command_line_limit_is_512_octets_with_crlf():
+def test_command_line_limit_is_2048_octets_with_crlf():
+    """512 (RFC 5321 §4.5.3.1.4) plus what DSN and AUTH= may add (RFC 3461,
+    RFC 4954 §5): a RCPT with a long ORCPT is taken."""
     d = in_state("READY")
-    line = b"NOOP " + b"x" * (510 - 5)
-    assert len(line) + 2 == 512
+    line = b"NOOP " + b"x" * (2046 - 5)
+    assert len(line) + 2 == 2048
     assert d.cmd(line) == [250]
     assert d.cmd(line + b"x") == [500]
     d.feed(line + b"x\r\n")
-    assert d.replies() == [(500, "5.5.6", "5.5.6 Line too long (command lines are limited to 512 octets)")]
+    assert d.replies() == [(500, "5.5.6", "5.5.6 Line too long (command lines are limited to 2048 octets)")]
+    d = in_state("MAIL")
+    orcpt = b"ORCPT=rfc822;" + b"a" * 60 + b"@" + b"b" * 400 + b".test"
+    rcpt = b"RCPT TO:<" + b"a" * 60 + b"@mx.test> NOTIFY=SUCCESS,FAILURE,DELAY " + orcpt
+    assert 512 < len(rcpt) + 2 < 1012
+    assert d.cmd(rcpt) == [250]
 
 
 def test_endless_command_line_is_discarded_without_buffering():
@@ -452,7 +459,7 @@ def test_endless_command_line_is_discarded_without_buffering():
     chunk = b"y" * 4096
     for _ in range(256):  # 1 MiB without a line end
         d.feed(chunk)
-        assert len(d.server._buf) <= 4096 + 512  # white box: the input buffer stays bounded
+        assert len(d.server._buf) <= 4096 + smtp.MAX_COMMAND_LINE  # white box: the input buffer stays bounded
     assert d.codes() == []
     d.feed(b"tail\r\nNOOP\r\n")
     assert d.codes() == [500, 250]
@@ -784,7 +791,7 @@ CONVERSATION = (
     b"Received: x\r\nSubject: s\r\n\r\n..stuffed\r\n\r\n.\r\n"
     b"MAIL FROM:<>\r\nRCPT TO:<c@mx.test>\r\nDATA\r\n"
     b"evil\n.\r\nMAIL FROM:<x@y.test>\r\n.\r\n"
-    b"NOOP " + b"z" * 600 + b"\r\n"
+    b"NOOP " + b"z" * 2100 + b"\r\n"
     b"VRFY x\r\nBOGUS\r\n\r\nRSET\r\nQUIT\r\n"
 )
 
