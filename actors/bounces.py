@@ -155,7 +155,7 @@ class Bouncer:
         verdict = self._directory.check(to, relay=True)
         rcpt = queue_pb2.Recipient(address=to, mailbox=verdict.mailbox, status=queue_pb2.PENDING, notify=["NEVER"])
         original = self.store.read_body(item.id)
-        message = dsn.build_dsn(
+        message = dsn.build_dsn_for_item(
             reporting_mta=self._hostname,
             item=item,
             to=to,

@@ -52,8 +52,10 @@ log = logging.getLogger("estafeta.dns")
 
 #: Response codes of a resolution failure (Answer.rcode), besides the DNS
 #: RCODEs a server may return (RFC 1035 §4.1.1, RFC 6895 §2.3): the
-#: lookup ran out of time (TIMEOUT).
+#: lookup ran out of time (TIMEOUT); no nameserver gave a usable response
+#: (UNREACHABLE: a network error, a malformed or mismatched response).
 TIMEOUT = "TIMEOUT"
+UNREACHABLE = "UNREACHABLE"
 #: Most queries made to finish a CNAME chain a server left unfinished.
 MAX_CNAME_HOPS = 8
 #: The resolver's EDNS UDP payload size, octets (DNS flag day 2020).
@@ -67,7 +69,8 @@ class Answer:
     name: the name asked, an A-label in lower case without trailing dot;
     rdtype: the record type asked ("MX", "A", "AAAA", "TXT", "PTR", "TLSA",
     "CNAME", ...); rcode: "NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED",
-    "TIMEOUT" (no answer in time) or another RCODE's mnemonic — NOERROR
+    "TIMEOUT" (no answer in time), "UNREACHABLE" (no usable response) or
+    another RCODE's mnemonic — NOERROR
     with no records is NODATA; records: the answer's records in
     presentation form (MX "10 mx.example.net", target in lower case without
     trailing dot, a null MX "0 ."; A/AAAA the address; TXT each record's
@@ -169,12 +172,16 @@ def _failure_rcode(errors) -> str:
     """The rcode that sums up dnspython's per-nameserver errors
     (NoNameservers.kwargs["errors"]: (server, tcp, port, error, response)).
     SERVFAIL if any server said so, then REFUSED, then any other RCODE a
-    server gave, else TIMEOUT (no server answered)."""
+    server gave; TIMEOUT if one timed out; else UNREACHABLE."""
     said = [e[3] for e in errors or () if isinstance(e[3], str)]
     for rcode in ("SERVFAIL", "REFUSED"):
         if rcode in said:
             return rcode
-    return said[0] if said else TIMEOUT
+    if said:
+        return said[0]
+    if any(isinstance(e[3], dns.exception.Timeout) for e in errors or ()):
+        return TIMEOUT
+    return UNREACHABLE
 
 
 class Resolver:
@@ -316,7 +323,7 @@ class Resolver:
                 last,
                 name=qname,
                 canonical_name=last.canonical_name or target,
-                ttl=min(answer.ttl, last.ttl) if last.ttl > 0 else answer.ttl,
+                ttl=min(answer.ttl, last.ttl),
                 secure=answer.secure and last.secure,
             )
         return answer
@@ -333,6 +340,9 @@ class Resolver:
             return Answer(qname, tname, "YXDOMAIN", ttl=self._failure_ttl)
         except dns.exception.Timeout:
             return Answer(qname, tname, TIMEOUT, ttl=self._failure_ttl)
+        except dns.exception.DNSException as e:  # anything else dnspython gives up with
+            log.info("dns name=%s type=%s error=%r", qname, tname, e)
+            return Answer(qname, tname, UNREACHABLE, ttl=self._failure_ttl)
         canonical = result.canonical_name.to_text(omit_final_dot=True).lower()
         records = tuple(_presentation(qtype, rd) for rd in result.rrset) if result.rrset is not None else ()
         cap = self._max_ttl if records else self._max_negative_ttl

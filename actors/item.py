@@ -56,6 +56,7 @@ from estafeta.actors.couriers import router
 from estafeta.actors.couriers.pool import CourierPool
 from estafeta.proto import common_pb2, config_pb2, control_pb2, messages_pb2, queue_pb2
 from estafeta.store.blocking import run_blocking
+from estafeta.store.inflight import InFlightJournal
 from estafeta.store.queue import QueueStore
 from estafeta.supervisor import registry
 from estafeta.supervisor.actor import Actor, Link
@@ -80,6 +81,7 @@ class ItemEnv:
     couriers: CourierPool
     routes: router.RouteTable
     bouncer: Bouncer
+    journal: InFlightJournal | None = None  # remote transactions cut after their final dot
 
 
 def next_delay(retry: config_pb2.Retry, attempts: int, rnd: random.Random | None = None) -> float:
@@ -266,6 +268,7 @@ class QueueItem(Actor):
             jobs = [gevent.spawn(env.couriers.deliver, r) for r in requests]
             gevent.joinall(jobs)
             results = [job.get() for job in jobs]
+        self._warn_possible_duplicates(requests)
         removed = False
         decided: dict[int, bool] = {}
         now = time.time()
@@ -275,6 +278,24 @@ class QueueItem(Actor):
                 if self._record(item.recipients[r.index], r, now):
                     decided[r.index] = r.relayed_without_dsn
         return removed, decided
+
+    def _warn_possible_duplicates(self, requests: list[messages_pb2.Deliver]) -> None:
+        """Log the recipients sent again after a run that was cut between
+        their final dot and its reply (store/inflight.py): the at-least-once
+        duplicate RFC 5321 §6.1 leaves no way around."""
+        journal = self._env.journal
+        maybe = journal.maybe_delivered(self._id) if journal is not None else None
+        if not maybe:
+            return
+        for request in requests:
+            for r in request.recipients:
+                if r.index in maybe:
+                    log.warning(
+                        "possible duplicate id=%s to=<%s> reason=%s",
+                        self._id,
+                        r.address,
+                        kv("sent again: an earlier run stopped after the final dot, before the reply"),
+                    )
 
     def _request(self, key: router.RouteKey, indices: list[int], check_existing: bool, trace_ctx, only: bool):
         item = self._item
@@ -348,6 +369,7 @@ class QueueItem(Actor):
         if not pending:
             if not removed:
                 env.store.remove(item.id)
+            self._settled()
             span.set_attribute("estafeta.outcome", "done")
             self._finish(queue_pb2.DONE)
             return
@@ -355,12 +377,19 @@ class QueueItem(Actor):
         item.next_attempt_at = now + delay
         item.last_error = "; ".join(f"<{r.address}>: {r.last_error}" for r in pending)[:1000]
         env.store.update(item)
+        self._settled()
         span.set_status(Status(StatusCode.ERROR, item.last_error))
         span.set_attribute("estafeta.outcome", "deferred")
         span.set_attribute("estafeta.next_attempt_in_s", round(delay, 3))
         for r in pending:
             log.info("deferred id=%s to=<%s> error=%s next_in=%.1fs", item.id, r.address, kv(r.last_error), delay)
         self._schedule(delay)
+
+    def _settled(self) -> None:
+        """The item's file records this attempt's outcome: its remote
+        transactions are no longer in flight (store/inflight.py)."""
+        if self._env.journal is not None:
+            self._env.journal.settled(self._id)
 
     def _dsns_due(self, decided: dict[int, bool]) -> bool:
         """Mark the recipients decided now whose NOTIFY asks for a DSN

@@ -126,10 +126,9 @@ class _Transaction:
         self.recipients: list[queue_pb2.Recipient] = []
         self.smtputf8 = bool(mail.smtputf8)
         self.body_type = mail.body or ""
-        params = mail.params
-        # RFC 3461 §4.3, §4.4 (the protocol checked their syntax).
-        self.dsn_ret = (params.get("RET") or "").upper() if params else ""
-        self.dsn_envid = (params.get("ENVID") or "") if params else ""
+        dsn = mail.dsn  # RFC 3461 §4.3, §4.4, decoded by the protocol
+        self.dsn_ret = (dsn.ret or "") if dsn else ""
+        self.dsn_envid = (dsn.envid or "") if dsn else ""
 
 
 class SmtpSession(Actor):
@@ -337,12 +336,12 @@ class SmtpSession(Actor):
             proto.reject(_reply(reply))
             return
         rcpt = queue_pb2.Recipient(address=event.forward_path, mailbox=verdict.mailbox, status=queue_pb2.PENDING)
-        params = event.params
-        if params:  # RFC 3461 §4.1, §4.2 (the protocol checked their syntax)
-            rcpt.original_recipient = params.get("ORCPT") or ""
-            notify = params.get("NOTIFY")
-            if notify:
-                rcpt.notify.extend(notify.upper().split(","))
+        dsn = event.dsn
+        if dsn is not None:  # RFC 3461 §4.1, §4.2, decoded by the protocol
+            if dsn.orcpt is not None:
+                rcpt.original_recipient = str(dsn.orcpt)
+            if dsn.notify is not None:
+                rcpt.notify.extend(sorted(dsn.notify))
         txn.recipients.append(rcpt)
         proto.accept()
 

@@ -5,6 +5,7 @@
     │   └── process.I        ServingProcess: serving process I, this
     │                        same tree in a child OS process  permanent
     ├── disk                 DiskWriter: the disk worker process  permanent
+    ├── dns                  DnsResolver: the caching resolver    permanent
     ├── directory            Directory                      permanent
     ├── couriers (one_for_one, 1000 / 10 s)
     │   └── courier.maildir.N  LocalCourier x local_delivery_concurrency  permanent
@@ -51,6 +52,7 @@ from estafeta.actors.couriers.local import LocalCourier
 from estafeta.actors.couriers.pool import CourierPool
 from estafeta.actors.directory import Directory, DirectoryView
 from estafeta.actors.disk import DiskWriter
+from estafeta.actors.dns import DnsResolver, DnsView
 from estafeta.actors.enqueue import Enqueuer
 from estafeta.actors.item import ItemEnv, QueueItem
 from estafeta.actors.listener import Listener
@@ -163,6 +165,7 @@ def build_tree(
     )
     gauge = QueueGauge(cfg.max_queue_items, cfg.max_queue_bytes, slot=process, memfd=gauge_fd)
     directory = DirectoryView()
+    dns_view = DnsView()
     enqueuer = Enqueuer(store, tracer)
     item_env = ItemEnv(
         store=store,
@@ -298,6 +301,12 @@ def build_tree(
                 ]
                 if disk is not None
                 else []
+            ),
+            ChildSpec(
+                id="dns",
+                start=_registered("dns", lambda link, _a: DnsResolver.start(link, cfg, dns_view, tracer)),
+                restart="permanent",
+                shutdown=5.0,
             ),
             ChildSpec(
                 id="directory",

@@ -247,3 +247,23 @@ def _resolve_hosts(
     if temporary:
         return _fail(name, 451, "4.4.3", f"DNS lookup of the addresses of the MX hosts of {name} failed, will retry")
     return _fail(name, 550, "5.4.4", f"No MX host of {name} has an address")
+
+
+def plan_host(host: str, resolver: ResolverLike, *, context: Context | None = None, ipv6_first: bool = False) -> MxPlan:
+    """The addresses of one configured host (a smarthost, an LMTP server):
+    an IP address as is, else its A/AAAA records — never its MX. Every
+    failure is temporary (4.4.3): a smarthost that does not resolve is a
+    configuration or DNS problem, not a reason to bounce mail."""
+    try:
+        ip = str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        ip = ""
+    if ip:
+        return MxPlan(domain=host, hosts=(MxHost(host, 0, (ip,)),))
+    try:
+        addresses, canonical, _ = _addresses(_normalized(host), resolver, context, ipv6_first)
+    except ValueError as e:
+        return _fail(host, 451, "4.4.3", f"Bad host name {host!r}: {e}")
+    if not addresses:
+        return _fail(host, 451, "4.4.3", f"No address for {host}, will retry")
+    return MxPlan(domain=host, hosts=(MxHost(canonical or _normalized(host), 0, addresses),))

@@ -158,8 +158,11 @@ def _utf8_addr_decode(text: str, smtputf8: bool) -> str:
     return "".join(out)
 
 
-def _utf8_addr_encode(address: str, smtputf8: bool) -> str:
-    """The address as utf-8-addr-xtext (or -unitext with SMTPUTF8)."""
+def utf8_address_encode(address: str, *, smtputf8: bool = False) -> str:
+    """An address as RFC 6533 §3's utf-8-addr-xtext (ASCII only: "\\x{HEX}"
+    for non-ASCII characters and for "+", "=", "\\", space and controls),
+    or utf-8-addr-unitext with `smtputf8` (non-ASCII characters as they
+    are). For ORCPT and for a DSN's address fields."""
     out = []
     for c in address:
         o = ord(c)
@@ -192,7 +195,7 @@ def format_orcpt(orcpt: OriginalRecipient, *, smtputf8: bool = False) -> str:
     address; a non-ASCII one as "utf-8;" + utf-8-addr-xtext (unitext when
     the transaction is SMTPUTF8), RFC 6533 §3."""
     if orcpt.addr_type == "utf-8" or not orcpt.address.isascii():
-        return "utf-8;" + _utf8_addr_encode(orcpt.address, smtputf8)
+        return "utf-8;" + utf8_address_encode(orcpt.address, smtputf8=smtputf8)
     return f"{orcpt.addr_type};{xtext_encode(orcpt.address)}"
 
 

@@ -188,7 +188,6 @@ server:
     rundir: "{self.dir / "run"}"
     pidfile: "{self.dir / "run" / "knot.pid"}"
     listen: {self.host}@{self.port}
-    identity: "estafeta-test-{os.getpid()}-{id(self)}"
     udp-workers: 1
     tcp-workers: 1
     background-workers: 1

@@ -300,3 +300,18 @@ def test_dns_resolver_publishes_and_purges():
     finally:
         ref.stop()
         join(ref, 5)
+
+
+def test_failure_rcodes_from_dnspython_errors():
+    import dns.exception
+
+    timeout = dns.exception.Timeout()
+    assert dnsmod._failure_rcode([("a", False, 53, "REFUSED", None), ("b", False, 53, "SERVFAIL", None)]) == "SERVFAIL"
+    assert dnsmod._failure_rcode([("a", False, 53, "REFUSED", None), ("b", False, 53, timeout, None)]) == "REFUSED"
+    assert dnsmod._failure_rcode([("a", False, 53, "NOTIMP", None)]) == "NOTIMP"
+    assert (
+        dnsmod._failure_rcode([("a", False, 53, OSError(101, "unreachable"), None), ("b", False, 53, timeout, None)])
+        == "TIMEOUT"
+    )
+    assert dnsmod._failure_rcode([("a", False, 53, OSError(101, "unreachable"), None)]) == "UNREACHABLE"
+    assert dnsmod._failure_rcode(None) == "UNREACHABLE"
