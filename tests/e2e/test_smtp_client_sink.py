@@ -6,58 +6,24 @@ and as an LMTP server; the trace of an attempt."""
 from __future__ import annotations
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from client_attempts import MESSAGE, attempt, codes
 from peers.smtp_sink import free_port
 
-from estafeta.actors.couriers.smtp_client_io import ClientOptions, Timeouts, Transaction, deliver
+from estafeta.actors.couriers.smtp_client_io import Timeouts
 from estafeta.actors.smtp.client import Step, TlsPolicy
-from estafeta.actors.smtp.transaction import Envelope, Recipient
+from estafeta.actors.smtp.transaction import Recipient
 
 pytestmark = pytest.mark.slow
 
-MESSAGE = b"From: a@y.test\r\nSubject: test\r\n\r\nline one\r\n.starts with a dot\r\n..two dots\r\n.\r\nend\r\n"
+
+def to_sink(sink, tmp_path, *args, **kw):
+    """The result of one attempt at `sink` (see client_attempts.attempt)."""
+    return attempt(sink.address, sink.port, "sink.test", tmp_path, *args, **kw).result
 
 
-@pytest.fixture
-def tracing():
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("test")
-    with tracer.start_as_current_span("attempt") as span:
-        yield tracer, span, exporter
-    provider.shutdown()
-
-
-def attempt(sink, tracing, tmp_path, rcpts=("b1@x.test", "b2@x.test"), message=MESSAGE, **kw):
-    tracer, span, _ = tracing
-    body = tmp_path / "body"
-    body.write_bytes(message)
-    envelope = Envelope(
-        kw.pop("reverse_path", "a@y.test"),
-        tuple(r if isinstance(r, Recipient) else Recipient(r) for r in rcpts),
-        len(message),
-        **{k: kw.pop(k) for k in ("body", "smtputf8", "ret", "envid") if k in kw},
-    )
-    options = ClientOptions(
-        "client.test",
-        tls=kw.pop("tls", TlsPolicy.OPPORTUNISTIC),
-        lmtp=kw.pop("lmtp", False),
-        timeouts=kw.pop("timeouts", Timeouts(greeting=10, ehlo=10, mail=10, rcpt=10, data=10, final_dot=10, quit=5)),
-    )
-    assert not kw, kw
-    return deliver(sink.address, sink.port, "sink.test", Transaction(envelope, str(body)), options, span, tracer)
-
-
-def codes(result):
-    return [v.reply.code if v else None for v in result.recipients]
-
-
-def test_delivers_with_pipelining(smtp_sink_factory, tracing, tmp_path):
+def test_delivers_with_pipelining(smtp_sink_factory, tmp_path):
     sink = smtp_sink_factory()
-    r = attempt(sink, tracing, tmp_path)
+    r = to_sink(sink, tmp_path)
     assert codes(r) == [250, 250] and r.session_error is None
     assert not r.try_next and not r.unknown_after_dot and r.connections == 1 and r.tls is None
     assert r.extensions.pipelining and r.extensions.dsn
@@ -67,10 +33,10 @@ def test_delivers_with_pipelining(smtp_sink_factory, tracing, tmp_path):
     assert dump.message == MESSAGE.replace(b"\r\n", b"\n")  # dot-stuffed on the wire, unstuffed there
 
 
-def test_dsn_parameters_and_8bitmime_reach_the_server(smtp_sink_factory, tracing, tmp_path):
+def test_dsn_parameters_and_8bitmime_reach_the_server(smtp_sink_factory, tmp_path):
     sink = smtp_sink_factory()
     rcpts = (Recipient("b1@x.test", ("FAILURE", "DELAY"), "rfc822;orig+1@x.test"), Recipient("b2@x.test", ("NEVER",)))
-    r = attempt(sink, tracing, tmp_path, rcpts, ret="HDRS", envid="q1", body="8BITMIME")
+    r = to_sink(sink, tmp_path, rcpts, ret="HDRS", envid="q1", body="8BITMIME")
     assert codes(r) == [250, 250]
     [dump] = sink.wait_for(1)
     assert dump.mail_args == "<a@y.test> BODY=8BITMIME RET=HDRS ENVID=q1"
@@ -80,12 +46,12 @@ def test_dsn_parameters_and_8bitmime_reach_the_server(smtp_sink_factory, tracing
     ]
 
 
-def test_no_dsn_no_8bitmime(smtp_sink_factory, tracing, tmp_path):
+def test_no_dsn_no_8bitmime(smtp_sink_factory, tmp_path):
     sink = smtp_sink_factory(dsn=False, eightbitmime=False)
-    r = attempt(sink, tracing, tmp_path, (Recipient("b@x.test", ("NEVER",)),), ret="FULL")
+    r = to_sink(sink, tmp_path, (Recipient("b@x.test", ("NEVER",)),), ret="FULL")
     assert codes(r) == [250]
     assert sink.wait_for(1)[0].rcpt_args == ["<b@x.test>"]
-    r = attempt(sink, tracing, tmp_path, ("b@x.test",), body="8BITMIME")
+    r = to_sink(sink, tmp_path, ("b@x.test",), body="8BITMIME")
     assert r.recipients[0].reply.enhanced == "5.6.3" and not r.recipients[0].remote
     assert sink.count() == 1  # nothing more was sent
 
@@ -94,9 +60,9 @@ def test_no_dsn_no_8bitmime(smtp_sink_factory, tracing, tmp_path):
 @pytest.mark.parametrize(
     "command, step", [("MAIL", Step.MAIL), ("RCPT", Step.RCPT), ("DATA", Step.DATA), (".", Step.DOT)]
 )
-def test_refusal_at_each_command(smtp_sink_factory, tracing, tmp_path, option, code, command, step):
+def test_refusal_at_each_command(smtp_sink_factory, tmp_path, option, code, command, step):
     sink = smtp_sink_factory(**{option: [command]})
-    r = attempt(sink, tracing, tmp_path)
+    r = to_sink(sink, tmp_path)
     assert codes(r) == [code, code]
     assert all(v.step is step and v.remote for v in r.recipients)
     assert r.session_error is None and not r.try_next
@@ -104,9 +70,9 @@ def test_refusal_at_each_command(smtp_sink_factory, tracing, tmp_path, option, c
 
 
 @pytest.mark.parametrize("option", ["soft_reject", "hard_reject"])
-def test_refused_greeting_tries_next(smtp_sink_factory, tracing, tmp_path, option):
+def test_refused_greeting_tries_next(smtp_sink_factory, tmp_path, option):
     sink = smtp_sink_factory(**{option: ["CONNECT"]})
-    r = attempt(sink, tracing, tmp_path)
+    r = to_sink(sink, tmp_path)
     assert codes(r) == [None, None] and r.try_next
     assert r.session_error.step is Step.GREETING and r.session_error.remote
 
@@ -115,77 +81,81 @@ def test_refused_greeting_tries_next(smtp_sink_factory, tracing, tmp_path, optio
     "command, step",
     [("CONNECT", Step.GREETING), ("EHLO", Step.EHLO), ("MAIL", Step.MAIL), ("RCPT", Step.RCPT), ("DATA", Step.DATA)],
 )
-def test_hang_up_before_the_dot_tries_next(smtp_sink_factory, tracing, tmp_path, command, step):
+def test_hang_up_before_the_dot_tries_next(smtp_sink_factory, tmp_path, command, step):
     sink = smtp_sink_factory(hang_up=[command])
-    r = attempt(sink, tracing, tmp_path)
+    r = to_sink(sink, tmp_path)
     assert codes(r) == [None, None]
     assert r.try_next and not r.unknown_after_dot
     assert r.session_error.step is step and r.session_error.reply.enhanced == "4.4.2"
     assert sink.count() == 0
 
 
-def test_hang_up_after_the_dot_is_unknown(smtp_sink_factory, tracing, tmp_path):
+def test_hang_up_after_the_dot_is_unknown(smtp_sink_factory, tmp_path):
     sink = smtp_sink_factory(hang_up=["."])
-    r = attempt(sink, tracing, tmp_path)
+    r = to_sink(sink, tmp_path)
     assert r.unknown_after_dot and not r.try_next
     assert codes(r) == [None, None] and r.session_error.step is Step.DOT
     assert len(sink.wait_for(1)) == 1  # the server did get the message
 
 
-def test_421_ends_the_session(smtp_sink_factory, tracing, tmp_path):
+def test_421_ends_the_session(smtp_sink_factory, tmp_path):
     sink = smtp_sink_factory(reply_421=["RCPT"])
-    r = attempt(sink, tracing, tmp_path)
+    r = to_sink(sink, tmp_path)
     assert codes(r) == [None, None] and r.try_next
     assert r.session_error.reply.code == 421 and r.session_error.remote and r.session_error.step is Step.RCPT
 
 
-def test_timeout_waiting_for_a_reply(smtp_sink_factory, tracing, tmp_path):
+def test_timeout_waiting_for_a_reply(smtp_sink_factory, tmp_path):
     # (smtp-sink's -W answers pipelined commands out of order: no pipelining.)
     sink = smtp_sink_factory(delays={"RCPT": 3}, pipelining=False)
-    r = attempt(sink, tracing, tmp_path, timeouts=Timeouts(rcpt=0.5))
+    r = to_sink(sink, tmp_path, timeouts=Timeouts(rcpt=0.5))
     assert r.try_next and r.session_error.step is Step.RCPT
     assert "timeout after 0.5 s" in r.session_error.reply.text
 
 
-def test_connection_refused(tracing, tmp_path):
-    class Nobody:
-        address, port = "127.0.0.1", free_port()
-
-    r = attempt(Nobody, tracing, tmp_path)
+def test_connection_refused(tmp_path):
+    r = attempt("127.0.0.1", free_port(), "nobody.test", tmp_path).result
     assert r.try_next and r.session_error.reply.enhanced == "4.4.1" and r.session_error.step is None
     assert "Connection refused" in r.session_error.reply.text and r.extensions is None
 
 
-def test_without_pipelining(smtp_sink_factory, tracing, tmp_path):
+def test_without_pipelining(smtp_sink_factory, tmp_path):
     sink = smtp_sink_factory(pipelining=False)
-    r = attempt(sink, tracing, tmp_path)
+    r = to_sink(sink, tmp_path)
     assert codes(r) == [250, 250] and not r.extensions.pipelining
     assert sink.wait_for(1)[0].rcpt_args == ["<b1@x.test>", "<b2@x.test>"]
 
 
-def test_lmtp_per_recipient_replies(smtp_sink_factory, tracing, tmp_path):
+def test_lmtp_per_recipient_replies(smtp_sink_factory, tmp_path):
     sink = smtp_sink_factory(lmtp=True)
-    r = attempt(sink, tracing, tmp_path, ("u1@x.test", "u2@x.test", "u3@x.test"), lmtp=True, tls=TlsPolicy.NONE)
-    assert codes(r) == [250, 250, 250]
-    assert all(v.step is Step.DOT for v in r.recipients)
-    dots = [e for s in tracing[2].get_finished_spans() for e in s.events if e.attributes.get("smtp.command") == "."]
+    a = attempt(
+        sink.address,
+        sink.port,
+        "sink.test",
+        tmp_path,
+        ("u1@x.test", "u2@x.test", "u3@x.test"),
+        lmtp=True,
+        tls=TlsPolicy.NONE,
+    )
+    assert codes(a.result) == [250, 250, 250]
+    assert all(v.step is Step.DOT for v in a.result.recipients)
+    dots = [e for e in a.events("smtp.command") if e.attributes["smtp.command"] == "."]
     assert [e.attributes["estafeta.recipient"] for e in dots] == ["u1@x.test", "u2@x.test", "u3@x.test"]
 
 
-def test_large_message_in_chunks(smtp_sink_factory, tracing, tmp_path):
+def test_large_message_in_chunks(smtp_sink_factory, tmp_path):
     sink = smtp_sink_factory()
     line = b".a dotted line of text that goes on for a while, to be stuffed on the wire\r\n"
     message = b"Subject: big\r\n\r\n" + line * 20000  # ~1.5 MB: several chunks
-    r = attempt(sink, tracing, tmp_path, ("b@x.test",), message=message)
+    r = to_sink(sink, tmp_path, ("b@x.test",), message=message)
     assert codes(r) == [250]
     assert sink.wait_for(1)[0].message == message.replace(b"\r\n", b"\n")
 
 
-def test_the_trace_of_an_attempt(smtp_sink_factory, tracing, tmp_path):
+def test_the_trace_of_an_attempt(smtp_sink_factory, tmp_path):
     sink = smtp_sink_factory(hard_reject=["RCPT"])
-    attempt(sink, tracing, tmp_path, ("b1@x.test",))
-    spans = {s.name: s for s in tracing[2].get_finished_spans()}
-    conn = spans["smtp.connect"]
+    a = attempt(sink.address, sink.port, "sink.test", tmp_path, ("b1@x.test",))
+    [conn] = a.spans("smtp.connect")
     assert conn.attributes["server.address"] == "sink.test"
     assert conn.attributes["network.peer.address"] == "127.0.0.1"
     assert conn.attributes["network.peer.port"] == sink.port
