@@ -372,18 +372,24 @@ class _Connection:
                 cspan.set_status(Status(StatusCode.ERROR, str(err)))
 
     def _connect(self) -> socket.socket:
+        """A connected socket: unix for a path, else TCP to the IP address
+        (no name lookup: gevent's create_connection would ask its resolver
+        in a thread even for a literal)."""
         timeout = self.options.timeouts.connect
         if self.address.startswith("/"):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.settimeout(timeout)
-                sock.connect(self.address)
-            except BaseException:
-                sock.close()
-                raise
-            return sock
-        sock = socket.create_connection((self.address, self.port), timeout=timeout)
-        sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
+            family, target = socket.AF_UNIX, self.address
+        else:
+            family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
+            target = (self.address, self.port)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(target)
+            if family != socket.AF_UNIX:
+                sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
+        except BaseException:
+            sock.close()
+            raise
         return sock
 
     def _converse(self, cspan: trace.Span) -> None:
@@ -428,6 +434,12 @@ class _Connection:
         ctx = self.options.tls_context(verify)
         timeout = self.options.timeouts.starttls
         with self.tracer.start_span("smtp.starttls", trace.set_span_in_context(cspan), SpanKind.CLIENT) as tspan:
+            if self.options.tls is TlsPolicy.VERIFY and not verify:
+                reason = "no host name to verify the certificate against"
+                self.tls_failure = ("verify", reason)
+                tspan.set_status(Status(StatusCode.ERROR, reason))
+                self.client.tls_failed(reason)
+                return
             try:
                 self.sock.settimeout(timeout)
                 tls = ctx.wrap_socket(self.sock, server_hostname=self.host_name or None)

@@ -619,3 +619,54 @@ def test_dot_stuffing_any_chunking_roundtrips(parts, data):
     assert body.find(b"\r\n.\r\n") == len(body) - 5
     expected = message if message.endswith(b"\r\n") or not message else message + b"\r\n"
     assert unstuff(wire[:-3]) == expected
+
+
+_LINES = [
+    b"220 mx\r\n", b"250 ok\r\n", b"250-mx\r\n", b"250 PIPELINING\r\n", b"250-STARTTLS\r\n", b"250 AUTH PLAIN\r\n",
+    b"354 go\r\n", b"334 VXNlcm5hbWU6\r\n", b"235 2.7.0 ok\r\n", b"421 4.3.2 bye\r\n", b"450 4.2.1 later\r\n",
+    b"550 5.1.1 no\r\n", b"500 what\r\n", b"garbage\r\n", b"221 bye\r\n",
+]  # fmt: skip
+
+
+@given(
+    st.lists(st.sampled_from(_LINES), max_size=25),
+    st.integers(1, 40),
+    st.sampled_from(list(TlsPolicy)),
+    st.booleans(),
+    st.booleans(),
+)
+def test_any_server_ends_in_a_consistent_outcome(lines, cut, policy, lmtp, eof):
+    """Whatever a server says, in any chunking, the client never raises,
+    and once CLOSED every recipient has a verdict or the session error
+    covers it."""
+    c = SmtpClient(
+        ClientParams("c.test", lmtp=lmtp, tls=policy, credentials=Credentials("u", "p")),
+        env("b1@x.test", "b2@x.test"),
+    )
+    wire = b"".join(lines)
+    chunks = [wire[i : i + cut] for i in range(0, len(wire), cut)]
+    state = None
+    for chunk in [*chunks, None]:
+        if chunk is None:
+            if not eof:
+                break
+            c.receive_eof()
+        else:
+            c.receive_data(chunk)
+        while True:
+            state = c.next_event()
+            if state is NEED_DATA or state is CLOSED:
+                c.data_to_send()
+                break
+            if isinstance(state, StartTls):
+                c.tls_started()
+            elif isinstance(state, SendContent):
+                c.send_content(MESSAGE)
+                c.end_content()
+        if state is CLOSED:
+            break
+    if state is CLOSED:
+        assert c.session_error is not None or None not in c.verdicts
+        assert not c.unknown_after_dot or c.dot_sent
+    if eof:
+        assert state is CLOSED
