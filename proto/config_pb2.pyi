@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Config(_message.Message):
-    __slots__ = ("hostname", "data_dir", "smtp_address", "max_data_size_bytes", "max_recipients", "local_domain", "max_queue_items", "max_queue_bytes", "chaos", "max_connections", "idle_timeout_seconds", "data_timeout_seconds", "max_errors", "shutdown_timeout_seconds", "tracing", "retry", "local_delivery_concurrency", "quarantine_after_crashes", "log_level", "processes", "queue_sweep_seconds")
+    __slots__ = ("hostname", "data_dir", "smtp_address", "max_data_size_bytes", "max_recipients", "local_domain", "max_queue_items", "max_queue_bytes", "chaos", "max_connections", "idle_timeout_seconds", "data_timeout_seconds", "max_errors", "shutdown_timeout_seconds", "tracing", "retry", "local_delivery_concurrency", "quarantine_after_crashes", "log_level", "processes", "queue_sweep_seconds", "resolver", "dns", "relay_network", "remote_smtp_port", "transport", "route", "outbound", "dsn")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     DATA_DIR_FIELD_NUMBER: _ClassVar[int]
     SMTP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,14 @@ class Config(_message.Message):
     LOG_LEVEL_FIELD_NUMBER: _ClassVar[int]
     PROCESSES_FIELD_NUMBER: _ClassVar[int]
     QUEUE_SWEEP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RESOLVER_FIELD_NUMBER: _ClassVar[int]
+    DNS_FIELD_NUMBER: _ClassVar[int]
+    RELAY_NETWORK_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_SMTP_PORT_FIELD_NUMBER: _ClassVar[int]
+    TRANSPORT_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    OUTBOUND_FIELD_NUMBER: _ClassVar[int]
+    DSN_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     data_dir: str
     smtp_address: _containers.RepeatedScalarFieldContainer[str]
@@ -50,7 +58,107 @@ class Config(_message.Message):
     log_level: str
     processes: int
     queue_sweep_seconds: float
-    def __init__(self, hostname: _Optional[str] = ..., data_dir: _Optional[str] = ..., smtp_address: _Optional[_Iterable[str]] = ..., max_data_size_bytes: _Optional[int] = ..., max_recipients: _Optional[int] = ..., local_domain: _Optional[_Iterable[_Union[LocalDomain, _Mapping]]] = ..., max_queue_items: _Optional[int] = ..., max_queue_bytes: _Optional[int] = ..., chaos: _Optional[_Union[Chaos, _Mapping]] = ..., max_connections: _Optional[int] = ..., idle_timeout_seconds: _Optional[float] = ..., data_timeout_seconds: _Optional[float] = ..., max_errors: _Optional[int] = ..., shutdown_timeout_seconds: _Optional[float] = ..., tracing: _Optional[_Union[Tracing, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., local_delivery_concurrency: _Optional[int] = ..., quarantine_after_crashes: _Optional[int] = ..., log_level: _Optional[str] = ..., processes: _Optional[int] = ..., queue_sweep_seconds: _Optional[float] = ...) -> None: ...
+    resolver: _containers.RepeatedScalarFieldContainer[str]
+    dns: Dns
+    relay_network: _containers.RepeatedScalarFieldContainer[str]
+    remote_smtp_port: int
+    transport: _containers.RepeatedCompositeFieldContainer[Transport]
+    route: _containers.RepeatedCompositeFieldContainer[RouteRule]
+    outbound: Outbound
+    dsn: Dsn
+    def __init__(self, hostname: _Optional[str] = ..., data_dir: _Optional[str] = ..., smtp_address: _Optional[_Iterable[str]] = ..., max_data_size_bytes: _Optional[int] = ..., max_recipients: _Optional[int] = ..., local_domain: _Optional[_Iterable[_Union[LocalDomain, _Mapping]]] = ..., max_queue_items: _Optional[int] = ..., max_queue_bytes: _Optional[int] = ..., chaos: _Optional[_Union[Chaos, _Mapping]] = ..., max_connections: _Optional[int] = ..., idle_timeout_seconds: _Optional[float] = ..., data_timeout_seconds: _Optional[float] = ..., max_errors: _Optional[int] = ..., shutdown_timeout_seconds: _Optional[float] = ..., tracing: _Optional[_Union[Tracing, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., local_delivery_concurrency: _Optional[int] = ..., quarantine_after_crashes: _Optional[int] = ..., log_level: _Optional[str] = ..., processes: _Optional[int] = ..., queue_sweep_seconds: _Optional[float] = ..., resolver: _Optional[_Iterable[str]] = ..., dns: _Optional[_Union[Dns, _Mapping]] = ..., relay_network: _Optional[_Iterable[str]] = ..., remote_smtp_port: _Optional[int] = ..., transport: _Optional[_Iterable[_Union[Transport, _Mapping]]] = ..., route: _Optional[_Iterable[_Union[RouteRule, _Mapping]]] = ..., outbound: _Optional[_Union[Outbound, _Mapping]] = ..., dsn: _Optional[_Union[Dsn, _Mapping]] = ...) -> None: ...
+
+class Transport(_message.Message):
+    __slots__ = ("name", "smarthost", "lmtp", "mda")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SMARTHOST_FIELD_NUMBER: _ClassVar[int]
+    LMTP_FIELD_NUMBER: _ClassVar[int]
+    MDA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    smarthost: Smarthost
+    lmtp: LmtpTransport
+    mda: MdaTransport
+    def __init__(self, name: _Optional[str] = ..., smarthost: _Optional[_Union[Smarthost, _Mapping]] = ..., lmtp: _Optional[_Union[LmtpTransport, _Mapping]] = ..., mda: _Optional[_Union[MdaTransport, _Mapping]] = ...) -> None: ...
+
+class Smarthost(_message.Message):
+    __slots__ = ("address", "require_tls", "auth_username", "auth_password_file")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_TLS_FIELD_NUMBER: _ClassVar[int]
+    AUTH_USERNAME_FIELD_NUMBER: _ClassVar[int]
+    AUTH_PASSWORD_FILE_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    require_tls: bool
+    auth_username: str
+    auth_password_file: str
+    def __init__(self, address: _Optional[str] = ..., require_tls: _Optional[bool] = ..., auth_username: _Optional[str] = ..., auth_password_file: _Optional[str] = ...) -> None: ...
+
+class LmtpTransport(_message.Message):
+    __slots__ = ("address",)
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    def __init__(self, address: _Optional[str] = ...) -> None: ...
+
+class MdaTransport(_message.Message):
+    __slots__ = ("command", "timeout_seconds")
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    command: _containers.RepeatedScalarFieldContainer[str]
+    timeout_seconds: float
+    def __init__(self, command: _Optional[_Iterable[str]] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class RouteRule(_message.Message):
+    __slots__ = ("domain", "transport")
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    TRANSPORT_FIELD_NUMBER: _ClassVar[int]
+    domain: str
+    transport: str
+    def __init__(self, domain: _Optional[str] = ..., transport: _Optional[str] = ...) -> None: ...
+
+class Outbound(_message.Message):
+    __slots__ = ("max_connections", "max_connections_per_destination", "max_recipients_per_transaction", "timeouts", "ca_file", "lmtp_concurrency", "mda_concurrency")
+    MAX_CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONNECTIONS_PER_DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    MAX_RECIPIENTS_PER_TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUTS_FIELD_NUMBER: _ClassVar[int]
+    CA_FILE_FIELD_NUMBER: _ClassVar[int]
+    LMTP_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    MDA_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    max_connections: int
+    max_connections_per_destination: int
+    max_recipients_per_transaction: int
+    timeouts: ClientTimeouts
+    ca_file: str
+    lmtp_concurrency: int
+    mda_concurrency: int
+    def __init__(self, max_connections: _Optional[int] = ..., max_connections_per_destination: _Optional[int] = ..., max_recipients_per_transaction: _Optional[int] = ..., timeouts: _Optional[_Union[ClientTimeouts, _Mapping]] = ..., ca_file: _Optional[str] = ..., lmtp_concurrency: _Optional[int] = ..., mda_concurrency: _Optional[int] = ...) -> None: ...
+
+class ClientTimeouts(_message.Message):
+    __slots__ = ("connect_seconds", "greeting_seconds", "ehlo_seconds", "mail_seconds", "rcpt_seconds", "data_seconds", "data_block_seconds", "data_done_seconds")
+    CONNECT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    GREETING_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EHLO_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAIL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RCPT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DATA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DATA_BLOCK_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DATA_DONE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    connect_seconds: float
+    greeting_seconds: float
+    ehlo_seconds: float
+    mail_seconds: float
+    rcpt_seconds: float
+    data_seconds: float
+    data_block_seconds: float
+    data_done_seconds: float
+    def __init__(self, connect_seconds: _Optional[float] = ..., greeting_seconds: _Optional[float] = ..., ehlo_seconds: _Optional[float] = ..., mail_seconds: _Optional[float] = ..., rcpt_seconds: _Optional[float] = ..., data_seconds: _Optional[float] = ..., data_block_seconds: _Optional[float] = ..., data_done_seconds: _Optional[float] = ...) -> None: ...
+
+class Dsn(_message.Message):
+    __slots__ = ("max_full_message_bytes", "postmaster")
+    MAX_FULL_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    POSTMASTER_FIELD_NUMBER: _ClassVar[int]
+    max_full_message_bytes: int
+    postmaster: str
+    def __init__(self, max_full_message_bytes: _Optional[int] = ..., postmaster: _Optional[str] = ...) -> None: ...
 
 class LocalDomain(_message.Message):
     __slots__ = ("name", "user")
@@ -91,11 +199,31 @@ class Tracing(_message.Message):
     def __init__(self, enabled: _Optional[bool] = ..., retention_seconds: _Optional[float] = ..., max_store_bytes: _Optional[int] = ..., otlp_endpoint: _Optional[str] = ..., max_buffered_spans: _Optional[int] = ..., flush_interval_seconds: _Optional[float] = ...) -> None: ...
 
 class Retry(_message.Message):
-    __slots__ = ("initial_seconds", "max_seconds", "give_up_after_seconds")
+    __slots__ = ("initial_seconds", "max_seconds", "give_up_after_seconds", "delay_warning_seconds")
     INITIAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
     GIVE_UP_AFTER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DELAY_WARNING_SECONDS_FIELD_NUMBER: _ClassVar[int]
     initial_seconds: float
     max_seconds: float
     give_up_after_seconds: float
-    def __init__(self, initial_seconds: _Optional[float] = ..., max_seconds: _Optional[float] = ..., give_up_after_seconds: _Optional[float] = ...) -> None: ...
+    delay_warning_seconds: float
+    def __init__(self, initial_seconds: _Optional[float] = ..., max_seconds: _Optional[float] = ..., give_up_after_seconds: _Optional[float] = ..., delay_warning_seconds: _Optional[float] = ...) -> None: ...
+
+class Dns(_message.Message):
+    __slots__ = ("timeout_seconds", "attempts", "cache_size", "max_ttl_seconds", "max_negative_ttl_seconds", "failure_ttl_seconds", "purge_interval_seconds")
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_NEGATIVE_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PURGE_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    timeout_seconds: float
+    attempts: int
+    cache_size: int
+    max_ttl_seconds: float
+    max_negative_ttl_seconds: float
+    failure_ttl_seconds: float
+    purge_interval_seconds: float
+    def __init__(self, timeout_seconds: _Optional[float] = ..., attempts: _Optional[int] = ..., cache_size: _Optional[int] = ..., max_ttl_seconds: _Optional[float] = ..., max_negative_ttl_seconds: _Optional[float] = ..., failure_ttl_seconds: _Optional[float] = ..., purge_interval_seconds: _Optional[float] = ...) -> None: ...

@@ -5,9 +5,10 @@
     │   └── process.I        ServingProcess: serving process I, this
     │                        same tree in a child OS process  permanent
     ├── disk                 DiskWriter: the disk worker process  permanent
+    ├── dns                  DnsResolver: the caching resolver    permanent
     ├── directory            Directory                      permanent
     ├── couriers (one_for_one, 1000 / 10 s)
-    │   └── courier.local.N  LocalCourier x local_delivery_concurrency  permanent
+    │   └── courier.maildir.N  LocalCourier x local_delivery_concurrency  permanent
     ├── queue (rest_for_one, 5 / 30 s)
     │   ├── manager          QueueManager                   permanent
     │   └── items (simple_one_for_one, 10000 / 10 s)
@@ -39,14 +40,20 @@ from its first message) and flushed after it stops.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from opentelemetry import trace
 
 from estafeta.actors import smtp
+from estafeta.actors.bounces import Bouncer
+from estafeta.actors.couriers import courier_name, router
 from estafeta.actors.couriers.local import LocalCourier
+from estafeta.actors.couriers.pool import CourierPool
 from estafeta.actors.directory import Directory, DirectoryView
 from estafeta.actors.disk import DiskWriter
+from estafeta.actors.dns import DnsResolver, DnsView
+from estafeta.actors.enqueue import Enqueuer
 from estafeta.actors.item import ItemEnv, QueueItem
 from estafeta.actors.listener import Listener
 from estafeta.actors.queue import QueueGauge, QueueManager
@@ -93,6 +100,18 @@ def _supervisor(spec: SupervisorSpec, register_as: str | None = None) -> ChildSp
     )
 
 
+#: Seconds an item waits for a local courier's answer before deferring.
+COURIER_TIMEOUT = 120.0
+
+
+def postmaster_address(cfg: config_pb2.Config) -> str:
+    """Who gets double bounces: Config.dsn.postmaster, else postmaster at
+    the first local domain (RFC 5321 §4.5.1)."""
+    if cfg.dsn.postmaster:
+        return cfg.dsn.postmaster
+    return f"postmaster@{cfg.local_domain[0].name}" if cfg.local_domain else "postmaster"
+
+
 def listener_names(cfg: config_pb2.Config) -> list[tuple[str, str]]:
     """(listener name, address) pairs: "smtp" for one address, else "smtp.<addr>"."""
     addrs = list(cfg.smtp_address)
@@ -121,7 +140,7 @@ def build_tree(
     the memfd `gauge_fd`; process 0, the daemon's own, also starts the
     others first (supervisor/processes.py)."""
     n = max(1, processes)
-    n_couriers = max(1, cfg.local_delivery_concurrency)
+    n_local = max(1, cfg.local_delivery_concurrency)
     couriers = SupervisorSpec(
         name="couriers",
         strategy="one_for_one",
@@ -133,25 +152,33 @@ def build_tree(
         backoff_max=1.0,
         children=[
             ChildSpec(
-                id=f"courier.local.{i}",
+                id=courier_name(router.MAILDIR, i),
                 start=_registered(
-                    f"courier.local.{i}",
-                    lambda link, _a: LocalCourier.start(link, paths.mail_dir, cfg.hostname, tracer, disk),
+                    courier_name(router.MAILDIR, i),
+                    lambda link, _a: LocalCourier.start(link, paths.mail_dir, cfg.hostname, tracer, store),
                 ),
                 restart="permanent",
                 shutdown=10.0,
             )
-            for i in range(n_couriers)
+            for i in range(n_local)
         ],
     )
     gauge = QueueGauge(cfg.max_queue_items, cfg.max_queue_bytes, slot=process, memfd=gauge_fd)
     directory = DirectoryView()
+    dns_view = DnsView()
+    enqueuer = Enqueuer(store, tracer)
     item_env = ItemEnv(
         store=store,
         tracer=tracer,
         retry=cfg.retry,
         quarantine_after=cfg.quarantine_after_crashes,
-        couriers=n_couriers,
+        couriers=CourierPool(
+            sizes={router.MAILDIR: n_local},
+            per_destination=max(1, cfg.outbound.max_connections_per_destination // n),
+            timeouts={router.MAILDIR: COURIER_TIMEOUT},
+        ),
+        routes=router.RouteTable(cfg),
+        bouncer=Bouncer(enqueuer, directory, cfg.hostname, cfg.dsn, postmaster_address(cfg)),
     )
     queue = SupervisorSpec(
         name="queue",
@@ -200,13 +227,14 @@ def build_tree(
         params=params,
         idle_timeout=cfg.idle_timeout_seconds,
         data_timeout=cfg.data_timeout_seconds,
-        store=store,
+        enqueuer=enqueuer,
         tracer=tracer,
         slots=slots,
         # Ticks of at most a quarter of the shorter timeout (1 s at most).
         watch=IdleWatch(tick=max(0.01, min(1.0, cfg.idle_timeout_seconds / 4, cfg.data_timeout_seconds / 4))),
         gauge=gauge,
         directory=directory,
+        relay_networks=tuple(ipaddress.ip_network(net, strict=False) for net in cfg.relay_network),
     )
 
     def start_session(link, args: messages_pb2.StartSession):
@@ -273,6 +301,12 @@ def build_tree(
                 ]
                 if disk is not None
                 else []
+            ),
+            ChildSpec(
+                id="dns",
+                start=_registered("dns", lambda link, _a: DnsResolver.start(link, cfg, dns_view, tracer)),
+                restart="permanent",
+                shutdown=5.0,
             ),
             ChildSpec(
                 id="directory",

@@ -10,6 +10,7 @@ and its default). Errors never surface as tracebacks: every problem is a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -58,6 +59,18 @@ def parse_listen_address(text: str) -> ListenAddress:
     if not 0 < port < 65536:
         raise ValueError(f'"{text}": port {port} is out of range 1-65535')
     return ListenAddress(host, port)
+
+
+def parse_resolver_address(text: str) -> ListenAddress:
+    """Parse one Config.resolver entry: "127.0.0.1:53" or "[::1]:53" (the
+    host must be an IP address: a resolver's name would need a resolver).
+    Raises ValueError with a readable reason."""
+    addr = parse_listen_address(text)
+    try:
+        ipaddress.ip_address(addr.host)
+    except ValueError:
+        raise ValueError(f'"{text}": the host must be an IP address, not "{addr.host}"') from None
+    return addr
 
 
 def normalize_domain(name: str) -> str:
@@ -167,10 +180,33 @@ def _check(cfg: config_pb2.Config, where: str, text: str) -> None:
     for name, value in positive.items():
         if value <= 0:
             fail(name, None, f"must be greater than 0, not {value}")
+    _check_dns(cfg, fail)
     if cfg.log_level.lower() not in ("debug", "info", "warning", "error"):
         fail("log_level", cfg.log_level, f'"{cfg.log_level}" is not one of debug, info, warning, error')
     if cfg.processes > MAX_PROCESSES:
         fail("processes", None, f"{cfg.processes} is more than {MAX_PROCESSES}")
+
+
+def _check_dns(cfg: config_pb2.Config, fail) -> None:
+    """Config.resolver and Config.dns (actors/dns.py)."""
+    for addr in cfg.resolver:
+        try:
+            parse_resolver_address(addr)
+        except ValueError as e:
+            fail("resolver", addr, str(e))
+    d = cfg.dns
+    if d.timeout_seconds <= 0:
+        fail("timeout_seconds", None, f"must be greater than 0, not {d.timeout_seconds}")
+    if d.attempts < 1:
+        fail("attempts", None, "must be at least 1")
+    for name in ("max_ttl_seconds", "max_negative_ttl_seconds"):
+        if getattr(d, name) < 0:
+            fail(name, None, f"must not be negative, not {getattr(d, name)}")
+    if d.purge_interval_seconds <= 0:
+        fail("purge_interval_seconds", None, f"must be greater than 0, not {d.purge_interval_seconds}")
+    # RFC 9520 §3.2: a resolution failure is cached at most 5 minutes.
+    if not 0 <= d.failure_ttl_seconds <= 300:
+        fail("failure_ttl_seconds", None, f"must be between 0 and 300, not {d.failure_ttl_seconds}")
 
 
 #: Most serving processes (Config.processes): a queue id names its process

@@ -111,7 +111,6 @@ def cmd_show(store: QueueStore, queue_id: str, out=sys.stdout) -> int:
     print(f"# header of {store.body_path(queue_id)}", file=out)
     try:
         with open(store.body_path(queue_id), "rb") as f:
-            f.seek(item.delivery_headers_size)  # the delivery headers queued in front
             head = f.read(256 * 1024)
     except FileNotFoundError:
         print("(body file missing)", file=out)
