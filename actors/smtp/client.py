@@ -67,7 +67,7 @@ from estafeta.actors.smtp.clientevents import (
 from estafeta.actors.smtp.clientreplies import Extensions, ReplyError, ReplyReader
 from estafeta.actors.smtp.events import CLOSED, NEED_DATA, Event, ProtocolUsageError
 from estafeta.actors.smtp.replies import Reply
-from estafeta.actors.smtp.transaction import DotStuffer, Envelope, mail_command, rcpt_command, refusal
+from estafeta.actors.smtp.transaction import DotStuffer, Envelope, mail_command, rcpt_command, refusal, uses_smtputf8
 
 
 class _Phase(enum.Enum):
@@ -115,6 +115,7 @@ class SmtpClient:
         self._helo_tried = False
         self._auth = ""  # SASL exchange state: plain, user, pass, done, cancel
         self._pipelined = False
+        self._utf8 = False  # MAIL carried SMTPUTF8
         self._mail_failed = False
         self._next_rcpt = 0
         self._accepted: list[int] = []  # recipients accepted at RCPT, in order
@@ -426,14 +427,16 @@ class SmtpClient:
             self._quit()
             return
         self._send(Step.MAIL, mail_command(env, ext))
+        self._utf8 = uses_smtputf8(env, ext)
         self._pipelined = ext.pipelining
         if self._pipelined:  # RFC 2920 §3.1: DATA ends the group
-            for i, rcpt in enumerate(env.recipients):
-                self._send(Step.RCPT, rcpt_command(rcpt, ext), i)
+            for i in range(len(env.recipients)):
+                self._send_rcpt(i)
             self._send(Step.DATA, "DATA")
 
     def _send_rcpt(self, i: int) -> None:
-        self._send(Step.RCPT, rcpt_command(self.envelope.recipients[i], self.extensions), i)
+        rcpt = self.envelope.recipients[i]
+        self._send(Step.RCPT, rcpt_command(rcpt, self.extensions, smtputf8=self._utf8), i)
 
     def _on_mail(self, reply: Reply) -> None:
         if reply.code // 100 == 2:

@@ -17,9 +17,16 @@ import re
 from dataclasses import dataclass
 
 from estafeta.actors.smtp.clientreplies import Extensions
+from estafeta.actors.smtp.dsnparams import (
+    MailDsn,
+    OriginalRecipient,
+    RcptDsn,
+    format_mail_dsn,
+    format_notify,
+    format_rcpt_dsn,
+)
 from estafeta.actors.smtp.replies import Reply
 
-_NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
 # C0 controls, SP and DEL never belong in an address or a parameter we send
 # (a CR or LF would inject a command); quoted local parts keep their quotes,
 # and a quoted space is the one exception (RFC 5321 §4.1.2 qtextSMTP).
@@ -44,11 +51,18 @@ class Recipient:
     def __post_init__(self):
         if not self.address or _CONTROL.search(self.address):
             raise ValueError(f"bad recipient address {self.address!r}")
-        n = tuple(v.upper() for v in self.notify)
-        if n and n != ("NEVER",) and not set(n) <= _NOTIFY:
-            raise ValueError(f"NOTIFY must be NEVER or a subset of SUCCESS,FAILURE,DELAY: {self.notify!r}")
+        if self.notify:
+            format_notify(self.notify)  # ValueError unless NEVER or some of SUCCESS, FAILURE, DELAY
         if self.orcpt and (";" not in self.orcpt or _CONTROL.search(self.orcpt)):
             raise ValueError(f"ORCPT must be 'addr-type;address': {self.orcpt!r}")
+
+    def dsn(self) -> RcptDsn:
+        """The DSN parameters as actors/smtp/dsnparams.py has them."""
+        orcpt = None
+        if self.orcpt:
+            kind, _, address = self.orcpt.partition(";")
+            orcpt = OriginalRecipient(kind.lower(), address)
+        return RcptDsn(frozenset(v.upper() for v in self.notify) or None, orcpt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,67 +144,37 @@ def refusal(env: Envelope, ext: Extensions, peer: str, headers_non_ascii: bool) 
 
 
 # ---------------------------------------------------------------- commands
-def xtext(value: str) -> str:
-    """RFC 3461 §4: xtext, "+" and "=" and every octet outside "!".."~"
-    as "+HH" (upper-case hex of the UTF-8 octets).
-
-    Minimal private encoder: actors/smtp/dsnparams.py (another branch)
-    will own xtext; replace this with it once it is on main."""
-    out = []
-    for b in value.encode("utf-8"):
-        if 0x21 <= b <= 0x7E and b not in (0x2B, 0x3D):
-            out.append(chr(b))
-        else:
-            out.append(f"+{b:02X}")
-    return "".join(out)
-
-
-def _utf8_addr_xtext(address: str) -> str:
-    """RFC 6533 §3 utf-8-addr-xtext: QCHAR as is, anything else (non-ASCII,
-    "+", "=", "\\", controls, space) as "\\x{HEX}" of its code point."""
-    return "".join(c if "\x21" <= c <= "\x7e" and c not in "+=\\" else f"\\x{{{ord(c):02X}}}" for c in address)
-
-
-def orcpt_param(orcpt: str) -> str:
-    """ORCPT's value on the wire (RFC 3461 §4.2): "rfc822;" + xtext, or for
-    a non-ASCII address (or addr-type "utf-8") "utf-8;" + utf-8-addr-xtext
-    (RFC 6533 §3, safe whether or not the server offers SMTPUTF8)."""
-    kind, _, address = orcpt.partition(";")
-    if kind.lower() == "utf-8" or not address.isascii():
-        return "utf-8;" + _utf8_addr_xtext(address)
-    return f"{kind};{xtext(address)}"
+def uses_smtputf8(env: Envelope, ext: Extensions) -> bool:
+    """MAIL carries SMTPUTF8 (RFC 6531 §3.4): the server offers it and the
+    transaction asked for it or needs it."""
+    return ext.smtputf8 and (env.smtputf8 or env.non_ascii_addresses)
 
 
 def mail_command(env: Envelope, ext: Extensions) -> str:
     """The MAIL line (no CRLF), RFC 5321 §4.1.1.2, with SIZE= (RFC 1870)
     when SIZE is offered, BODY= (RFC 6152) as received when 8BITMIME is
-    offered, SMTPUTF8 (RFC 6531) when offered and the transaction asked for
-    or needs it, RET= and ENVID= (RFC 3461 §4.3-4.4) only when DSN is
-    offered. Call refusal() first."""
+    offered, SMTPUTF8 (RFC 6531) per uses_smtputf8(), RET= and ENVID=
+    (RFC 3461 §4.3-4.4, written by actors/smtp/dsnparams.py) only when DSN
+    is offered. Call refusal() first."""
     parts = [f"MAIL FROM:<{env.reverse_path}>"]
     if ext.size is not None:
         parts.append(f"SIZE={env.size}")
     if env.body and ext.eightbitmime:
         parts.append(f"BODY={env.body}")
-    if ext.smtputf8 and (env.smtputf8 or env.non_ascii_addresses):
+    if uses_smtputf8(env, ext):
         parts.append("SMTPUTF8")
     if ext.dsn:
-        if env.ret:
-            parts.append(f"RET={env.ret}")
-        if env.envid:
-            parts.append(f"ENVID={xtext(env.envid)}")
+        parts += format_mail_dsn(MailDsn(env.ret or None, env.envid or None))
     return " ".join(parts)
 
 
-def rcpt_command(rcpt: Recipient, ext: Extensions) -> str:
+def rcpt_command(rcpt: Recipient, ext: Extensions, *, smtputf8: bool = False) -> str:
     """The RCPT line (no CRLF), RFC 5321 §4.1.1.3, with NOTIFY= and ORCPT=
-    (RFC 3461 §4.1-4.2) only when the server offers DSN."""
+    (RFC 3461 §4.1-4.2; a non-ASCII ORCPT as RFC 6533 "utf-8", raw UTF-8 only
+    when the transaction is `smtputf8`) only when the server offers DSN."""
     line = f"RCPT TO:<{rcpt.address}>"
-    if ext.dsn:
-        if rcpt.notify:
-            line += " NOTIFY=" + ",".join(v.upper() for v in rcpt.notify)
-        if rcpt.orcpt:
-            line += " ORCPT=" + orcpt_param(rcpt.orcpt)
+    if ext.dsn and (rcpt.notify or rcpt.orcpt):
+        line = " ".join([line, *format_rcpt_dsn(rcpt.dsn(), smtputf8=smtputf8)])
     return line
 
 

@@ -28,7 +28,7 @@ from estafeta.actors.smtp.clientreplies import Extensions, ReplyError, ReplyRead
 from estafeta.actors.smtp.data import unstuff
 from estafeta.actors.smtp.events import ProtocolUsageError
 from estafeta.actors.smtp.replies import Reply
-from estafeta.actors.smtp.transaction import DotStuffer, Envelope, Recipient, orcpt_param, xtext
+from estafeta.actors.smtp.transaction import DotStuffer, Envelope, Recipient, rcpt_command
 
 EHLO_ALL = (
     b"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-DSN\r\n"
@@ -567,11 +567,16 @@ def test_dsn_parameters_only_to_servers_offering_dsn():
     assert c.data_to_send() == b"MAIL FROM:<a@y.test>\r\nRCPT TO:<b@x.test>\r\nRCPT TO:<c@x.test>\r\nDATA\r\n"
 
 
-def test_xtext_and_orcpt():
-    assert xtext("a+b=c d\u00e9") == "a+2Bb+3Dc+20d+C3+A9"
-    assert orcpt_param("rfc822;a@b") == "rfc822;a@b"
-    assert orcpt_param("utf-8;\u00e9+@b") == "utf-8;\\x{E9}\\x{2B}@b"
-    assert orcpt_param("rfc822;\u00e9@b").startswith("utf-8;")
+def test_non_ascii_orcpt_is_rfc6533_utf8():
+    """actors/smtp/dsnparams.py writes it: utf-8-addr-xtext, or raw UTF-8
+    (unitext) when the transaction is SMTPUTF8."""
+    rcpt = Recipient("b@x.test", orcpt="rfc822;\u00e9+@x.test")
+    ext = Extensions({"DSN": ""})
+    assert rcpt_command(rcpt, ext) == "RCPT TO:<b@x.test> ORCPT=utf-8;\\x{E9}\\x{2B}@x.test"
+    assert rcpt_command(rcpt, ext, smtputf8=True) == "RCPT TO:<b@x.test> ORCPT=utf-8;\u00e9\\x{2B}@x.test"
+    intl = env(Recipient("b\u00fc@x.test", orcpt="utf-8;b\u00fc@x.test"), smtputf8=True)
+    c = _offer(b"250-DSN\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n", intl)
+    assert "ORCPT=utf-8;b\u00fc@x.test" in c.data_to_send().decode()
 
 
 def test_envelope_refuses_what_cannot_go_on_the_wire():

@@ -13,8 +13,6 @@ from estafeta.actors.couriers.smtp_client_io import Timeouts
 from estafeta.actors.smtp.client import Step, TlsPolicy
 from estafeta.actors.smtp.transaction import Recipient
 
-pytestmark = pytest.mark.slow
-
 
 def to_sink(sink, tmp_path, *args, **kw):
     """The result of one attempt at `sink` (see client_attempts.attempt)."""

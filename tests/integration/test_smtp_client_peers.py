@@ -15,6 +15,7 @@ from peers.certs import TestCA, self_signed
 
 from estafeta.actors.smtp.client import Credentials, Step, TlsPolicy
 
+# A private Postfix takes seconds to start and stop.
 pytestmark = pytest.mark.slow
 
 MX_NAME = "mx.example.test"
