@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import socket as _stdsocket
 import ssl
+from collections.abc import Callable
 
 from gevent import socket
 from opentelemetry import trace
@@ -102,14 +103,18 @@ def deliver(
     options: ClientOptions,
     span: trace.Span,
     tracer: trace.Tracer | None = None,
+    before_dot: Callable[[tuple[int, ...]], None] | None = None,
 ) -> AttemptResult:
     """One delivery attempt of `transaction` to the server at `address`
     (an IP address, or a unix socket path starting with "/" for LMTP) and
     `port`, named `host_name` (the MX name: TLS verification, texts,
     server.address). Spans go under `span` (the caller's attempt span),
-    made with `tracer`. Returns the AttemptResult; raises nothing for
-    network or server failures (a bug in the caller, e.g. a bad envelope,
-    still raises)."""
+    made with `tracer`. `before_dot(indexes)` is called just before the
+    final dot goes out, with the recipients the server accepted (the
+    in-flight journal, store/inflight.py); an OSError from it aborts the
+    transaction instead (451 4.3.0, no dot sent). Returns the
+    AttemptResult; raises nothing for network or server failures (a bug in
+    the caller, e.g. a bad envelope, still raises)."""
     tracer = tracer or trace.get_tracer("estafeta.courier.smtp")
     peer = peer_name(host_name, address, port)
     result = AttemptResult(host_name, address, port, [None] * len(transaction.envelope.recipients))
@@ -126,6 +131,7 @@ def deliver(
         verify_error = ""
         while True:
             conn = _Connection(address, port, host_name, peer, transaction.envelope, body, options, tracer)
+            conn.before_dot = before_dot
             conn.run(span, mode, non_ascii, verify_error)
             result.connections += 1
             failure = conn.tls_failure
@@ -161,6 +167,7 @@ class _Connection:
         self.connect_error: Verdict | None = None
         self.tls_failure: tuple[str, str] | None = None  # ("verify" | "handshake", reason)
         self.tls: TlsInfo | None = None
+        self.before_dot: Callable[[tuple[int, ...]], None] | None = None
 
     def fill(self, result: AttemptResult) -> None:
         c = self.client
@@ -334,7 +341,14 @@ class _Connection:
                     client.abort(f"cannot read the queued message: {e}")
                     return
                 if len(chunk) < CHUNK:
-                    self.sock.sendall(client.send_content(chunk) + client.end_content())
+                    last = client.send_content(chunk)
+                    if self.before_dot is not None:
+                        try:
+                            self.before_dot(client.accepted)
+                        except OSError as e:
+                            client.abort(f"cannot record the end of data as in flight: {_why(e)}")
+                            return
+                    self.sock.sendall(last + client.end_content())
                     return
                 self.sock.sendall(client.send_content(chunk))
         except TimeoutError:

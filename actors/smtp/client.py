@@ -130,6 +130,12 @@ class SmtpClient:
         return self._pending[0].step
 
     @property
+    def accepted(self) -> tuple[int, ...]:
+        """The recipients (indexes) the server accepted at RCPT, in order:
+        those the end of data is for."""
+        return tuple(self._accepted)
+
+    @property
     def closed(self) -> bool:
         return self._phase is _Phase.CLOSED
 

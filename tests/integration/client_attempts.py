@@ -58,6 +58,7 @@ def attempt(
     smtputf8: bool = False,
     ret: str = "",
     envid: str = "",
+    before_dot=None,
     **options,
 ) -> Attempt:
     """Write `message` to a body file in `directory`, deliver it to
@@ -90,6 +91,7 @@ def attempt(
                 ClientOptions("client.test", **options),
                 span,
                 tracer,
+                before_dot,
             )
         return Attempt(result, list(exporter.get_finished_spans()))
     finally:

@@ -168,3 +168,25 @@ def test_the_trace_of_an_attempt(smtp_sink_factory, tmp_path):
     ]
     rcpt = conn.events[3].attributes
     assert rcpt["smtp.reply.enhanced"] == "5.3.0" and rcpt["estafeta.recipient"] == "b1@x.test"
+
+
+def test_before_dot_gets_the_accepted_recipients(smtp_sink_factory, tmp_path):
+    sink = smtp_sink_factory()
+    seen = []
+    r = to_sink(sink, tmp_path, ("b1@x.test", "b2@x.test"), before_dot=seen.append)
+    assert seen == [(0, 1)] and codes(r) == [250, 250]
+    refusing = smtp_sink_factory("refusing", hard_reject=["DATA"])
+    r = to_sink(refusing, tmp_path, before_dot=seen.append)
+    assert seen == [(0, 1)] and codes(r) == [500, 500]  # no content, no call
+
+
+def test_before_dot_failing_aborts_without_the_dot(smtp_sink_factory, tmp_path):
+    sink = smtp_sink_factory()
+
+    def journal(indexes):
+        raise OSError(28, "No space left on device")
+
+    r = to_sink(sink, tmp_path, before_dot=journal)
+    assert codes(r) == [None, None] and not r.try_next and not r.unknown_after_dot
+    assert r.session_error.reply.enhanced == "4.3.0" and "No space left" in r.session_error.reply.text
+    assert sink.count() == 0
