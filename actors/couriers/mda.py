@@ -48,7 +48,11 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from estafeta.actors.smtp.replies import Reply
+from estafeta.proto import common_pb2, config_pb2, messages_pb2
+from estafeta.store.queue import QueueStore
+from estafeta.supervisor.actor import Actor, Link
 from estafeta.supervisor.osproc import die_with_parent
+from estafeta.tracing.propagation import extract
 
 EX_TEMPFAIL = 75  # sysexits.h
 _UNSAFE = re.compile(r"[\s\x00-\x1f\x7f/;\"'\\|*&$%()\[\]{}`!]")
@@ -223,3 +227,69 @@ def _run(command: MdaCommand, argv: list[str], env: dict, body_path: str) -> Mda
 def _with(text: str, output: bytes | bytearray) -> str:
     excerpt = _excerpt(output)
     return f"{text}: {excerpt}" if excerpt else text
+
+
+class MdaCourier(Actor):
+    """Delivers Deliver requests of route MDA (registered "courier.mda.<n>"):
+    runs the transport's command once per recipient (run_mda), in a
+    `courier.mda` span under the attempt. `commands`: MdaCommand by
+    transport name (Config.transport mda); `store`: for the body file."""
+
+    def __init__(self, link: Link | None, commands: dict[str, MdaCommand], store: QueueStore, tracer: trace.Tracer):
+        super().__init__(link)
+        self._commands = commands
+        self._store = store
+        self._tracer = tracer
+
+    def on_receive(self, message):
+        if isinstance(message, messages_pb2.Deliver):
+            return self._deliver(message)
+        raise TypeError(f"MdaCourier cannot handle {type(message).__name__}")
+
+    def _deliver(self, m: messages_pb2.Deliver) -> messages_pb2.DeliveryResult:
+        command = self._commands[m.route.transport]
+        body_path = self._store.body_path(m.queue_id)
+        out = messages_pb2.DeliveryResult()
+        with self._tracer.start_span(
+            "courier.mda",
+            context=extract(m.trace),
+            kind=SpanKind.CLIENT,
+            attributes={"estafeta.queue_id": m.queue_id, "estafeta.transport": m.route.transport},
+        ) as span:
+            for r in m.recipients:
+                result = run_mda(
+                    command,
+                    m.reverse_path,
+                    r.address,
+                    body_path,
+                    original_recipient=r.original_recipient,
+                    queue_id=m.queue_id,
+                    span=span,
+                    tracer=self._tracer,
+                )
+                reply = result.reply
+                if reply.code < 300:
+                    outcome = messages_pb2.OUTCOME_DELIVERED
+                elif reply.code >= 500:
+                    outcome = messages_pb2.OUTCOME_PERMANENT_FAILURE
+                else:
+                    outcome = messages_pb2.OUTCOME_TEMPORARY_FAILURE
+                out.results.append(
+                    messages_pb2.RecipientResult(
+                        index=r.index,
+                        outcome=outcome,
+                        reply=common_pb2.Reply(code=reply.code, enhanced=reply.enhanced, text=reply.text),
+                        detail=f"mda:{m.route.transport}",
+                    )
+                )
+        return out
+
+
+def commands_of(cfg: config_pb2.Config) -> dict[str, MdaCommand]:
+    """MdaCommand per mda transport of the configuration (the timeout from
+    MdaTransport.timeout_seconds)."""
+    return {
+        t.name: MdaCommand(tuple(t.mda.command), timeout=t.mda.timeout_seconds)
+        for t in cfg.transport
+        if t.WhichOneof("kind") == "mda"
+    }

@@ -1,0 +1,227 @@
+"""Remote delivery end to end: `estafeta serve` relays for loopback clients
+(relay_network), looks the destination's MX up in a real DNS server on
+loopback (Knot, tests/peers/dns_server.py) and delivers over SMTP to real
+MXes on 127.0.0.x (Postfix's smtp-sink, a private Postfix), retrying
+temporary failures and returning failure DSNs to the sender.
+
+Every MX of a test listens on one port (Config.remote_smtp_port) on its
+own 127.0.0.x address; the DNS names them.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import time
+
+import pytest
+from e2e_harness import make_message, maildir_files, marker_of
+from peers.dns_server import DnsServer
+from peers.smtp_sink import SmtpSink, free_port
+
+pytestmark = pytest.mark.slow
+
+#: Addresses the tests' MXes listen on (all on lo).
+MX1, MX2, MX3 = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+
+
+def common_port() -> int:
+    """A port free on every MX address."""
+    for _ in range(50):
+        port = free_port(MX1)
+        if all(_free(a, port) for a in (MX2, MX3)):
+            return port
+    raise RuntimeError("no port free on every MX address")
+
+
+def _free(address: str, port: int) -> bool:
+    try:
+        return free_port(address) != -1 and _bindable(address, port)
+    except OSError:
+        return False
+
+
+def _bindable(address: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture
+def knot(tmp_path):
+    with DnsServer(tmp_path / "knot") as server:
+        server.set_zone(
+            "example.net",
+            f"""
+            @       MX 10 mx1
+            @       MX 20 mx2
+            mx1     A  {MX1}
+            mx2     A  {MX2}
+            """,
+        )
+        server.set_zone(
+            "backup.test",
+            f"""
+            @       MX 10 down
+            @       MX 20 up
+            down    A  {MX3}
+            up      A  {MX2}
+            """,
+        )
+        server.set_zone("nomail.test", "@ MX 0 .")
+        server.set_zone("implicit.test", f"@ A {MX1}")
+        yield server
+
+
+@pytest.fixture
+def relay(daemon_factory, knot):
+    """A daemon relaying for 127.0.0.0/8, resolving through Knot, with
+    every MX on one port; returns (daemon, port)."""
+    port = common_port()
+
+    def start(**fields):
+        d = daemon_factory(
+            relay_network="127.0.0.0/8",
+            resolver=knot.address,
+            remote_smtp_port=port,
+            **fields,
+        )
+        return d
+
+    return start, port
+
+
+def sink_at(tmp_path, address: str, port: int, name: str, **options) -> SmtpSink:
+    return SmtpSink(tmp_path / name, address=address, port=port, **options).start()
+
+
+def test_relayed_mail_goes_to_the_best_mx_and_is_traced(tmp_path, relay):
+    start, port = relay
+    sink = sink_at(tmp_path, MX1, port, "mx1")
+    try:
+        d = start()
+        msg = make_message(subject="to the internet")
+        assert d.send("alice@client.test", ["bob@example.net"], msg) == {}
+        (dump,) = sink.wait_for(1, timeout=30)
+        assert marker_of(dump.message) == marker_of(msg)
+        # as received, after our Received header (smtp-sink writes LF line ends)
+        assert dump.message.startswith(b"Received: from client.e2e.test")
+        assert dump.message.endswith(msg.replace(b"\r\n", b"\n"))
+        d.wait_queue_empty(30)
+        line = d.wait_log(r"delivered id=(\w+) to=<bob@example.net> via=mx1.example.net\[127.0.0.2\]:\d+")
+        queue_id = line.group(1)
+        shown = d.cli("traces", "show", queue_id)
+        assert shown.returncode == 0, shown.stderr
+        for span in ("smtp.transaction", "queue.enqueue", "delivery.attempt", "courier.smtp", "dns.mx", "dns.a",
+                     "smtp.connect"):
+            assert span in shown.stdout, (span, shown.stdout)
+    finally:
+        sink.stop()
+
+
+def test_first_mx_down_second_mx_takes_it(tmp_path, relay):
+    start, port = relay
+    sink = sink_at(tmp_path, MX2, port, "up")  # nothing listens on MX3 ("down", preference 10)
+    try:
+        d = start()
+        msg = make_message()
+        assert d.send("alice@client.test", ["carol@backup.test"], msg) == {}
+        (dump,) = sink.wait_for(1, timeout=30)
+        assert marker_of(dump.message) == marker_of(msg)
+        d.wait_log(r"delivered id=\w+ to=<carol@backup.test> via=up.backup.test\[127.0.0.3\]")
+    finally:
+        sink.stop()
+
+
+def test_a_temporary_failure_is_retried_until_it_succeeds(tmp_path, relay):
+    start, port = relay
+    sink = sink_at(tmp_path, MX1, port, "soft", soft_reject=["RCPT"])
+    d = start()
+    msg = make_message()
+    assert d.send("alice@client.test", ["dave@implicit.test"], msg) == {}
+    d.wait_log(r"deferred id=\w+ to=<dave@implicit.test> error=\"?450")
+    sink.stop()
+    sink = sink_at(tmp_path, MX1, port, "ok")
+    try:
+        (dump,) = sink.wait_for(1, timeout=30)
+        assert marker_of(dump.message) == marker_of(msg)
+        d.wait_queue_empty(30)
+    finally:
+        sink.stop()
+
+
+def _dsns(d, user: str, count: int, timeout: float = 30.0) -> list[email.message.EmailMessage]:
+    deadline = time.monotonic() + timeout
+    box = d.maildir("localhost", user)
+    while True:
+        files = maildir_files(box)
+        if len(files) >= count or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(files) == count, (files, d.log_tail())
+    return [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in files]
+
+
+def _status(report: email.message.EmailMessage) -> list[dict[str, str]]:
+    """The per-recipient fields of a multipart/report's delivery-status."""
+    (part,) = [p for p in report.walk() if p.get_content_type() == "message/delivery-status"]
+    blocks = part.get_payload()
+    return [dict(b.items()) for b in blocks[1:]]
+
+
+def test_a_5xx_returns_one_failure_dsn_to_the_sender(tmp_path, relay):
+    start, port = relay
+    sink = sink_at(tmp_path, MX1, port, "hard", hard_reject=["RCPT"])
+    try:
+        d = start()
+        msg = make_message(subject="will bounce")
+        assert d.send("alice@localhost", ["erin@example.net", "frank@example.net"], msg) == {}
+        (dsn,) = _dsns(d, "alice", 1)
+        assert dsn.get_content_type() == "multipart/report"
+        assert dsn.get_param("report-type") == "delivery-status"
+        assert dsn["From"].addresses[0].username.upper() == "MAILER-DAEMON"
+        fields = _status(dsn)
+        assert sorted(f["Final-Recipient"] for f in fields) == ["rfc822; erin@example.net", "rfc822; frank@example.net"]
+        for f in fields:
+            assert f["Action"] == "failed" and f["Status"].startswith("5."), f
+            assert f["Diagnostic-Code"].startswith("smtp; 5"), f
+            assert "mx1.example.net" in f["Remote-MTA"], f
+        assert "will bounce" in dsn.as_string()  # the original (or its header) is attached
+        d.wait_queue_empty(30)
+        # the DSN came from <> (its Return-Path): nobody is told if it fails
+        assert maildir_files(d.maildir("localhost", "alice"))[0].read_bytes().startswith(b"Return-Path: <>\n")
+    finally:
+        sink.stop()
+
+
+def test_null_mx_bounces_at_once(relay):
+    start, _ = relay
+    d = start()
+    assert d.send("alice@localhost", ["nobody@nomail.test"], make_message()) == {}
+    (dsn,) = _dsns(d, "alice", 1, timeout=20)
+    (f,) = _status(dsn)
+    assert f["Status"] == "5.1.10" and f["Action"] == "failed", f
+
+
+def test_notify_never_suppresses_the_dsn_and_a_bounce_is_never_bounced(relay):
+    start, _ = relay
+    d = start()
+    with d.smtp() as s:
+        s.ehlo()
+        s.mail("alice@localhost")
+        assert s.rcpt("a@nomail.test", ["NOTIFY=NEVER"])[0] == 250
+        assert s.data(make_message())[0] == 250
+        s.mail("")  # a bounce from elsewhere: never bounced, the postmaster gets a copy
+        assert s.rcpt("b@nomail.test")[0] == 250
+        assert s.data(make_message())[0] == 250
+    d.wait_log(r"failed id=\w+ to=<a@nomail.test>")
+    d.wait_log(r"double bounce id=\w+ to=<b@nomail.test>")
+    (copy,) = _dsns(d, "postmaster", 1, timeout=20)
+    assert copy.get_content_type() == "multipart/report"
+    d.wait_queue_empty(20)
+    assert maildir_files(d.maildir("localhost", "alice")) == []
