@@ -117,8 +117,15 @@ def test_relayed_mail_goes_to_the_best_mx_and_is_traced(tmp_path, relay):
         queue_id = line.group(1)
         shown = d.cli("traces", "show", queue_id)
         assert shown.returncode == 0, shown.stderr
-        for span in ("smtp.transaction", "queue.enqueue", "delivery.attempt", "courier.smtp", "dns.mx", "dns.a",
-                     "smtp.connect"):
+        for span in (
+            "smtp.transaction",
+            "queue.enqueue",
+            "delivery.attempt",
+            "courier.smtp",
+            "dns.mx",
+            "dns.a",
+            "smtp.connect",
+        ):
             assert span in shown.stdout, (span, shown.stdout)
     finally:
         sink.stop()
@@ -225,3 +232,165 @@ def test_notify_never_suppresses_the_dsn_and_a_bounce_is_never_bounced(relay):
     assert copy.get_content_type() == "multipart/report"
     d.wait_queue_empty(20)
     assert maildir_files(d.maildir("localhost", "alice")) == []
+
+
+def test_give_up_and_delay_warning_dsns(tmp_path, relay):
+    """A message that keeps failing temporarily gets one delayed-delivery
+    DSN after delay_warning_seconds, then a failure DSN at the give-up time."""
+    start, port = relay
+    sink = sink_at(tmp_path, MX1, port, "soft", soft_reject=["RCPT"])
+    try:
+        d = start(retry="{ initial_seconds: 0.3 max_seconds: 0.6 give_up_after_seconds: 4 delay_warning_seconds: 1 }")
+        assert d.send("alice@localhost", ["greg@implicit.test"], make_message()) == {}
+        dsns = _dsns(d, "alice", 2, timeout=30)
+        actions = sorted(_status(m)[0]["Action"] for m in dsns)
+        assert actions == ["delayed", "failed"], actions
+        delayed = next(m for m in dsns if _status(m)[0]["Action"] == "delayed")
+        assert "Will-Retry-Until" in _status(delayed)[0]
+        d.wait_queue_empty(20)
+    finally:
+        sink.stop()
+
+
+def test_500_messages_at_concurrency_10_each_delivered_exactly_once(tmp_path, relay, knot):
+    """Several domains on several MXes, one to three recipients a message:
+    every (message, recipient) arrives once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    start, port = relay
+    for n, mx in enumerate((MX1, MX2, MX3)):
+        knot.set_zone(f"d{n}.test", f"@ MX 10 mx\nmx A {mx}")
+    sinks = [sink_at(tmp_path, mx, port, f"sink{n}") for n, mx in enumerate((MX1, MX2, MX3))]
+    try:
+        d = start()
+        sent: dict[str, list[str]] = {}
+
+        def send(k: int) -> None:
+            rcpts = [f"u{k}@d{(k + j) % 3}.test" for j in range(1 + k % 3)]
+            msg = make_message(body=f"message {k}\r\n".encode() * (1 + k % 7))
+            sent[marker_of(msg)] = rcpts
+            assert d.send(f"s{k}@client.test", rcpts, msg) == {}
+
+        with ThreadPoolExecutor(10) as pool:
+            list(pool.map(send, range(500)))
+        total = sum(len(r) for r in sent.values())
+        expected = {n: sum(1 for r in sent.values() for a in r if a.endswith(f"@d{n}.test")) for n in range(3)}
+        got: dict[tuple[str, str], int] = {}
+        for n, sink in enumerate(sinks):
+            for dump in sink.wait_for(expected[n], timeout=120):
+                for rcpt in dump.rcpt_args:
+                    key = (marker_of(dump.message), rcpt.strip("<>").split(">")[0])
+                    got[key] = got.get(key, 0) + 1
+        want = {(m, a): 1 for m, rcpts in sent.items() for a in rcpts}
+        assert got == want, (len(got), total)
+        d.wait_queue_empty(60)
+    finally:
+        for sink in sinks:
+            sink.stop()
+
+
+def test_sigkill_during_remote_delivery_loses_nothing(tmp_path, relay):
+    """SIGKILL while deliveries are in flight (the sink answers the final
+    dot slowly): after a restart every message arrives; a message arrives
+    twice only where the log says "possible duplicate" (cut after the final
+    dot, RFC 5321 §6.1's at-least-once)."""
+    start, port = relay
+    sink = sink_at(tmp_path, MX1, port, "slow", delays={".": 1})
+    try:
+        d = start(retry="{ initial_seconds: 0.2 max_seconds: 1 }")
+        markers = []
+        for k in range(60):
+            msg = make_message(body=f"killed {k}\r\n".encode())
+            markers.append(marker_of(msg))
+            assert d.send("s@client.test", [f"r{k}@implicit.test"], msg) == {}
+        deadline = time.monotonic() + 30
+        while sink.count() < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        d.kill()
+        d.start()
+        dumps = sink.wait_for(60, timeout=120)
+        d.wait_queue_empty(60)
+        counts: dict[str, int] = {}
+        for dump in sink.dumps():
+            counts[marker_of(dump.message)] = counts.get(marker_of(dump.message), 0) + 1
+        assert set(counts) == set(markers), "a message was lost"
+        duplicates = sum(c - 1 for c in counts.values())
+        logged = len([line for line in d.log_text(all_runs=True).splitlines() if "possible duplicate" in line])
+        assert duplicates <= logged, (duplicates, logged)
+        assert len(dumps) >= 60
+    finally:
+        sink.stop()
+
+
+def test_smarthost_route_and_mda_transport(tmp_path, relay):
+    """route "*" through a smarthost (its address, not the MX), and a local
+    domain routed to an MDA command (exit 0 delivered, 75 retried, other
+    codes bounced)."""
+    start, port = relay
+    sink = sink_at(tmp_path, MX2, port, "smarthost")
+    out = tmp_path / "mda"
+    out.mkdir()
+    script = tmp_path / "mda.sh"
+    script.write_text(
+        f'#!/bin/sh\ncase "$1" in tempfail) exit 75;; fail) echo "no such box" >&2; exit 67;; esac\ncat > {out}/"$1"\n'
+    )
+    script.chmod(0o755)
+    try:
+        d = start(
+            transport=[
+                f'{{ name: "relay" smarthost {{ address: "{MX2}:{port}" }} }}',
+                f'{{ name: "pipe" mda {{ command: "{script}" command: "%to_user%" }} }}',
+            ],
+            route=['{ domain: "*" transport: "relay" }', '{ domain: "users.test" transport: "pipe" }'],
+        )
+        msg = make_message()
+        assert d.send("alice@localhost", ["x@nowhere-in-dns.test"], msg) == {}
+        (dump,) = sink.wait_for(1, timeout=30)
+        assert marker_of(dump.message) == marker_of(msg)
+        assert d.send("alice@localhost", ["alice@users.test"], msg) == {}
+        d.wait_log(r"delivered id=\w+ to=<alice@users.test> via=mda:pipe")
+        assert (out / "alice").read_bytes().endswith(msg)
+    finally:
+        sink.stop()
+
+
+def test_starttls_to_a_postfix_mx_verified_and_traced(tmp_path, relay, postfix_mx_factory, knot):
+    """A private Postfix as the MX with a certificate of the test CA (in
+    outbound.ca_file): STARTTLS, verified, recorded in the trace."""
+    from peers.certs import TestCA
+
+    start, port = relay
+    ca = TestCA(tmp_path / "ca")
+    cert = ca.issue(["mx.tls.test"], ips=[MX1])
+    knot.set_zone("tls.test", f"@ MX 10 mx\nmx A {MX1}")
+    mx = postfix_mx_factory(address=MX1, port=port, hostname="mx.tls.test", domains=["tls.test"], tls_cert=cert)
+    d = start(outbound=f'{{ ca_file: "{ca.cert_path}" }}')
+    msg = make_message(subject="over tls")
+    assert d.send("alice@client.test", ["henry@tls.test"], msg) == {}
+    (got,) = mx.wait_for("henry@tls.test", 1, timeout=60)
+    assert marker_of(got) == marker_of(msg)
+    queue_id = d.wait_log(r"delivered id=(\w+) to=<henry@tls.test>").group(1)
+    shown = d.cli("traces", "show", queue_id).stdout
+    (line,) = [x for x in shown.splitlines() if x.strip().startswith("smtp.starttls")]
+    assert "estafeta.tls.verified=true" in line and "tls.protocol.version=" in line, shown
+    (line,) = [x for x in shown.splitlines() if x.strip().startswith("dns.mx")]
+    assert "dns.question.name=tls.test" in line and "dns.answers=" in line, shown
+
+
+def test_lmtp_transport_to_dovecot(tmp_path, relay, dovecot_factory):
+    """A route to Dovecot's LMTP (RFC 2033): one reply per recipient after
+    the data; an unknown user fails with Dovecot's 550 and a DSN."""
+    start, _ = relay
+    dc = dovecot_factory(users={"ivy@dove.test": "x", "jack@dove.test": "y"})
+    d = start(
+        transport=f'{{ name: "dovecot" lmtp {{ address: "{dc.lmtp_socket}" }} }}',
+        route='{ domain: "dove.test" transport: "dovecot" }',
+    )
+    msg = make_message(subject="by lmtp")
+    assert d.send("alice@localhost", ["ivy@dove.test", "jack@dove.test", "nobody@dove.test"], msg) == {}
+    for user in ("ivy@dove.test", "jack@dove.test"):
+        (got,) = dc.wait_for(user, 1, timeout=30)
+        assert marker_of(got) == marker_of(msg)
+    (dsn,) = _dsns(d, "alice", 1)
+    (f,) = _status(dsn)
+    assert f["Final-Recipient"] == "rfc822; nobody@dove.test" and f["Status"].startswith("5."), f
