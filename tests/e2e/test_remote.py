@@ -15,7 +15,7 @@ import email.policy
 import time
 
 import pytest
-from e2e_harness import make_message, maildir_files, marker_of
+from e2e_harness import maildir_files, make_message, marker_of
 from peers.dns_server import DnsServer
 from peers.smtp_sink import SmtpSink, free_port
 
