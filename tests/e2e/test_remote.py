@@ -394,3 +394,35 @@ def test_lmtp_transport_to_dovecot(tmp_path, relay, dovecot_factory):
     (dsn,) = _dsns(d, "alice", 1)
     (f,) = _status(dsn)
     assert f["Final-Recipient"] == "rfc822; nobody@dove.test" and f["Status"].startswith("5."), f
+
+
+def test_notify_success_gets_a_delivered_dsn_and_a_relayed_one(tmp_path, relay):
+    """NOTIFY=SUCCESS: our final delivery (a local mailbox) reports
+    "delivered"; a remote server without DSN (smtp-sink -N) takes it, so we
+    report "relayed" (RFC 3461 §6.2.1); ENVID and ORCPT come back."""
+    start, port = relay
+    sink = sink_at(tmp_path, MX1, port, "nodsn", dsn=False)
+    try:
+        d = start()
+        with d.smtp() as s:
+            s.ehlo()
+            assert s.has_extn("dsn")
+            assert s.mail("alice@localhost", ["RET=HDRS", "ENVID=QQ314159"])[0] == 250
+            assert s.rcpt("kate@localhost", ["NOTIFY=SUCCESS", "ORCPT=rfc822;kate@localhost"])[0] == 250
+            assert s.rcpt("leo@implicit.test", ["NOTIFY=SUCCESS,FAILURE"])[0] == 250
+            assert s.data(make_message(subject="tell me"))[0] == 250
+        sink.wait_for(1, timeout=30)
+        reports = _dsns(d, "alice", 1, timeout=30)
+        fields = _status(reports[0])
+        actions = {f["Final-Recipient"]: f["Action"] for f in fields}
+        assert actions == {"rfc822; kate@localhost": "delivered", "rfc822; leo@implicit.test": "relayed"}, fields
+        (kate,) = [f for f in fields if f["Final-Recipient"] == "rfc822; kate@localhost"]
+        assert kate["Original-Recipient"] == "rfc822; kate@localhost"
+        (status_part,) = [p for p in reports[0].walk() if p.get_content_type() == "message/delivery-status"]
+        assert status_part.get_payload()[0]["Original-Envelope-Id"] == "QQ314159"
+        assert "tell me" in reports[0].as_string()  # RET=HDRS: the header is there
+        d.wait_queue_empty(20)
+        shown = d.cli("traces", "list").stdout
+        assert shown
+    finally:
+        sink.stop()
