@@ -27,7 +27,18 @@ DEFAULT_LOCAL_DOMAINS = ("localhost",)
 
 #: Actor classes that `chaos { crash { actor: ... } }` may name.
 CHAOS_ACTORS = frozenset(
-    {"SmtpSession", "Listener", "Directory", "QueueManager", "QueueItem", "LocalCourier", "Supervisor"}
+    {
+        "SmtpSession",
+        "Listener",
+        "Directory",
+        "DnsResolver",
+        "QueueManager",
+        "QueueItem",
+        "LocalCourier",
+        "SmtpCourier",
+        "MdaCourier",
+        "Supervisor",
+    }
 )
 
 

@@ -426,3 +426,32 @@ def test_notify_success_gets_a_delivered_dsn_and_a_relayed_one(tmp_path, relay):
         assert shown
     finally:
         sink.stop()
+
+
+def test_smtp_courier_crashes_defer_and_lose_nothing(tmp_path, relay):
+    """SmtpCourier crashing on 30 % of its deliveries (chaos): each crash
+    is a temporary failure retried with backoff; all 100 messages arrive
+    once, nothing is quarantined, the daemon stays up."""
+    start, port = relay
+    sink = sink_at(tmp_path, MX1, port, "chaos")
+    try:
+        d = start(
+            chaos='{ crash { actor: "SmtpCourier" probability: 0.3 } }',
+            retry="{ initial_seconds: 0.2 max_seconds: 1 }",
+        )
+        markers = []
+        with d.smtp() as s:
+            for k in range(100):
+                msg = make_message(body=f"courier chaos {k}\r\n".encode())
+                markers.append(marker_of(msg))
+                s.sendmail("s@client.test", [f"r{k}@implicit.test"], msg)
+        sink.wait_for(100, timeout=90)
+        d.wait_queue_empty(60)
+        counts: dict[str, int] = {}
+        for dump in sink.dumps():
+            counts[marker_of(dump.message)] = counts.get(marker_of(dump.message), 0) + 1
+        assert counts == {m: 1 for m in markers}
+        assert any("actor=SmtpCourier" in line for line in d.events("restart")), d.log_tail()
+        assert not d.events("quarantined") and d.alive()
+    finally:
+        sink.stop()
