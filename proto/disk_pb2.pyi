@@ -43,7 +43,7 @@ class FileWrite(_message.Message):
     def __init__(self, path: _Optional[str] = ..., data: _Optional[bytes] = ..., exclusive: _Optional[bool] = ...) -> None: ...
 
 class MaildirDelivery(_message.Message):
-    __slots__ = ("root", "mailbox", "name", "header_prefix", "body", "body_path", "check_existing", "link", "remove_after")
+    __slots__ = ("root", "mailbox", "name", "header_prefix", "body", "body_path", "check_existing", "remove_after")
     ROOT_FIELD_NUMBER: _ClassVar[int]
     MAILBOX_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -51,7 +51,6 @@ class MaildirDelivery(_message.Message):
     BODY_FIELD_NUMBER: _ClassVar[int]
     BODY_PATH_FIELD_NUMBER: _ClassVar[int]
     CHECK_EXISTING_FIELD_NUMBER: _ClassVar[int]
-    LINK_FIELD_NUMBER: _ClassVar[int]
     REMOVE_AFTER_FIELD_NUMBER: _ClassVar[int]
     root: str
     mailbox: str
@@ -60,9 +59,8 @@ class MaildirDelivery(_message.Message):
     body: bytes
     body_path: str
     check_existing: bool
-    link: bool
     remove_after: QueueWrite
-    def __init__(self, root: _Optional[str] = ..., mailbox: _Optional[str] = ..., name: _Optional[str] = ..., header_prefix: _Optional[bytes] = ..., body: _Optional[bytes] = ..., body_path: _Optional[str] = ..., check_existing: _Optional[bool] = ..., link: _Optional[bool] = ..., remove_after: _Optional[_Union[QueueWrite, _Mapping]] = ...) -> None: ...
+    def __init__(self, root: _Optional[str] = ..., mailbox: _Optional[str] = ..., name: _Optional[str] = ..., header_prefix: _Optional[bytes] = ..., body: _Optional[bytes] = ..., body_path: _Optional[str] = ..., check_existing: _Optional[bool] = ..., remove_after: _Optional[_Union[QueueWrite, _Mapping]] = ...) -> None: ...
 
 class DiskReply(_message.Message):
     __slots__ = ("id", "error_type", "errno", "error", "path", "already_there", "removed")

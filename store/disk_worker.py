@@ -137,16 +137,7 @@ class Executor:
             m = pb.maildir
             reqs.append(
                 Request(
-                    (
-                        m.root,
-                        m.mailbox,
-                        m.name,
-                        m.header_prefix,
-                        m.body or None,
-                        m.body_path or None,
-                        m.check_existing,
-                        m.link,
-                    )
+                    (m.root, m.mailbox, m.name, m.header_prefix, m.body or None, m.body_path or None, m.check_existing)
                 )
             )
         maildir.deliver_batch(reqs)

@@ -119,7 +119,6 @@ def read_header(store: QueueStore, item: queue_pb2.QueueItem) -> str:
     if there is no body."""
     try:
         with open(store.body_path(item.id), "rb") as f:
-            f.seek(item.delivery_headers_size)  # the delivery headers queued in front
             head = f.read(256 * 1024)
     except FileNotFoundError:
         return "(body file missing)\n"

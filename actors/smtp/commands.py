@@ -12,6 +12,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from estafeta.actors.smtp import replies as R
+from estafeta.actors.smtp.dsnparams import mail_dsn, rcpt_dsn
 from estafeta.actors.smtp.events import DataStart, Event, Helo, MailFrom, Quit, RcptTo, Reset
 from estafeta.actors.smtp.params import TRANSACTION_STATES, ServerParams, State
 from estafeta.actors.smtp.parser import PARAM_SYNTAX, ParseError, parse_helo, parse_mail_from, parse_rcpt_to
@@ -92,6 +93,8 @@ class Commands:
                         return
                 elif key == "SMTPUTF8" and value is None:  # RFC 6531 §3.4
                     utf8 = True
+                elif key in ("RET", "ENVID"):  # RFC 3461 §4.3, §4.4: checked below
+                    pass
                 else:
                     self._reply(PARAM_SYNTAX if key == "SMTPUTF8" else R.UNKNOWN_PARAMETER)
                     return
@@ -101,7 +104,14 @@ class Commands:
         if not utf8 and not path.isascii():
             self._reply(R.NON_ASCII_ADDRESS)  # RFC 6531 §3.7.4.1
             return
-        self._events.append(MailFrom(path, params, size, utf8, body))
+        dsn = None
+        if params and ("RET" in params or "ENVID" in params):
+            try:
+                dsn = mail_dsn(params)
+            except ParseError as e:
+                self._reply(e.reply)
+                return
+        self._events.append(MailFrom(path, params, size, utf8, body, dsn))
 
     def _rcpt(self, arg: bytes) -> None:
         if self.state is not State.MAIL and self.state is not State.RCPT:
@@ -115,15 +125,26 @@ class Commands:
         except ParseError as e:
             self._reply(e.reply)
             return
-        if params:  # no RCPT parameter is offered (DSN's NOTIFY/ORCPT not yet)
-            self._reply(R.UNKNOWN_PARAMETER if self.esmtp else R.PARAMS_NEED_EHLO)
-        elif not self.smtputf8 and not path.isascii():
+        dsn = None
+        if params:  # RFC 3461 §4.1, §4.2: NOTIFY and ORCPT are the only RCPT parameters
+            if not self.esmtp:
+                self._reply(R.PARAMS_NEED_EHLO)
+                return
+            if not params.keys() <= {"NOTIFY", "ORCPT"}:
+                self._reply(R.UNKNOWN_PARAMETER)
+                return
+            try:
+                dsn = rcpt_dsn(params, smtputf8=self.smtputf8)
+            except ParseError as e:
+                self._reply(e.reply)
+                return
+        if not self.smtputf8 and not path.isascii():
             self._reply(R.NON_ASCII_ADDRESS)  # RFC 6531 §3.7.4.1
         elif self.recipient_count >= self.params.max_recipients:
             self._reply(R.TOO_MANY_RECIPIENTS)  # RFC 5321 §4.5.3.1.10
         else:
             self._rcpt_attempts += 1
-            self._events.append(RcptTo(path, params))
+            self._events.append(RcptTo(path, params, dsn))
 
     def _data_cmd(self, arg: bytes) -> None:
         state = self.state

@@ -44,8 +44,8 @@ def fixed_replies(params: ServerParams) -> tuple[Reply, Reply, Reply, Reply]:
         250,
         "",
         # RFC 5321 §4.1.1.1 ehlo-ok-rsp; the keywords: RFC 2920, RFC 1870,
-        # RFC 6152, RFC 2034, RFC 6531, RFC 5321 §4.1.1.8 (HELP).
-        f"{h}\nPIPELINING\nSIZE {params.max_message_size}\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nHELP",
+        # RFC 6152, RFC 2034, RFC 6531, RFC 3461, RFC 5321 §4.1.1.8 (HELP).
+        f"{h}\nPIPELINING\nSIZE {params.max_message_size}\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nDSN\nHELP",
     )
     return Reply(220, "", f"{h} {params.greeting_text}"), ehlo, Reply(250, "", h), R.too_many_errors(h)
 
