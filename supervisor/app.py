@@ -66,6 +66,7 @@ from estafeta.actors.http import HttpEnv, HttpServer
 from estafeta.actors.item import ItemEnv, QueueItem
 from estafeta.actors.listener import Listener
 from estafeta.actors.queue import QueueGauge, QueueManager
+from estafeta.actors.queuecontrol import QueueControl
 from estafeta.actors.session import ConnectionSlots, SessionEnv, SmtpSession
 from estafeta.actors.timeouts import IdleWatch
 from estafeta.proto import config_pb2, messages_pb2
@@ -232,7 +233,7 @@ def build_tree(
     the memfd `gauge_fd`; process 0, the daemon's own, also starts the
     others first (supervisor/processes.py), and serves the web page.
     `queue_handler`: what the control channel does with a QueueAction
-    (supervisor/control.py)."""
+    (supervisor/control.py); default: actors/queuecontrol.py's QueueControl."""
     n = max(1, processes)
     dns_view = DnsView()
     journal = InFlightJournal(inflight.journal_path(paths.data_dir, process))
@@ -251,6 +252,8 @@ def build_tree(
         bouncer=Bouncer(enqueuer, directory, cfg.hostname, cfg.dsn, postmaster_address(cfg)),
         journal=journal,
     )
+    if queue_handler is None:  # the postmaster's flush/hold/release/delete, through the control channel
+        queue_handler = QueueControl(store, item_env.bouncer, tracer, process, n).handle
     queue = SupervisorSpec(
         name="queue",
         strategy="rest_for_one",

@@ -10,8 +10,9 @@ connection:
   answers for itself, at most MAX_CHILDREN children each, the restarted
   and stopped ones first), as a `SupervisorNode`;
 - ``QueueAction``: handed to the `queue_handler` given at construction
-  (flush / hold / release / delete of the items this process owns; the
-  queue's code), whose `QueueActionResult`s are the reply.
+  (flush / hold / release / delete of the items this process owns;
+  actors/queuecontrol.py), whose `QueueActionResult`s (or ControlReply)
+  are the reply.
 
 Framing as the disk worker's (store/disk_worker.py): a 4-byte big-endian
 length, then the binary message; one request and one reply per
@@ -64,7 +65,9 @@ MAX_CHILDREN = 200
 #: Connections served at once; more wait in the listen backlog.
 MAX_CONNECTIONS = 16
 
-QueueHandler = Callable[[control_pb2.QueueAction], Sequence[control_pb2.QueueActionResult]]
+#: What the server does with a QueueAction: the results per queue id, or
+#: the whole ControlReply (actors/queuecontrol.py QueueControl.handle).
+QueueHandler = Callable[[control_pb2.QueueAction], Sequence[control_pb2.QueueActionResult] | control_pb2.ControlReply]
 
 
 class ControlError(Exception):
@@ -266,6 +269,8 @@ class ControlServer(Actor):
             except Exception as e:  # noqa: BLE001 - the reply says why; the server goes on
                 log.warning("control queue action failed: %s: %s", type(e).__name__, e)
                 return control_pb2.ControlReply(error=f"{type(e).__name__}: {e}")
+            if isinstance(results, control_pb2.ControlReply):
+                return results
             return control_pb2.ControlReply(results=results)
         return control_pb2.ControlReply(error="empty request")
 

@@ -288,10 +288,13 @@ def test_actions_need_the_token_and_every_value_is_escaped(daemon_factory, tmp_p
             assert status == 403, (action, status, body)
         assert item.read_bytes() == content, f"{action} without the token changed the item"
     assert re.search(rf"http action=flush id={qid} from=127\.0\.0\.1 result=forbidden", d.log_text())
-    # With the token the request reaches the serving process that owns it.
-    status, body = post(f"{base}/queue/{qid}/flush", token)
-    assert status != 403, body
-    assert "process" in json.loads(body)
+    # With the token the serving process that owns it acts: held, then released.
+    status, body = post(f"{base}/queue/{qid}/hold", token)
+    assert status == 200 and json.loads(body)["ok"], body
+    d.wait_log(rf"http action=hold id={qid} from=127\.0\.0\.1 result=ok")
+    assert get_json(f"{base}/queue/{qid}")["item"]["state"] == "HELD"
+    status, body = post(f"{base}/queue/{qid}/release", token)
+    assert status == 200 and json.loads(body)["ok"], body
 
     # Escaped in the HTML as sent...
     for path in (f"/queue/{qid}", "/traces?q=example.org", "/queue"):

@@ -204,3 +204,21 @@ def test_long_data_dir_paths_work(tmp_path):
         server.stop()
     gevent.sleep(0)
     assert control.processes(str(deep)) == []  # the socket is removed on stop
+
+
+def test_a_handler_may_answer_with_the_whole_reply(tmp_path):
+    """actors/queuecontrol.py's QueueControl.handle returns a ControlReply."""
+
+    def handler(action):
+        return control_pb2.ControlReply(
+            results=[control_pb2.QueueActionResult(queue_id="q", ok=False, error="not held")]
+        )
+
+    server = control.ControlServer.start(None, str(tmp_path), 2, handler)
+    assert wait_started(server, 5)
+    try:
+        req = control_pb2.ControlRequest(queue=control_pb2.QueueAction(action=control_pb2.QueueAction.RELEASE))
+        (reply,) = control.call(str(tmp_path), req, process=2)
+        assert (reply.process, reply.results[0].error) == (2, "not held")
+    finally:
+        server.stop()
