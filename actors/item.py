@@ -52,13 +52,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from estafeta.actors import bounces
 from estafeta.actors.bounces import Bouncer, Report
-from estafeta.actors.couriers import router
+from estafeta.actors.couriers import KIND_NAMES, router
 from estafeta.actors.couriers.pool import CourierPool
 from estafeta.proto import common_pb2, config_pb2, control_pb2, messages_pb2, queue_pb2
 from estafeta.store.blocking import run_blocking
 from estafeta.store.inflight import InFlightJournal
 from estafeta.store.queue import QueueStore
-from estafeta.supervisor import registry
+from estafeta.supervisor import metrics, registry
 from estafeta.supervisor.actor import Actor, Link
 from estafeta.supervisor.log import kv
 from estafeta.tracing.propagation import extract, inject
@@ -185,6 +185,15 @@ class QueueItem(Actor):
         item.quarantine_reason = reason
         self._env.store.update(item)
         log.warning("quarantined id=%s reason=%s", self._id, kv(reason))
+        metrics.count_quarantined()
+        # A span of the message's trace says so (the trace search and the
+        # web page find quarantined messages by it).
+        with self._env.tracer.start_span(
+            "queue.quarantine",
+            context=extract(item.trace),
+            attributes={"estafeta.queue_id": item.id, "estafeta.outcome": "quarantined", "estafeta.reason": reason},
+        ) as span:
+            span.set_status(Status(StatusCode.ERROR, reason))
         self._finish(queue_pb2.QUARANTINED)
 
     # ------------------------------------------------------------ messages
@@ -263,21 +272,32 @@ class QueueItem(Actor):
         parent = inject(span)
         requests = [self._request(key, indices, check_existing, parent, len(groups) == 1) for key, indices in groups]
         if len(requests) == 1:
-            results = [env.couriers.deliver(requests[0])]
+            results = [self._ask_courier(requests[0])]
         else:
-            jobs = [gevent.spawn(env.couriers.deliver, r) for r in requests]
+            jobs = [gevent.spawn(self._ask_courier, r) for r in requests]
             gevent.joinall(jobs)
             results = [job.get() for job in jobs]
         self._warn_possible_duplicates(requests)
         removed = False
         decided: dict[int, bool] = {}
         now = time.time()
-        for result in results:
+        for request, result in zip(requests, results, strict=True):
             removed = removed or result.item_removed
+            route = KIND_NAMES.get(request.route.kind, "?")
             for r in result.results:
-                if self._record(item.recipients[r.index], r, now):
+                rcpt = item.recipients[r.index]
+                if self._record(rcpt, r, now):
                     decided[r.index] = r.relayed_without_dsn
+                outcome = "delivered" if r.outcome == DELIVERED else "bounced" if r.outcome == PERMANENT else "deferred"
+                metrics.count_delivery(route, outcome, now - item.created_at)
         return removed, decided
+
+    def _ask_courier(self, request: messages_pb2.Deliver) -> messages_pb2.DeliveryResult:
+        """One Deliver through the pool, its duration in the metrics."""
+        began = time.monotonic()
+        result = self._env.couriers.deliver(request)
+        metrics.observe_attempt(KIND_NAMES.get(request.route.kind, "?"), time.monotonic() - began)
+        return result
 
     def _warn_possible_duplicates(self, requests: list[messages_pb2.Deliver]) -> None:
         """Log the recipients sent again after a run that was cut between
@@ -370,7 +390,8 @@ class QueueItem(Actor):
             if not removed:
                 env.store.remove(item.id)
             self._settled()
-            span.set_attribute("estafeta.outcome", "done")
+            bounced = any(r.status == queue_pb2.FAILED for r in item.recipients)
+            span.set_attribute("estafeta.outcome", "bounced" if bounced else "delivered")
             self._finish(queue_pb2.DONE)
             return
         delay = next_delay(env.retry, item.attempts)

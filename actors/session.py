@@ -43,6 +43,7 @@ from estafeta.actors.enqueue import Enqueuer, Envelope
 from estafeta.actors.queue import QUEUE_FULL, QueueGauge
 from estafeta.actors.timeouts import IdleWatch, SessionTimedOut
 from estafeta.proto import common_pb2, messages_pb2, queue_pb2
+from estafeta.supervisor import metrics
 from estafeta.supervisor.actor import Actor, Link, ShutdownRequested
 from estafeta.supervisor.log import kv
 
@@ -52,6 +53,17 @@ _EMPTY_CONTEXT = trace.set_span_in_context(trace.INVALID_SPAN)
 
 
 QUEUE_WRITE_ERROR = smtp.Reply(451, "4.3.0", "Error: queue file write error, try again later")
+
+
+#: Refusal reasons (metrics, the estafeta.refused span attribute) by the
+#: enhanced status code of the reply (RFC 3463).
+_REASONS = {"5.7.1": "relay_denied", "5.1.1": "unknown_user", "5.1.2": "bad_domain", "5.1.3": "bad_address"}
+
+
+def refusal_reason(reply: common_pb2.Reply) -> str:
+    """The reason a recipient or message was refused, for metrics and
+    trace search: "relay_denied", "unknown_user", ... or "refused_<code>"."""
+    return _REASONS.get(reply.enhanced) or f"refused_{reply.code}"
 
 
 def _reply(r: common_pb2.Reply) -> smtp.Reply:
@@ -287,7 +299,9 @@ class SmtpSession(Actor):
         elif isinstance(event, smtp.Helo):
             self._session_span.set_attribute("smtp.helo", event.name)
         elif isinstance(event, smtp.MessageRejected):
+            metrics.count_refused(event.reason)
             if self._txn is not None:
+                self._txn.span.set_attribute("estafeta.refused", event.reason)
                 self._end_transaction(f"message refused: {event.reason}", error=True)
         elif isinstance(event, smtp.Reset):
             if self._txn is not None:
@@ -315,7 +329,9 @@ class SmtpSession(Actor):
                 kv(str(_reply(QUEUE_FULL))),
             )
             span.set_status(Status(StatusCode.ERROR, QUEUE_FULL.text))
+            span.set_attribute("estafeta.refused", "queue_full")
             span.end()
+            metrics.count_refused("queue_full")
             proto.reject(_reply(QUEUE_FULL))
             return
         self._txn = _Transaction(span, event)
@@ -327,6 +343,7 @@ class SmtpSession(Actor):
         if not verdict.accepted:
             reply = verdict.reply
             txn.span.add_event("rcpt.rejected", {"smtp.rcpt_to": event.forward_path, "smtp.reply.code": reply.code})
+            metrics.count_refused(refusal_reason(reply))
             log.info(
                 "refused from=%s rcpt=<%s> reply=%s",
                 self._start.peer_address,
@@ -385,11 +402,17 @@ class SmtpSession(Actor):
             # client keeps the message and tries again (Postfix: "queue file
             # write error"). The session goes on.
             log.error("queue write failed id=%s from=%s error=%s", queue_id, self._start.peer_address, kv(e))
+            metrics.count_refused("queue_write_error")
+            txn.span.set_attribute("estafeta.refused", "queue_write_error")
             self._end_transaction(f"queue write failed: {e}", error=True)
             proto.reject(QUEUE_WRITE_ERROR)
             return
         span = txn.span
-        attrs = {"estafeta.queue_id": queue_id, "smtp.rcpt_count": len(txn.recipients)}
+        attrs: dict[str, str | int | list[str]] = {
+            "estafeta.queue_id": queue_id,
+            "smtp.rcpt_count": len(txn.recipients),
+            "smtp.rcpt_to": [r.address for r in txn.recipients],
+        }
         if item.message_id:
             attrs["estafeta.message_id"] = item.message_id
         span.set_attributes(attrs)
@@ -404,6 +427,7 @@ class SmtpSession(Actor):
             )
         self._txn = None
         span.end()
+        metrics.count_accepted()
         proto.accept(smtp.Reply(250, "2.0.0", f"Ok: queued as {queue_id}"))
 
     def _received(self, queue_id: str, proto: smtp.SmtpServer) -> bytes:

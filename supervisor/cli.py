@@ -2,7 +2,7 @@
 
     estafeta serve [--config FILE] [--data-dir DIR]
     estafeta config defaults | check FILE
-    estafeta queue list | dump [ID ...] | show ID | release ID ...
+    estafeta queue list | dump [ID ...] | show ID | flush [ID ...] | hold|release|delete ID ... [--bounce]
     estafeta traces list [KEY] [--since T] [--until T] [--outcome O] [--errors] [--limit N] | show KEY
     estafeta dkim keygen DOMAIN [--selector S] [--algorithm A] | check DOMAIN
 
@@ -40,22 +40,27 @@ def build_parser() -> argparse.ArgumentParser:
     csub.add_parser("defaults", help="print the whole default configuration")
     c = csub.add_parser("check", help="validate a configuration file")
     c.add_argument("file")
-    p = sub.add_parser("queue", help="inspect the queue (reads the files; no daemon needed)")
+    p = sub.add_parser("queue", help="inspect and act on the queue (with or without a running daemon)")
     qsub = p.add_subparsers(dest="action", required=True)
     for name, helptext in (
         ("list", "one block per item, like mailq"),
         ("dump", "item files as they are on disk"),
         ("show", "one item and its message header"),
-        ("release", "release quarantined items"),
+        ("flush", "attempt delivery now (every item when no ID is given), like postqueue -f / -i"),
+        ("hold", "hold items: no delivery until released, like postsuper -h"),
+        ("release", "release held or quarantined items, like postsuper -H"),
+        ("delete", "delete items (--bounce: return them to the sender with a DSN), like postsuper -d"),
     ):
         q = qsub.add_parser(name, help=helptext)
         _common(q)
-        if name == "dump":
+        if name in ("dump", "flush"):
             q.add_argument("ids", nargs="*", metavar="ID")
         elif name == "show":
             q.add_argument("id", metavar="ID")
-        elif name == "release":
+        elif name in ("hold", "release", "delete"):
             q.add_argument("ids", nargs="+", metavar="ID")
+        if name == "delete":
+            q.add_argument("--bounce", action="store_true", help="send the sender a failure DSN first")
     p = sub.add_parser("traces", help="inspect traces in the local span store")
     tsub = p.add_subparsers(dest="action", required=True)
     t = tsub.add_parser("list", help="recent traces, newest first; filtered like the web page's search")
@@ -117,13 +122,15 @@ def _run(args) -> int:
         from estafeta.supervisor import queuecli
 
         store = QueueStore(queuecli.queue_dir(data_dir))
+        if queuecli.check_queue_dir(store):
+            return 1
         if args.action == "list":
             return queuecli.cmd_list(store)
         if args.action == "dump":
             return queuecli.cmd_dump(store, args.ids)
         if args.action == "show":
             return queuecli.cmd_show(store, args.id)
-        return queuecli.cmd_release(store, args.ids)
+        return queuecli.cmd_action(cfg, store, args.action, args.ids, getattr(args, "bounce", False))
     from estafeta.tracing.viewer import cli as viewer
 
     db = os.path.join(data_dir, "traces.db")

@@ -12,9 +12,12 @@ import sys
 import time
 
 from google.protobuf import text_format
+from opentelemetry import trace
 
-from estafeta.proto import queue_pb2
+from estafeta.actors.queuecontrol import act_on_file
+from estafeta.proto import config_pb2, control_pb2, queue_pb2
 from estafeta.store.queue import QueueStore
+from estafeta.supervisor import control
 
 _STATUS = {queue_pb2.PENDING: "pending", queue_pb2.DELIVERED: "delivered", queue_pb2.FAILED: "failed"}
 _STATE = {queue_pb2.QUEUED: "queued", queue_pb2.QUARANTINED: "QUARANTINED", queue_pb2.DONE: "done"}
@@ -127,24 +130,75 @@ def read_header(store: QueueStore, item: queue_pb2.QueueItem) -> str:
     return head.decode("utf-8", "replace").replace("\r\n", "\n")
 
 
-def cmd_release(store: QueueStore, ids: list[str], out=sys.stdout) -> int:
-    """Release quarantined items: state QUEUED, crash count reset. A running
-    daemon picks them up at its next queue sweep (Config.queue_sweep_seconds,
-    30 s by default)."""
+def check_queue_dir(store: QueueStore) -> int:
+    """0 if the queue directory exists; else an error naming it (a wrong
+    --data-dir must not look like an empty queue) and 1."""
+    if os.path.isdir(store.queue_dir):
+        return 0
+    print(f"estafeta: no queue directory {store.queue_dir} (wrong --data-dir or --config?)", file=sys.stderr)
+    return 1
+
+
+_ACTIONS = {
+    "flush": control_pb2.QueueAction.FLUSH,
+    "hold": control_pb2.QueueAction.HOLD,
+    "release": control_pb2.QueueAction.RELEASE,
+    "delete": control_pb2.QueueAction.DELETE,
+}
+_DONE = {"flush": "flushed", "hold": "held", "release": "released", "delete": "deleted"}
+
+
+def cmd_action(
+    cfg: config_pb2.Config, store: QueueStore, name: str, ids: list[str], bounce: bool = False, out=sys.stdout
+) -> int:
+    """`estafeta queue flush|hold|release|delete`: through the running
+    daemon's control channel (each serving process acts on its own items,
+    actors/queuecontrol.py), or on the files when no daemon runs. Prints
+    one line per item done; an id that could not be acted on (unknown,
+    "not held") is an error on stderr and exit status 1."""
+    action = control_pb2.QueueAction(action=_ACTIONS[name], queue_ids=ids, bounce=bounce)
+    data_dir = os.path.dirname(store.queue_dir)
+    try:
+        replies = control.call(data_dir, control_pb2.ControlRequest(queue=action))
+    except control.ControlError:
+        results = _act_on_files(cfg, store, action)
+    else:
+        errors = [r.error for r in replies if r.error]
+        for error in errors:
+            print(f"estafeta: {error}", file=sys.stderr)
+        results = [r for reply in replies for r in reply.results]
+        if errors and not results:
+            return 1
+    answered = {r.queue_id for r in results}
     status = 0
     for queue_id in ids:
-        try:
-            item = store.load(queue_id)
-        except FileNotFoundError:
-            status = _missing(store, queue_id)
-            continue
-        item.state = queue_pb2.QUEUED
-        item.crashes = 0
-        item.quarantine_reason = ""
-        item.next_attempt_at = 0
-        store.update(item)
-        print(f"released {queue_id}", file=out)
+        if queue_id not in answered:
+            results.append(control_pb2.QueueActionResult(queue_id=queue_id, error="no such item"))
+    for r in results:
+        if r.ok:
+            print(f"{_DONE[name]} {r.queue_id}", file=out)
+        else:
+            print(f"estafeta: {r.queue_id}: {r.error}", file=sys.stderr)
+            status = 1
     return status
+
+
+def _act_on_files(
+    cfg: config_pb2.Config, store: QueueStore, action: control_pb2.QueueAction
+) -> list[control_pb2.QueueActionResult]:
+    """No daemon runs: act on the item files directly (a DSN for DELETE
+    with bounce is queued for the daemon's next start)."""
+    from estafeta.actors.bounces import Bouncer
+    from estafeta.actors.directory import DirectoryView, LocalDomains
+    from estafeta.actors.enqueue import Enqueuer
+    from estafeta.supervisor.app import postmaster_address
+
+    tracer = trace.get_tracer("estafeta.cli")
+    bouncer = Bouncer(
+        Enqueuer(store, tracer), DirectoryView(LocalDomains(cfg)), cfg.hostname, cfg.dsn, postmaster_address(cfg)
+    )
+    ids = list(action.queue_ids) or store.list_ids()
+    return [act_on_file(store, bouncer, tracer, queue_id, action) for queue_id in ids]
 
 
 def queue_dir(data_dir: str) -> str:
