@@ -236,6 +236,21 @@ def steal_pct(a: tuple[int, int], b: tuple[int, int]) -> float:
     return round(100 * (b[0] - a[0]) / max(1, b[1] - a[1]), 1)
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine: user, nice, system, irq,
+    softirq; CPU seconds elapsed over all CPUs) from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return (v[0] + v[1] + v[2] + v[5] + v[6]) / shared.CLK, sum(v) / shared.CLK
+
+
+def other_load_pct(a: tuple[float, float], b: tuple[float, float], ours_cpu_s: float) -> float:
+    """Share of the machine's CPU time between snapshots a and b that went
+    to processes outside the benchmark (busy - ours): other tenants of the
+    machine (other sessions' tests) skew a run as steal does."""
+    return round(100 * max(0.0, (b[0] - a[0]) - ours_cpu_s) / max(1e-9, b[1] - a[1]), 1)
+
+
 def wait_count(counter: Callable[[], int], target: int, seconds: float, poll: float = 0.02) -> float | None:
     """perf_counter() when counter() reaches `target`; None after `seconds`."""
     end = time.perf_counter() + seconds
@@ -269,8 +284,9 @@ class PostfixInstance:
     ../shared/bench/servers/postfix.sh builds its instances: smtpd on
     127.0.0.1:`port` instead of :25, no chroot, logging to base/maillog.
     `main` are extra main.cf lines ("name = value"), `services` extra
-    master.cf service entries (postconf -M syntax, e.g. for a submission
-    port), `smtpd_options` -o options of the port's smtpd.
+    master.cf service entries (postconf -M syntax), `smtpd_options` -o
+    options of the port's smtpd, `maxproc` its process limit ("-": Postfix's
+    default_process_limit, 100).
     """
 
     def __init__(
@@ -281,6 +297,7 @@ class PostfixInstance:
         *,
         smtpd_options: tuple[str, ...] = (),
         services: tuple[str, ...] = (),
+        maxproc: str = "-",
     ):
         self.base = base
         self.etc = base / "etc"
@@ -288,6 +305,7 @@ class PostfixInstance:
         self.main = list(main)
         self.smtpd_options = list(smtpd_options)
         self.services = list(services)
+        self.maxproc = maxproc
         self.pid: int | None = None
 
     def _postconf(self, *args: str) -> None:
@@ -313,7 +331,7 @@ class PostfixInstance:
         )
         self._postconf("-M#", "smtp/inet")
         opts = "".join(f" -o {o}" for o in self.smtpd_options)
-        self._postconf("-M", f"{HOST}:{self.port}/inet = {HOST}:{self.port} inet n - n - - smtpd{opts}")
+        self._postconf("-M", f"{HOST}:{self.port}/inet = {HOST}:{self.port} inet n - n - {self.maxproc} smtpd{opts}")
         for svc in self.services:
             self._postconf("-M", svc)
         self._postconf("-F", "*/*/chroot = n")
@@ -411,6 +429,48 @@ class Estafeta:
             self.proc = None
 
 
+def idle_test(script: Path, port: int, pids: list[int], n: int, log: Callable[[str], None], *extra: str) -> dict:
+    """Hold n idle sessions open with `script` (../shared/bench/idle_conns.py
+    or idle_tls.py: one JSON line when held, another when closed) and read
+    the PSS sum of the process trees under `pids` before and while they
+    are held: KiB per session = (held - before) / sessions that got there."""
+
+    def mem() -> tuple[int, int]:
+        tot = [pss_kib(p) for p in pids if p]
+        return sum(x[0] for x in tot), sum(x[1] for x in tot)
+
+    pss0, procs0 = mem()
+    cmd = [sys.executable, str(script), "--port", str(port), "-n", str(n), "--timeout", "10", "--hold", "60", *extra]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        held = json.loads(p.stdout.readline())  # type: ignore[union-attr]
+        time.sleep(1.0)
+        pss1, procs1 = mem()
+        p.stdin.write("\n")  # type: ignore[union-attr]
+        p.stdin.flush()  # type: ignore[union-attr]
+        closed = json.loads(p.stdout.readline())  # type: ignore[union-attr]
+    finally:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    ok = held["ok"]
+    res = dict(
+        requested=n,
+        ok=ok,
+        held=held,
+        still_open_at_close=closed.get("still_open"),
+        pss_before_kib=pss0,
+        pss_held_kib=pss1,
+        procs_before=procs0,
+        procs_held=procs1,
+        kib_per_session=round((pss1 - pss0) / ok, 1) if ok else None,
+    )
+    log(f"idle: {json.dumps(res)}")
+    return res
+
+
 # ------------------------------------------------------------------ runner
 @dataclass
 class Workload:
@@ -502,7 +562,7 @@ def summarize(plan: Plan) -> dict:
     s.update(rate=statistics.median(rates), rate_min=min(rates), rate_max=max(rates))
     for k in sorted({k for r in good for k in r}):
         vals = [r[k] for r in good if isinstance(r.get(k), int | float) and not isinstance(r.get(k), bool)]
-        if vals and (k.endswith("_ms_per_msg") or k in ("steal_pct", "accept_rate")):
+        if vals and (k.endswith("_ms_per_msg") or k in ("steal_pct", "other_load_pct", "accept_rate")):
             s[k] = round(statistics.median(vals), 3)
     return s
 
