@@ -176,6 +176,15 @@ class Bouncer:
             dsn_for=item.id,
         )
         self._enqueuer.enqueue(queue_id, envelope, message, parent)
+        parent.add_event(
+            "dsn.queued",
+            {
+                "estafeta.dsn.queue_id": queue_id,
+                "estafeta.dsn.action": "/".join(sorted({r.action for r in reports})),
+                "estafeta.dsn.to": to,
+                "estafeta.dsn.recipients": [r.recipient.address for r in reports],
+            },
+        )
         log.info(
             "dsn id=%s for=%s action=%s to=<%s>",
             queue_id,

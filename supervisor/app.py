@@ -8,7 +8,10 @@
     ├── dns                  DnsResolver: the caching resolver    permanent
     ├── directory            Directory                      permanent
     ├── couriers (one_for_one, 1000 / 10 s)
-    │   └── courier.maildir.N  LocalCourier x local_delivery_concurrency  permanent
+    │   ├── courier.maildir.N  LocalCourier x local_delivery_concurrency  permanent
+    │   ├── courier.smtp.N   SmtpCourier x outbound.max_connections / processes
+    │   ├── courier.lmtp.N   SmtpCourier (LMTP) x outbound.lmtp_concurrency
+    │   └── courier.mda.N    MdaCourier x outbound.mda_concurrency
     ├── queue (rest_for_one, 5 / 30 s)
     │   ├── manager          QueueManager                   permanent
     │   └── items (simple_one_for_one, 10000 / 10 s)
@@ -41,13 +44,15 @@ from its first message) and flushed after it stops.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from opentelemetry import trace
 
 from estafeta.actors import smtp
 from estafeta.actors.bounces import Bouncer
-from estafeta.actors.couriers import courier_name, router
+from estafeta.actors.couriers import courier_name, mda, router
+from estafeta.actors.couriers import smtp as smtp_courier
 from estafeta.actors.couriers.local import LocalCourier
 from estafeta.actors.couriers.pool import CourierPool
 from estafeta.actors.directory import Directory, DirectoryView
@@ -60,7 +65,9 @@ from estafeta.actors.queue import QueueGauge, QueueManager
 from estafeta.actors.session import ConnectionSlots, SessionEnv, SmtpSession
 from estafeta.actors.timeouts import IdleWatch
 from estafeta.proto import config_pb2, messages_pb2
+from estafeta.store import inflight
 from estafeta.store.disk_client import DiskChannel
+from estafeta.store.inflight import InFlightJournal
 from estafeta.store.queue import QueueStore
 from estafeta.supervisor import registry
 from estafeta.supervisor.config import parse_listen_address
@@ -102,6 +109,9 @@ def _supervisor(spec: SupervisorSpec, register_as: str | None = None) -> ChildSp
 
 #: Seconds an item waits for a local courier's answer before deferring.
 COURIER_TIMEOUT = 120.0
+#: Seconds an item waits for an SMTP, LMTP or MDA courier (each step of
+#: theirs has its own timeout, RFC 5321 §4.5.3.2; this bounds a stuck one).
+REMOTE_COURIER_TIMEOUT = 3600.0
 
 
 def postmaster_address(cfg: config_pb2.Config) -> str:
@@ -118,6 +128,82 @@ def listener_names(cfg: config_pb2.Config) -> list[tuple[str, str]]:
     if len(addrs) == 1:
         return [("smtp", addrs[0])]
     return [(f"smtp.{a}", a) for a in addrs]
+
+
+def _courier_specs(kind: int, count: int, start) -> list[ChildSpec]:
+    """`count` couriers of route kind `kind`, registered by courier_name;
+    `start(link)` starts one."""
+    return [
+        ChildSpec(
+            id=courier_name(kind, i),
+            start=_registered(courier_name(kind, i), lambda link, _a: start(link)),
+            restart="permanent",
+            shutdown=10.0,
+        )
+        for i in range(count)
+    ]
+
+
+def _couriers(
+    cfg: config_pb2.Config,
+    paths: Paths,
+    store: QueueStore,
+    tracer: trace.Tracer,
+    dns_view: DnsView,
+    routes: router.RouteTable,
+    journal: InFlightJournal,
+    processes: int,
+) -> tuple[SupervisorSpec, CourierPool]:
+    """The couriers supervisor and the pool that hands its couriers to
+    deliveries: local (Config.local_delivery_concurrency), SMTP (the
+    process's share of Config.outbound.max_connections), and LMTP and MDA
+    when a transport of theirs is configured."""
+    o = cfg.outbound
+    kinds = {t.WhichOneof("kind") for t in cfg.transport}
+    sizes: dict[int, int] = {
+        router.MAILDIR: max(1, cfg.local_delivery_concurrency),
+        router.SMTP: max(1, o.max_connections // processes),
+    }
+    if "lmtp" in kinds:
+        sizes[router.LMTP] = max(1, o.lmtp_concurrency)
+    if "mda" in kinds:
+        sizes[router.MDA] = max(1, o.mda_concurrency)
+    base = smtp_courier.mx_options(cfg)
+    smtp_env = smtp_courier.SmtpEnv(
+        dns=dns_view,
+        routes=routes,
+        mx_options=base,
+        remote_port=cfg.remote_smtp_port,
+        our_names=(cfg.hostname,),
+        store=store,
+        journal=journal,
+        tracer=tracer,
+        transport_options=smtp_courier.transport_options(cfg, base),
+    )
+    commands = mda.commands_of(cfg)
+    starts: dict[int, Callable] = {
+        router.MAILDIR: lambda link: LocalCourier.start(link, paths.mail_dir, cfg.hostname, tracer, store),
+        router.SMTP: lambda link: smtp_courier.SmtpCourier.start(link, smtp_env, "smtp"),
+        router.LMTP: lambda link: smtp_courier.SmtpCourier.start(link, smtp_env, "lmtp"),
+        router.MDA: lambda link: mda.MdaCourier.start(link, commands, store, tracer),
+    }
+    spec = SupervisorSpec(
+        name="couriers",
+        strategy="one_for_one",
+        intensity=1000,
+        period=10.0,
+        # Courier crashes are per delivery, not a sign the courier cannot
+        # start: keep restarts quick so items do not find every courier
+        # backing off at once.
+        backoff_max=1.0,
+        children=[spec for kind, count in sizes.items() for spec in _courier_specs(kind, count, starts[kind])],
+    )
+    pool = CourierPool(
+        sizes=sizes,
+        per_destination=max(1, o.max_connections_per_destination // processes),
+        timeouts={kind: COURIER_TIMEOUT if kind == router.MAILDIR else REMOTE_COURIER_TIMEOUT for kind in sizes},
+    )
+    return spec, pool
 
 
 def build_tree(
@@ -140,45 +226,22 @@ def build_tree(
     the memfd `gauge_fd`; process 0, the daemon's own, also starts the
     others first (supervisor/processes.py)."""
     n = max(1, processes)
-    n_local = max(1, cfg.local_delivery_concurrency)
-    couriers = SupervisorSpec(
-        name="couriers",
-        strategy="one_for_one",
-        intensity=1000,
-        period=10.0,
-        # Courier crashes are per delivery, not a sign the courier cannot
-        # start: keep restarts quick so items do not find every courier
-        # backing off at once.
-        backoff_max=1.0,
-        children=[
-            ChildSpec(
-                id=courier_name(router.MAILDIR, i),
-                start=_registered(
-                    courier_name(router.MAILDIR, i),
-                    lambda link, _a: LocalCourier.start(link, paths.mail_dir, cfg.hostname, tracer, store),
-                ),
-                restart="permanent",
-                shutdown=10.0,
-            )
-            for i in range(n_local)
-        ],
-    )
+    dns_view = DnsView()
+    journal = InFlightJournal(inflight.journal_path(paths.data_dir, process))
+    routes = router.RouteTable(cfg)
+    couriers, pool = _couriers(cfg, paths, store, tracer, dns_view, routes, journal, n)
     gauge = QueueGauge(cfg.max_queue_items, cfg.max_queue_bytes, slot=process, memfd=gauge_fd)
     directory = DirectoryView()
-    dns_view = DnsView()
     enqueuer = Enqueuer(store, tracer)
     item_env = ItemEnv(
         store=store,
         tracer=tracer,
         retry=cfg.retry,
         quarantine_after=cfg.quarantine_after_crashes,
-        couriers=CourierPool(
-            sizes={router.MAILDIR: n_local},
-            per_destination=max(1, cfg.outbound.max_connections_per_destination // n),
-            timeouts={router.MAILDIR: COURIER_TIMEOUT},
-        ),
-        routes=router.RouteTable(cfg),
+        couriers=pool,
+        routes=routes,
         bouncer=Bouncer(enqueuer, directory, cfg.hostname, cfg.dsn, postmaster_address(cfg)),
+        journal=journal,
     )
     queue = SupervisorSpec(
         name="queue",

@@ -4,6 +4,7 @@
     estafeta config defaults | check FILE
     estafeta queue list | dump [ID ...] | show ID | release ID ...
     estafeta traces list [--limit N] [--errors] | show KEY
+    estafeta dkim keygen DOMAIN [--selector S] [--algorithm A] | check DOMAIN
 
 gevent's monkey patching comes first, before anything imports threading,
 ssl or pykka (DESIGN.md, "Known hazards"). Errors are one line on stderr
@@ -64,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = tsub.add_parser("show", help="one trace as a waterfall")
     _common(t)
     t.add_argument("key", metavar="KEY", help="trace id, queue id or Message-ID")
+    from estafeta.supervisor import dkimcli
+
+    dkimcli.add_parser(sub, _common)
     return ap
 
 
@@ -98,6 +102,10 @@ def _run(args) -> int:
 
         return serve(cfg)
     data_dir = os.path.abspath(cfg.data_dir)
+    if args.command == "dkim":
+        from estafeta.supervisor import dkimcli
+
+        return dkimcli.run(args, cfg)
     if args.command == "queue":
         from estafeta.store.queue import QueueStore
         from estafeta.supervisor import queuecli

@@ -27,7 +27,18 @@ DEFAULT_LOCAL_DOMAINS = ("localhost",)
 
 #: Actor classes that `chaos { crash { actor: ... } }` may name.
 CHAOS_ACTORS = frozenset(
-    {"SmtpSession", "Listener", "Directory", "QueueManager", "QueueItem", "LocalCourier", "Supervisor"}
+    {
+        "SmtpSession",
+        "Listener",
+        "Directory",
+        "DnsResolver",
+        "QueueManager",
+        "QueueItem",
+        "LocalCourier",
+        "SmtpCourier",
+        "MdaCourier",
+        "Supervisor",
+    }
 )
 
 
@@ -110,6 +121,10 @@ def apply_defaults(cfg: config_pb2.Config) -> config_pb2.Config:
     if not cfg.local_domain:
         for name in DEFAULT_LOCAL_DOMAINS:
             cfg.local_domain.add(name=name)
+    if not cfg.checks.authserv_id:
+        cfg.checks.authserv_id = cfg.hostname
+    if not cfg.srs.domain:
+        cfg.srs.domain = cfg.hostname
     return cfg
 
 
@@ -185,6 +200,66 @@ def _check(cfg: config_pb2.Config, where: str, text: str) -> None:
         fail("log_level", cfg.log_level, f'"{cfg.log_level}" is not one of debug, info, warning, error')
     if cfg.processes > MAX_PROCESSES:
         fail("processes", None, f"{cfg.processes} is more than {MAX_PROCESSES}")
+    _check_auth(cfg, fail)
+
+
+# RFC 8601 §2.2: authserv-id is a "value" (RFC 2045 token or quoted-string);
+# we take a token, as every implementation writes a host name there.
+_AUTHSERV_ID = re.compile(r"[!#-'*+.0-9A-Z^-~-]+")
+
+
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+def dns_domain(name: str) -> str:
+    """`name` normalised (normalize_domain) and checked as a DNS name: labels
+    of 1-63 letters, digits, hyphens (not first or last) or underscores,
+    253 octets at most (RFC 1035 §2.3.4). Raises ValueError."""
+    norm = normalize_domain(name)
+    if not norm or len(norm) > 253 or not all(_LABEL.fullmatch(label) for label in norm.split(".")):
+        raise ValueError(f'"{name}" is not a domain name')
+    return norm
+
+
+def _check_auth(cfg: config_pb2.Config, fail) -> None:
+    """Checks of Config.checks, Config.dkim_signing and Config.srs."""
+    c = cfg.checks
+    if not _AUTHSERV_ID.fullmatch(c.authserv_id):
+        fail("authserv_id", c.authserv_id, f'"{c.authserv_id}" is not a token (RFC 8601 §2.2), e.g. a host name')
+    for sealer in c.trusted_arc_sealer:
+        try:
+            dns_domain(sealer)
+        except ValueError as e:
+            fail("trusted_arc_sealer", sealer, str(e))
+    if c.dkim_min_rsa_bits < 1024:
+        fail("dkim_min_rsa_bits", None, f"{c.dkim_min_rsa_bits} is less than 1024 (RFC 8301 §3.2)")
+    for name, value in (
+        ("spf_timeout_seconds", c.spf_timeout_seconds),
+        ("dmarc_report_retention_seconds", c.dmarc_report_retention_seconds),
+        ("threshold", c.dnsbl.threshold),
+    ):
+        if value <= 0:
+            fail(name, None, f"must be greater than 0, not {value}")
+    for z in c.dnsbl.zone:
+        if not z.name.strip():
+            fail("zone", None, "every dnsbl zone needs a name")
+        try:
+            dns_domain(z.name)
+        except ValueError as e:
+            fail("name", z.name, str(e))
+        if z.weight <= 0:
+            fail("weight", None, f"must be greater than 0, not {z.weight}")
+    s = cfg.srs
+    try:
+        dns_domain(s.domain)
+    except ValueError as e:
+        fail("domain", s.domain, str(e))
+    if "." not in s.domain.strip(".") and s.enabled:
+        fail("domain", s.domain, f'"{s.domain}" is not a fully qualified domain (bounces must reach it)')
+    if not 4 <= s.hash_length <= 27:
+        fail("hash_length", None, f"{s.hash_length} is not between 4 and 27")
+    if not 1 <= s.max_age_days <= 1023:
+        fail("max_age_days", None, f"{s.max_age_days} is not between 1 and 1023")
 
 
 def _check_dns(cfg: config_pb2.Config, fail) -> None:

@@ -99,11 +99,14 @@ class DnsServer:
     after it they are applied at once.
     """
 
-    def __init__(self, directory: str | os.PathLike | None = None, *, host: str = "127.0.0.1"):
+    def __init__(self, directory: str | os.PathLike | None = None, *, host: str = "127.0.0.1", port: int = 0):
         self._own_dir = directory is None
         self.dir = Path(tempfile.mkdtemp(prefix="estafeta-knot-") if directory is None else directory)
         self.host = host
-        self.port = 0
+        #: A fixed port (e.g. 53 in a network namespace of its own, for
+        #: peers that use the system resolver); 0: a free one at start().
+        self.fixed_port = port
+        self.port = port
         self._proc: subprocess.Popen | None = None
         self._serial = int(time.time()) % 1_000_000_000
         #: origin (A-label) -> zone text as written; None for a failing zone.
@@ -221,7 +224,7 @@ template:
         with the server's log when it does not come up."""
         last = ""
         for _ in range(attempts):
-            self.port = free_udp_tcp_port(self.host)
+            self.port = self.fixed_port or free_udp_tcp_port(self.host)
             conf = self._write_config()
             log = open(self.dir / "knot.log", "ab")  # noqa: SIM115 - closed in stop()
             self._log = log
