@@ -111,6 +111,55 @@ def cpu_seconds(pid: int | None) -> float:
     return shared.tree_cpu(pid) if pid else 0.0
 
 
+def process_label(pid: int) -> str:
+    """What a process of an MTA's tree is, for the CPU breakdown: Postfix's
+    daemons by name (smtpd, cleanup, qmgr, smtp, ...), estafeta's by role
+    (daemon = serving process 0, serving process, disk worker), as
+    tests/bench/quick.sh names them."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().decode(errors="replace").split("\0")
+        with open(f"/proc/{pid}/stat") as f:
+            comm = f.read().split("(", 1)[1].rsplit(")", 1)[0]
+    except OSError:
+        return "?"
+    if any("estafeta" in c for c in cmd):
+        if any("disk_worker" in c for c in cmd):
+            return "disk worker"
+        return "serving process" if "--process" in cmd else "daemon (process 0)"
+    return comm
+
+
+def tree_breakdown(pid: int | None) -> dict[int, tuple[str, float, float]]:
+    """{pid: (label, own CPU s, CPU s of its reaped children)} over the
+    process tree under pid (user + system; /proc/<pid>/stat)."""
+    out: dict[int, tuple[str, float, float]] = {}
+    for p in shared.tree(pid) if pid else []:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        own = (int(fields[11]) + int(fields[12])) / shared.CLK
+        kids = (int(fields[13]) + int(fields[14])) / shared.CLK
+        out[p] = (process_label(p), own, kids)
+    return out
+
+
+def breakdown_delta(a: dict, b: dict, per: int) -> dict[str, float]:
+    """ms per message by process label between two tree_breakdown()s;
+    the CPU of processes that exited meanwhile (reaped by their parent)
+    shows as "<parent label> (exited children)"."""
+    out: dict[str, float] = {}
+    for pid, (label, own, kids) in b.items():
+        own0, kids0 = a.get(pid, (label, 0.0, 0.0))[1:]
+        out[label] = out.get(label, 0.0) + (own - own0)
+        if kids - kids0 > 0:
+            key = f"{label} (exited children)"
+            out[key] = out.get(key, 0.0) + (kids - kids0)
+    return {k: round(1000 * v / max(1, per), 3) for k, v in sorted(out.items()) if v > 0}
+
+
 def pss_kib(pid: int) -> tuple[int, int]:
     """(PSS KiB summed over the process tree under `pid`, processes)."""
     _rss, pss, n = shared.tree_mem(pid)
@@ -167,6 +216,14 @@ class SmtpSink:
         if self.mode == "dump":
             with os.scandir(self.dump) as it:
                 return sum(1 for _ in it)
+        return self._counter(rb"mesg=(\d+)")
+
+    def sessions(self) -> int | None:
+        """SMTP sessions ended so far (counter mode only; None in dump mode):
+        with count(), how many messages the MTA sent per connection."""
+        return self._counter(rb"sess=(\d+)") if self.mode == "counter" else None
+
+    def _counter(self, pattern: bytes) -> int:
         try:
             with open(self.out, "rb") as f:
                 f.seek(0, os.SEEK_END)
@@ -174,7 +231,7 @@ class SmtpSink:
                 tail = f.read()
         except OSError:
             return 0
-        found = re.findall(rb"mesg=(\d+)", tail)
+        found = re.findall(pattern, tail)
         return int(found[-1]) if found else 0
 
     def cpu(self) -> float:
@@ -549,9 +606,14 @@ def _fmt(r: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in r.items() if k not in ("cmd",) and v is not None)
 
 
+#: Run keys summarize() takes the median of, besides every *_ms_per_msg.
+MEDIAN_KEYS = ("steal_pct", "other_load_pct", "accept_rate", "msgs_per_connection")
+
+
 def summarize(plan: Plan) -> dict:
     """Medians over a plan's good runs: rate (and min, max), every
-    *_ms_per_msg key, steal_pct; failed runs counted."""
+    *_ms_per_msg key and MEDIAN_KEYS, cpu_by_process per label; failed
+    runs counted."""
     good = [r for r in plan.runs if r.get("rate") is not None]
     s: dict = {"count": plan.count, "runs": len(plan.runs), "failed_runs": len(plan.runs) - len(good)}
     if plan.error:
@@ -562,8 +624,14 @@ def summarize(plan: Plan) -> dict:
     s.update(rate=statistics.median(rates), rate_min=min(rates), rate_max=max(rates))
     for k in sorted({k for r in good for k in r}):
         vals = [r[k] for r in good if isinstance(r.get(k), int | float) and not isinstance(r.get(k), bool)]
-        if vals and (k.endswith("_ms_per_msg") or k in ("steal_pct", "other_load_pct", "accept_rate")):
+        if vals and (k.endswith("_ms_per_msg") or k in MEDIAN_KEYS):
             s[k] = round(statistics.median(vals), 3)
+    by = [r["cpu_by_process"] for r in good if r.get("cpu_by_process")]
+    if by:
+        labels = {label for b in by for label in b}
+        s["cpu_by_process"] = {
+            label: round(statistics.median(b.get(label, 0.0) for b in by), 3) for label in sorted(labels)
+        }
     return s
 
 

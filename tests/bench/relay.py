@@ -163,7 +163,7 @@ class EstafetaRelay(RelayTarget):
 
 def one_run(t: RelayTarget, wl: bl.Workload, n: int, args) -> dict:
     """Send n messages through t; the run's numbers (benchlib.RunFn)."""
-    c0 = t.sink.count()
+    c0, sess0, tree0 = t.sink.count(), t.sink.sessions(), bl.tree_breakdown(t.pid)
     cpu0, sink0, st0, busy0 = bl.cpu_seconds(t.pid), t.sink.cpu(), bl.steal_snapshot(), bl.machine_busy()
     src = bl.smtp_source(
         t.port, size=wl.size, conc=wl.conc, count=n, limit_s=args.run_limit, sender=SENDER, recipient=RECIPIENT
@@ -171,6 +171,7 @@ def one_run(t: RelayTarget, wl: bl.Workload, n: int, args) -> dict:
     done = bl.wait_count(t.sink.count, c0 + n, args.drain_limit) if src.rc == 0 else None
     time.sleep(args.settle)  # the MTA's work after the last relay (queue file removal) counts for the run
     got = t.sink.count() - c0
+    sess, tree1 = t.sink.sessions(), bl.tree_breakdown(t.pid)
     cpu1, sink1, st1, busy1 = bl.cpu_seconds(t.pid), t.sink.cpu(), bl.steal_snapshot(), bl.machine_busy()
     error = None
     if src.rc != 0:
@@ -184,6 +185,8 @@ def one_run(t: RelayTarget, wl: bl.Workload, n: int, args) -> dict:
         secs=round((done or time.perf_counter()) - src.t0, 2),
         mta_cpu_ms_per_msg=round(1000 * (cpu1 - cpu0) / max(1, got), 3),
         sink_cpu_ms_per_msg=round(1000 * (sink1 - sink0) / max(1, got), 3),
+        msgs_per_connection=round(got / (sess - sess0), 2) if sess and sess0 is not None and sess > sess0 else None,
+        cpu_by_process=bl.breakdown_delta(tree0, tree1, got),
         source_cpu_ms_per_msg=round(1000 * src.cpu_s / n, 3),
         steal_pct=bl.steal_pct(st0, st1),
         other_load_pct=bl.other_load_pct(busy0, busy1, (cpu1 - cpu0) + (sink1 - sink0) + src.cpu_s),
@@ -200,8 +203,8 @@ def table(results: dict, info: dict, args) -> str:
         bl.info_line(info) + f"; estafeta route: {args.estafeta_route}; sink count: {args.sink_count}",
         "",
         "| workload | MTA | relayed msg/s | ×Postfix | MTA CPU ms/msg | sink CPU ms/msg "
-        "| smtp-source CPU ms/msg | accepted msg/s | N | steal % | other load % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| smtp-source CPU ms/msg | accepted msg/s | msgs per connection to the sink | N | steal % | other load % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for wl in args.workloads.split(","):
         base = results.get("postfix", {}).get(wl, {}).get("rate")
@@ -217,9 +220,16 @@ def table(results: dict, info: dict, args) -> str:
             lines.append(
                 f"| {wl} | {name} | {cell} | {ratio} | {bl.fmt_num(s.get('mta_cpu_ms_per_msg'), 2)} "
                 f"| {bl.fmt_num(s.get('sink_cpu_ms_per_msg'), 3)} | {bl.fmt_num(s.get('source_cpu_ms_per_msg'), 3)} "
-                f"| {bl.fmt_num(s.get('accept_rate'))} | {s.get('count', '–')} | {bl.fmt_num(s.get('steal_pct'), 1)} "
+                f"| {bl.fmt_num(s.get('accept_rate'))} | {bl.fmt_num(s.get('msgs_per_connection'), 2)} "
+                f"| {s.get('count', '–')} | {bl.fmt_num(s.get('steal_pct'), 1)} "
                 f"| {bl.fmt_num(s.get('other_load_pct'), 1)} |"
             )
+    lines += ["", "Where the MTA's CPU goes, ms per relayed message (median of the runs), by process:", ""]
+    for wl in args.workloads.split(","):
+        for name, per in results.items():
+            by = per.get(wl, {}).get("cpu_by_process") or {}
+            parts = sorted(by.items(), key=lambda kv: -kv[1])
+            lines.append(f"- {wl}, {name}: " + ", ".join(f"{label} {ms:.2f}" for label, ms in parts if ms >= 0.005))
     return "\n".join(lines)
 
 
