@@ -205,6 +205,8 @@ class SmtpSink:
                 stderr=subprocess.STDOUT,
             )
         wait_port(self.port, 10, self.proc, "smtp-sink")
+        if self.mode == "counter":  # the probe's session, counted once it has ended
+            wait_count(lambda: self._counter(rb"sess=(\d+)"), 1, 5)
         return self
 
     @property

@@ -52,7 +52,7 @@ def test_smtp_sink_counts_messages_and_sessions(tmp_path):
     os.chmod(tmp_path, 0o755)
     sink = benchlib.SmtpSink(tmp_path / "sink").start()
     try:
-        sessions0 = sink.sessions()  # the start's probe of the port is one
+        sessions0 = sink.sessions()  # 1: start() probes the port
         run = benchlib.smtp_source(
             sink.port, size=512, conc=3, count=30, limit_s=30, sender="a@client.test", recipient="b@remote.test"
         )
