@@ -43,7 +43,8 @@ import bench as shared  # noqa: E402  ../shared/bench/bench.py: tree_cpu, tree_m
 
 TMP = Path(os.environ.get("SMTPBENCH_TMP", "/tmp/smtpbench"))
 HOST = "127.0.0.1"
-ESTAFETA = REPO / ".venv" / "bin" / "estafeta"
+#: The estafeta under test: this checkout's, or $ESTAFETA_BIN (A/B of two builds).
+ESTAFETA = Path(os.environ.get("ESTAFETA_BIN") or REPO / ".venv" / "bin" / "estafeta")
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 
