@@ -296,19 +296,43 @@ def steal_pct(a: tuple[int, int], b: tuple[int, int]) -> float:
     return round(100 * (b[0] - a[0]) / max(1, b[1] - a[1]), 1)
 
 
-def machine_busy() -> tuple[float, float]:
-    """(busy CPU seconds of the whole machine: user, nice, system, irq,
-    softirq; CPU seconds elapsed over all CPUs) from /proc/stat."""
+def machine_busy() -> tuple[float, float, float, float]:
+    """CPU seconds from /proc/stat and the kernel's threads: (busy of the
+    whole machine: user, nice, system, irq, softirq; elapsed over all CPUs;
+    irq + softirq; kernel threads (children of kthreadd: kworker, jbd2,
+    ksoftirqd, ...), which flush, journal and deliver loopback packets on
+    the benchmark's behalf too)."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:9]]
-    return (v[0] + v[1] + v[2] + v[5] + v[6]) / shared.CLK, sum(v) / shared.CLK
+    kthreads = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == "2":  # parent kthreadd
+            kthreads += int(fields[11]) + int(fields[12])
+    clk = shared.CLK
+    return (v[0] + v[1] + v[2] + v[5] + v[6]) / clk, sum(v) / clk, (v[5] + v[6]) / clk, kthreads / clk
 
 
-def other_load_pct(a: tuple[float, float], b: tuple[float, float], ours_cpu_s: float) -> float:
-    """Share of the machine's CPU time between snapshots a and b that went
-    to processes outside the benchmark (busy - ours): other tenants of the
-    machine (other sessions' tests) skew a run as steal does."""
-    return round(100 * max(0.0, (b[0] - a[0]) - ours_cpu_s) / max(1e-9, b[1] - a[1]), 1)
+def other_load_pct(a: tuple, b: tuple, ours_cpu_s: float) -> float:
+    """Share of the machine's CPU time between machine_busy() snapshots a
+    and b that went to processes outside the benchmark (busy - ours -
+    kernel threads - interrupts): other tenants of the machine (other
+    sessions' tests) skew a run as steal does."""
+    other = (b[0] - a[0]) - ours_cpu_s - (b[2] - a[2]) - (b[3] - a[3])
+    return round(100 * max(0.0, other) / max(1e-9, b[1] - a[1]), 1)
+
+
+def kernel_ms_per_msg(a: tuple, b: tuple, n: int) -> float:
+    """Kernel threads' and interrupts' CPU between two machine_busy()
+    snapshots, ms per message (the whole machine's: an upper bound of
+    what the benchmark caused)."""
+    return round(1000 * ((b[2] - a[2]) + (b[3] - a[3])) / max(1, n), 3)
 
 
 def wait_count(counter: Callable[[], int], target: int, seconds: float, poll: float = 0.02) -> float | None:

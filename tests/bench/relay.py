@@ -189,6 +189,7 @@ def one_run(t: RelayTarget, wl: bl.Workload, n: int, args) -> dict:
         cpu_by_process=bl.breakdown_delta(tree0, tree1, got),
         source_cpu_ms_per_msg=round(1000 * src.cpu_s / n, 3),
         steal_pct=bl.steal_pct(st0, st1),
+        kernel_ms_per_msg=bl.kernel_ms_per_msg(busy0, busy1, got),
         other_load_pct=bl.other_load_pct(busy0, busy1, (cpu1 - cpu0) + (sink1 - sink0) + src.cpu_s),
         error=error,
         cmd=src.cmd,
@@ -203,8 +204,9 @@ def table(results: dict, info: dict, args) -> str:
         bl.info_line(info) + f"; estafeta route: {args.estafeta_route}; sink count: {args.sink_count}",
         "",
         "| workload | MTA | relayed msg/s | ×Postfix | MTA CPU ms/msg | sink CPU ms/msg "
-        "| smtp-source CPU ms/msg | accepted msg/s | msgs per connection to the sink | N | steal % | other load % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| smtp-source CPU ms/msg | kernel threads + irq ms/msg | accepted msg/s | msgs per connection to the sink "
+        "| N | steal % | other load % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for wl in args.workloads.split(","):
         base = results.get("postfix", {}).get(wl, {}).get("rate")
@@ -220,6 +222,7 @@ def table(results: dict, info: dict, args) -> str:
             lines.append(
                 f"| {wl} | {name} | {cell} | {ratio} | {bl.fmt_num(s.get('mta_cpu_ms_per_msg'), 2)} "
                 f"| {bl.fmt_num(s.get('sink_cpu_ms_per_msg'), 3)} | {bl.fmt_num(s.get('source_cpu_ms_per_msg'), 3)} "
+                f"| {bl.fmt_num(s.get('kernel_ms_per_msg'), 2)} "
                 f"| {bl.fmt_num(s.get('accept_rate'))} | {bl.fmt_num(s.get('msgs_per_connection'), 2)} "
                 f"| {s.get('count', '–')} | {bl.fmt_num(s.get('steal_pct'), 1)} "
                 f"| {bl.fmt_num(s.get('other_load_pct'), 1)} |"
