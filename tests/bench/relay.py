@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import abc
 import argparse
+import shutil
 import statistics
 import sys
 import time
@@ -255,7 +256,7 @@ def sink_probe(args, log) -> None:
             log(f"probe {mode}: {rows[-1][1]:.0f} msg/s, sink {rows[-1][2]:.3f} ms/msg, source {rows[-1][3]:.3f}")
         finally:
             sink.stop()
-            bl.subprocess.run(["rm", "-rf", str(sink.dump)], check=False)
+            shutil.rmtree(sink.dump, ignore_errors=True)
     print("\n| sink count | msg/s (smtp-source c=10 → sink) | sink CPU ms/msg | smtp-source CPU ms/msg |")
     print("|---|---|---|---|")
     for mode in ("counter", "dump"):
