@@ -1,4 +1,5 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -6,8 +7,15 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class LogFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TEXT: _ClassVar[LogFormat]
+    JSON: _ClassVar[LogFormat]
+TEXT: LogFormat
+JSON: LogFormat
+
 class Config(_message.Message):
-    __slots__ = ("hostname", "data_dir", "smtp_address", "max_data_size_bytes", "max_recipients", "local_domain", "max_queue_items", "max_queue_bytes", "chaos", "max_connections", "idle_timeout_seconds", "data_timeout_seconds", "max_errors", "shutdown_timeout_seconds", "tracing", "retry", "local_delivery_concurrency", "quarantine_after_crashes", "log_level", "processes", "queue_sweep_seconds", "resolver", "dns", "relay_network", "remote_smtp_port", "transport", "route", "outbound", "dsn", "checks", "dkim_signing", "srs")
+    __slots__ = ("hostname", "data_dir", "smtp_address", "max_data_size_bytes", "max_recipients", "local_domain", "max_queue_items", "max_queue_bytes", "chaos", "max_connections", "idle_timeout_seconds", "data_timeout_seconds", "max_errors", "shutdown_timeout_seconds", "tracing", "retry", "local_delivery_concurrency", "quarantine_after_crashes", "log_level", "processes", "queue_sweep_seconds", "resolver", "dns", "relay_network", "remote_smtp_port", "transport", "route", "outbound", "dsn", "checks", "dkim_signing", "srs", "http_address", "http_token_file", "log_format")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     DATA_DIR_FIELD_NUMBER: _ClassVar[int]
     SMTP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +48,9 @@ class Config(_message.Message):
     CHECKS_FIELD_NUMBER: _ClassVar[int]
     DKIM_SIGNING_FIELD_NUMBER: _ClassVar[int]
     SRS_FIELD_NUMBER: _ClassVar[int]
+    HTTP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    HTTP_TOKEN_FILE_FIELD_NUMBER: _ClassVar[int]
+    LOG_FORMAT_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     data_dir: str
     smtp_address: _containers.RepeatedScalarFieldContainer[str]
@@ -72,7 +83,10 @@ class Config(_message.Message):
     checks: Checks
     dkim_signing: DkimSigning
     srs: Srs
-    def __init__(self, hostname: _Optional[str] = ..., data_dir: _Optional[str] = ..., smtp_address: _Optional[_Iterable[str]] = ..., max_data_size_bytes: _Optional[int] = ..., max_recipients: _Optional[int] = ..., local_domain: _Optional[_Iterable[_Union[LocalDomain, _Mapping]]] = ..., max_queue_items: _Optional[int] = ..., max_queue_bytes: _Optional[int] = ..., chaos: _Optional[_Union[Chaos, _Mapping]] = ..., max_connections: _Optional[int] = ..., idle_timeout_seconds: _Optional[float] = ..., data_timeout_seconds: _Optional[float] = ..., max_errors: _Optional[int] = ..., shutdown_timeout_seconds: _Optional[float] = ..., tracing: _Optional[_Union[Tracing, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., local_delivery_concurrency: _Optional[int] = ..., quarantine_after_crashes: _Optional[int] = ..., log_level: _Optional[str] = ..., processes: _Optional[int] = ..., queue_sweep_seconds: _Optional[float] = ..., resolver: _Optional[_Iterable[str]] = ..., dns: _Optional[_Union[Dns, _Mapping]] = ..., relay_network: _Optional[_Iterable[str]] = ..., remote_smtp_port: _Optional[int] = ..., transport: _Optional[_Iterable[_Union[Transport, _Mapping]]] = ..., route: _Optional[_Iterable[_Union[RouteRule, _Mapping]]] = ..., outbound: _Optional[_Union[Outbound, _Mapping]] = ..., dsn: _Optional[_Union[Dsn, _Mapping]] = ..., checks: _Optional[_Union[Checks, _Mapping]] = ..., dkim_signing: _Optional[_Union[DkimSigning, _Mapping]] = ..., srs: _Optional[_Union[Srs, _Mapping]] = ...) -> None: ...
+    http_address: str
+    http_token_file: str
+    log_format: LogFormat
+    def __init__(self, hostname: _Optional[str] = ..., data_dir: _Optional[str] = ..., smtp_address: _Optional[_Iterable[str]] = ..., max_data_size_bytes: _Optional[int] = ..., max_recipients: _Optional[int] = ..., local_domain: _Optional[_Iterable[_Union[LocalDomain, _Mapping]]] = ..., max_queue_items: _Optional[int] = ..., max_queue_bytes: _Optional[int] = ..., chaos: _Optional[_Union[Chaos, _Mapping]] = ..., max_connections: _Optional[int] = ..., idle_timeout_seconds: _Optional[float] = ..., data_timeout_seconds: _Optional[float] = ..., max_errors: _Optional[int] = ..., shutdown_timeout_seconds: _Optional[float] = ..., tracing: _Optional[_Union[Tracing, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., local_delivery_concurrency: _Optional[int] = ..., quarantine_after_crashes: _Optional[int] = ..., log_level: _Optional[str] = ..., processes: _Optional[int] = ..., queue_sweep_seconds: _Optional[float] = ..., resolver: _Optional[_Iterable[str]] = ..., dns: _Optional[_Union[Dns, _Mapping]] = ..., relay_network: _Optional[_Iterable[str]] = ..., remote_smtp_port: _Optional[int] = ..., transport: _Optional[_Iterable[_Union[Transport, _Mapping]]] = ..., route: _Optional[_Iterable[_Union[RouteRule, _Mapping]]] = ..., outbound: _Optional[_Union[Outbound, _Mapping]] = ..., dsn: _Optional[_Union[Dsn, _Mapping]] = ..., checks: _Optional[_Union[Checks, _Mapping]] = ..., dkim_signing: _Optional[_Union[DkimSigning, _Mapping]] = ..., srs: _Optional[_Union[Srs, _Mapping]] = ..., http_address: _Optional[str] = ..., http_token_file: _Optional[str] = ..., log_format: _Optional[_Union[LogFormat, str]] = ...) -> None: ...
 
 class Transport(_message.Message):
     __slots__ = ("name", "smarthost", "lmtp", "mda")

@@ -7,14 +7,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DiskRequest(_message.Message):
-    __slots__ = ("id", "queue_write", "maildir")
+    __slots__ = ("id", "queue_write", "maildir", "ping")
     ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_WRITE_FIELD_NUMBER: _ClassVar[int]
     MAILDIR_FIELD_NUMBER: _ClassVar[int]
+    PING_FIELD_NUMBER: _ClassVar[int]
     id: int
     queue_write: QueueWrite
     maildir: MaildirDelivery
-    def __init__(self, id: _Optional[int] = ..., queue_write: _Optional[_Union[QueueWrite, _Mapping]] = ..., maildir: _Optional[_Union[MaildirDelivery, _Mapping]] = ...) -> None: ...
+    ping: Ping
+    def __init__(self, id: _Optional[int] = ..., queue_write: _Optional[_Union[QueueWrite, _Mapping]] = ..., maildir: _Optional[_Union[MaildirDelivery, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ...) -> None: ...
+
+class Ping(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class QueueWrite(_message.Message):
     __slots__ = ("writes", "unlinks", "directory")

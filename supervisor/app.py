@@ -16,14 +16,16 @@
     │   ├── manager          QueueManager                   permanent
     │   └── items (simple_one_for_one, 10000 / 10 s)
     │       └── QueueItem x N  one per message              transient
-    └── listeners (one_for_one, 5 / 30 s)
-        └── listener.<name> (rest_for_one, 5 / 30 s), one per smtp_address
-            ├── sessions (simple_one_for_one)
-            │   └── SmtpSession x N  one per connection      temporary
-            └── acceptor         Listener                   permanent
+    ├── listeners (one_for_one, 5 / 30 s)
+    │   └── listener.<name> (rest_for_one, 5 / 30 s), one per smtp_address
+    │       ├── sessions (simple_one_for_one)
+    │       │   └── SmtpSession x N  one per connection      temporary
+    │       └── acceptor         Listener                   permanent
+    ├── control              ControlServer: <data_dir>/control/<process>.sock  permanent
+    └── http                 HttpServer: the web page, /metrics  process 0 only  permanent
 
-Start order is top to bottom, shutdown the reverse: listeners stop
-accepting and drain their sessions first, then queue items finish their
+Start order is top to bottom, shutdown the reverse: the web page and
+the control socket go first, then listeners stop accepting and drain their sessions first, then queue items finish their
 current attempt, then couriers, then the directory, and last the disk
 worker, once nothing writes any more.
 
@@ -44,6 +46,7 @@ from its first message) and flushed after it stops.
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -59,9 +62,11 @@ from estafeta.actors.directory import Directory, DirectoryView
 from estafeta.actors.disk import DiskWriter
 from estafeta.actors.dns import DnsResolver, DnsView
 from estafeta.actors.enqueue import Enqueuer
+from estafeta.actors.http import HttpEnv, HttpServer
 from estafeta.actors.item import ItemEnv, QueueItem
 from estafeta.actors.listener import Listener
 from estafeta.actors.queue import QueueGauge, QueueManager
+from estafeta.actors.queuecontrol import QueueControl
 from estafeta.actors.session import ConnectionSlots, SessionEnv, SmtpSession
 from estafeta.actors.timeouts import IdleWatch
 from estafeta.proto import config_pb2, messages_pb2
@@ -71,6 +76,7 @@ from estafeta.store.inflight import InFlightJournal
 from estafeta.store.queue import QueueStore
 from estafeta.supervisor import registry
 from estafeta.supervisor.config import parse_listen_address
+from estafeta.supervisor.control import ControlServer, QueueHandler
 from estafeta.supervisor.processes import ServingProcess
 from estafeta.supervisor.tree import ChildSpec, Supervisor, SupervisorSpec
 
@@ -215,6 +221,7 @@ def build_tree(
     process: int = 0,
     processes: int = 1,
     gauge_fd: int | None = None,
+    queue_handler: QueueHandler | None = None,
 ) -> SupervisorSpec:
     """The root SupervisorSpec for this configuration. With `disk`, the
     tree starts a DiskWriter (and its worker process) first, and the
@@ -224,7 +231,9 @@ def build_tree(
     this tree, with an even share of the connection limit, its listeners
     on SO_REUSEPORT sockets, and its slot in the queue gauge shared through
     the memfd `gauge_fd`; process 0, the daemon's own, also starts the
-    others first (supervisor/processes.py)."""
+    others first (supervisor/processes.py), and serves the web page.
+    `queue_handler`: what the control channel does with a QueueAction
+    (supervisor/control.py); default: actors/queuecontrol.py's QueueControl."""
     n = max(1, processes)
     dns_view = DnsView()
     journal = InFlightJournal(inflight.journal_path(paths.data_dir, process))
@@ -243,6 +252,8 @@ def build_tree(
         bouncer=Bouncer(enqueuer, directory, cfg.hostname, cfg.dsn, postmaster_address(cfg)),
         journal=journal,
     )
+    if queue_handler is None:  # the postmaster's flush/hold/release/delete, through the control channel
+        queue_handler = QueueControl(store, item_env.bouncer, tracer, process, n).handle
     queue = SupervisorSpec(
         name="queue",
         strategy="rest_for_one",
@@ -382,8 +393,58 @@ def build_tree(
             _supervisor(
                 SupervisorSpec(name="listeners", strategy="one_for_one", intensity=5, period=30.0, children=listeners)
             ),
+            *monitoring(cfg, paths, process, n, gauge, disk, queue_handler),
         ],
     )
+
+
+def monitoring(
+    cfg: config_pb2.Config,
+    paths: Paths,
+    process: int,
+    n: int,
+    gauge: QueueGauge,
+    disk: DiskChannel | None,
+    queue_handler: QueueHandler | None,
+) -> list[ChildSpec]:
+    """The root's last children: the control socket (every serving
+    process) and the web page (process 0, when http_address is set).
+    Last: they read what the others publish, and stop first."""
+    children = [
+        ChildSpec(
+            id="control",
+            start=_registered(
+                "control", lambda link, _a: ControlServer.start(link, paths.data_dir, process, queue_handler)
+            ),
+            restart="permanent",
+            shutdown=5.0,
+        )
+    ]
+    if process == 0 and cfg.http_address:
+        env = HttpEnv(
+            address=parse_listen_address(cfg.http_address),
+            data_dir=paths.data_dir,
+            queue_dir=paths.queue_dir,
+            traces_db=paths.traces_db,
+            token_path=token_path(cfg, paths.data_dir),
+            processes=n,
+            gauge=gauge,
+            disk=disk,
+        )
+        children.append(
+            ChildSpec(
+                id="http",
+                start=_registered("http", lambda link, _a: HttpServer.start(link, env)),
+                restart="permanent",
+                shutdown=5.0,
+            )
+        )
+    return children
+
+
+def token_path(cfg: config_pb2.Config, data_dir: str) -> str:
+    """Config.http_token_file, relative to data_dir unless absolute."""
+    return os.path.join(data_dir, cfg.http_token_file or "http.token")
 
 
 def serving_processes(cfg: config_pb2.Config, n: int, gauge_fd: int | None) -> SupervisorSpec:

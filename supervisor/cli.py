@@ -3,7 +3,7 @@
     estafeta serve [--config FILE] [--data-dir DIR]
     estafeta config defaults | check FILE
     estafeta queue list | dump [ID ...] | show ID | release ID ...
-    estafeta traces list [--limit N] [--errors] | show KEY
+    estafeta traces list [KEY] [--since T] [--until T] [--outcome O] [--errors] [--limit N] | show KEY
     estafeta dkim keygen DOMAIN [--selector S] [--algorithm A] | check DOMAIN
 
 gevent's monkey patching comes first, before anything imports threading,
@@ -58,8 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("ids", nargs="+", metavar="ID")
     p = sub.add_parser("traces", help="inspect traces in the local span store")
     tsub = p.add_subparsers(dest="action", required=True)
-    t = tsub.add_parser("list", help="recent traces, newest first")
+    t = tsub.add_parser("list", help="recent traces, newest first; filtered like the web page's search")
     _common(t)
+    t.add_argument(
+        "key", nargs="?", default="", metavar="KEY", help="queue id, Message-ID, address, domain, client IP or trace id"
+    )
+    t.add_argument("--since", default="", metavar="T", help="started at or after T (2026-11-22T14:50, 2h, 3d, ...)")
+    t.add_argument("--until", default="", metavar="T", help="started before T")
+    t.add_argument("--outcome", default="", choices=("", "delivered", "deferred", "bounced", "refused", "quarantined"))
     t.add_argument("--limit", type=int, default=20)
     t.add_argument("--errors", action="store_true", help="only traces with an error span")
     t = tsub.add_parser("show", help="one trace as a waterfall")
@@ -122,7 +128,9 @@ def _run(args) -> int:
 
     db = os.path.join(data_dir, "traces.db")
     if args.action == "list":
-        return viewer.cmd_list(db, args.limit, args.errors)
+        return viewer.cmd_list(
+            db, args.limit, args.errors, key=args.key, since=args.since, until=args.until, outcome=args.outcome
+        )
     return viewer.cmd_show(db, args.key)
 
 

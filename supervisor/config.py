@@ -38,6 +38,8 @@ CHAOS_ACTORS = frozenset(
         "SmtpCourier",
         "MdaCourier",
         "Supervisor",
+        "ControlServer",
+        "HttpServer",
     }
 )
 
@@ -195,6 +197,15 @@ def _check(cfg: config_pb2.Config, where: str, text: str) -> None:
     for name, value in positive.items():
         if value <= 0:
             fail(name, None, f"must be greater than 0, not {value}")
+    if cfg.http_address:
+        try:
+            parse_listen_address(cfg.http_address)
+        except ValueError as e:
+            fail("http_address", cfg.http_address, str(e))
+        if cfg.http_address in cfg.smtp_address:
+            fail("http_address", cfg.http_address, "is also an smtp_address")
+    if not cfg.http_token_file.strip() or "\0" in cfg.http_token_file:
+        fail("http_token_file", None, "must name a file")
     _check_dns(cfg, fail)
     if cfg.log_level.lower() not in ("debug", "info", "warning", "error"):
         fail("log_level", cfg.log_level, f'"{cfg.log_level}" is not one of debug, info, warning, error')

@@ -29,7 +29,7 @@ from estafeta.proto import config_pb2, supervision_pb2
 from estafeta.store.blocking import configure_threadpool
 from estafeta.store.disk_client import DiskChannel
 from estafeta.store.queue import QueueStore
-from estafeta.supervisor import chaos, registry
+from estafeta.supervisor import chaos, metrics, registry
 from estafeta.supervisor.app import Paths, build_tree
 from estafeta.supervisor.config import parse_listen_address, process_count
 from estafeta.supervisor.log import setup_logging
@@ -75,6 +75,11 @@ def _preflight(cfg: config_pb2.Config, paths: Paths, store: QueueStore) -> None:
             open_listening_socket(parse_listen_address(addr)).close()
         except ListenError as e:
             raise StartupError(str(e)) from None
+    if cfg.http_address:
+        try:
+            open_listening_socket(parse_listen_address(cfg.http_address)).close()
+        except ListenError as e:
+            raise StartupError(f"http_address: {e}") from None
     try:
         store.recover()
     except OSError as e:
@@ -115,7 +120,7 @@ def serve(cfg: config_pb2.Config, process: int = 0, gauge_fd: int | None = None)
     before anything starts, and its tree starts processes 1..N-1
     (supervisor/processes.py), which run this with their number.
     """
-    setup_logging(cfg.log_level)
+    setup_logging(cfg.log_level, "json" if cfg.log_format == config_pb2.JSON else "text")
     tune_gc()
     processes = process_count(cfg)
     paths = paths_for(cfg)
@@ -133,6 +138,13 @@ def serve(cfg: config_pb2.Config, process: int = 0, gauge_fd: int | None = None)
                 gauge_fd = QueueGauge.shared_memory()
             except (OSError, AttributeError) as e:  # no memfd_create: each process counts alone
                 log.warning("queue limits apply per process (no shared memory: %s)", e)
+    try:
+        # Before any metric exists, and before process 0 starts the others
+        # (they inherit PROMETHEUS_MULTIPROC_DIR); process 0 starts it empty.
+        metrics.setup(os.path.join(paths.data_dir, "metrics"), clean=process == 0)
+    except OSError as e:
+        log.error("cannot start: metrics directory: %s", e)
+        return 1
     configure_threadpool(THREADPOOL_SIZE)
     chaos.configure(cfg.chaos if cfg.chaos.crash else None)
     tracing = setup_tracing(cfg.tracing, paths.traces_db, hostname=cfg.hostname)
@@ -160,7 +172,7 @@ def serve(cfg: config_pb2.Config, process: int = 0, gauge_fd: int | None = None)
     if process == 0:
         gevent.signal_handler(signal.SIGINT, on_signal, signal.SIGINT)
     tree = build_tree(cfg, paths, store, tracing.tracer, disk, process=process, processes=processes, gauge_fd=gauge_fd)
-    root = Supervisor.start(None, tree, on_escalate=on_escalate)
+    root = registry.register("root", Supervisor.start(None, tree, on_escalate=on_escalate))
     root.ask(supervision_pb2.WhichChildren())  # answered once every child has started
     log.info(
         "started hostname=%s data_dir=%s pid=%d process=%d/%d",

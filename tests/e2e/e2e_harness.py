@@ -107,7 +107,8 @@ class DaemonError(AssertionError):
 
 
 class Daemon:
-    """One `estafeta serve` process on 127.0.0.1:<port>, data under
+    """One `estafeta serve` process on 127.0.0.1:<port> (its web page on
+    `http_address`, another free port), data under
     `data_dir`, config in `<root>/estafeta.conf`, stderr appended to
     `<root>/estafeta.log` (a marker line starts each run).
 
@@ -120,6 +121,10 @@ class Daemon:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
+        # The web page (Config.http_address, process 0) on a free port too,
+        # unless the test sets it ("" turns it off).
+        fields.setdefault("http_address", f"127.0.0.1:{free_port()}")
+        self.http_address = fields["http_address"]
         self.data_dir = Path(data_dir or self.root / "data")
         self.config_path = self.root / "estafeta.conf"
         self.log_path = self.root / "estafeta.log"

@@ -510,6 +510,13 @@ def test_disk_writer_restarted_with_a_new_worker_when_the_worker_dies(tmp_path):
     assert second._proc.returncode == 0  # noqa: SLF001  (closed: finished, then exited)
 
 
+def test_ping_is_answered_at_once(client):
+    """The readiness probe's round trip (DiskRequest.ping)."""
+    assert client.ping(TIMEOUT)
+    client.kill()
+    assert not client.ping(TIMEOUT)
+
+
 @pytest.mark.parametrize("with_worker", [True, False])
 def test_queue_store_delivers_maildirs_and_removes_the_item(client, tmp_path, with_worker):
     """QueueStore.deliver_maildirs: each target gets its own copy (LF line
