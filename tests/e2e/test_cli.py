@@ -220,3 +220,50 @@ def test_release_puts_a_quarantined_item_back_in_a_running_daemon(daemon_factory
     (path,) = d.wait_delivered("localhost", "later", 1, timeout=20)
     assert b"released-1" in path.read_bytes()
     d.wait_queue_empty(timeout=20)
+
+
+def test_queue_hold_flush_release_delete_while_the_daemon_runs(held):
+    """The postmaster's actions through the control channel: hold stops
+    attempts, flush of a held item is refused, release and flush attempt
+    at once, delete --bounce returns it to the sender with a DSN."""
+    assert held.send("sender@localhost", ["held@localhost"], make_message(subject="act on me")) == {}
+    queue_id = _queue_id_of_deferred(held, "held@localhost")
+    r = held.cli("queue", "release", queue_id)
+    assert r.returncode == 1 and "not held" in r.stderr, (r.stdout, r.stderr)
+    r = held.cli("queue", "hold", queue_id)
+    assert r.returncode == 0 and f"held {queue_id}" in r.stdout, (r.stdout, r.stderr)
+    assert "state: HELD" in held.cli("queue", "dump", queue_id).stdout
+    r = held.cli("queue", "flush", queue_id)
+    assert r.returncode == 1 and "release it first" in r.stderr, (r.stdout, r.stderr)
+    attempts = len(held.events("deferred"))
+    r = held.cli("queue", "release", queue_id)
+    assert r.returncode == 0 and f"released {queue_id}" in r.stdout, (r.stdout, r.stderr)
+    deadline = time.monotonic() + 30
+    while len(held.events("deferred")) == attempts:  # released: attempted at once (the mailbox is still blocked)
+        assert time.monotonic() < deadline, held.log_tail()
+        time.sleep(0.1)
+    r = held.cli("queue", "flush")
+    assert r.returncode == 0 and f"flushed {queue_id}" in r.stdout, (r.stdout, r.stderr)
+    r = held.cli("queue", "delete", "--bounce", queue_id)
+    assert r.returncode == 0 and f"deleted {queue_id}" in r.stdout, (r.stdout, r.stderr)
+    (dsn,) = held.wait_delivered("localhost", "sender", 1)
+    assert b"multipart/report" in dsn.read_bytes() and b"deleted by the postmaster" in dsn.read_bytes()
+    held.wait_queue_empty(20)
+    r = held.cli("queue", "delete", queue_id)
+    assert r.returncode == 1 and "no such item" in r.stderr, (r.stdout, r.stderr)
+
+
+def test_queue_actions_without_a_daemon_and_a_missing_queue_directory(held, tmp_path):
+    assert held.send("sender@localhost", ["held@localhost"], make_message()) == {}
+    queue_id = _queue_id_of_deferred(held, "held@localhost")
+    assert held.stop() == 0
+    r = held.cli("queue", "hold", queue_id)
+    assert r.returncode == 0 and f"held {queue_id}" in r.stdout, (r.stdout, r.stderr)
+    assert "state: HELD" in held.cli("queue", "dump", queue_id).stdout
+    r = held.cli("queue", "release", queue_id)
+    assert r.returncode == 0 and "state: QUEUED" in held.cli("queue", "dump", queue_id).stdout
+    r = held.cli("queue", "delete", queue_id)
+    assert r.returncode == 0 and held.queued_ids() == []
+    for args in (("queue", "list"), ("queue", "flush")):
+        r = estafeta_cli(*args, "--data-dir", str(tmp_path / "nowhere"))
+        assert r.returncode == 1 and str(tmp_path / "nowhere" / "queue") in r.stderr, (r.stdout, r.stderr)
