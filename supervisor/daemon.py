@@ -148,6 +148,7 @@ def serve(cfg: config_pb2.Config, process: int = 0, gauge_fd: int | None = None)
     configure_threadpool(THREADPOOL_SIZE)
     chaos.configure(cfg.chaos if cfg.chaos.crash else None)
     tracing = setup_tracing(cfg.tracing, paths.traces_db, hostname=cfg.hostname)
+    flusher = metrics.start_flusher()
     stop = gevent.event.Event()
     status = {"code": 0}
     signals_seen = []
@@ -190,6 +191,8 @@ def serve(cfg: config_pb2.Config, process: int = 0, gauge_fd: int | None = None)
         log.error("shutdown incomplete: %s", e)
         status["code"] = status["code"] or 1
     tracing.shutdown(timeout=10)
+    flusher.kill(block=False)
+    metrics.flush()
     registry.clear()
     log.info("stopped process=%d/%d", process, processes)
     return status["code"]

@@ -11,10 +11,10 @@ starts the others; a restarted process's old files stay, so its counters
 keep counting across the restart (what a counter must do).
 
 The ``count_*`` / ``observe_*`` functions are what the code calls; before
-`setup` (the CLI, unit tests of other modules) they do nothing. Each is a
-module-global read, a dict lookup of the labelled child and an increment
-of a value in a shared mmap under a lock: about 1.5-3 µs
-(tests/bench/metrics.py; docs/PERFORMANCE.md).
+`setup` (the CLI, unit tests of other modules) they do nothing. Each adds
+to an in-memory tally (~0.2 µs) that `flush()` moves into the shared
+files once a second (see "counting" below; tests/bench/metrics.py,
+docs/PERFORMANCE.md).
 
 Names follow Prometheus's conventions (base units, ``_total`` for
 counters):
@@ -35,7 +35,7 @@ counters):
 | estafeta_disk_request_duration_seconds | histogram | op | store/disk_client.py, submit to reply |
 | estafeta_queue_items, estafeta_queue_bytes | gauge | | read from the QueueGauge at scrape time (QueueCollector) |
 
-``route``: "local" (Maildir) or the remote courier's name; ``outcome``:
+``route``: the courier kind, "maildir", "smtp", "lmtp" or "mda"; ``outcome``:
 "delivered", "deferred" or "bounced"; ``reason`` and ``actor`` values come
 from the code (a fixed set), never from a peer.
 """
@@ -153,119 +153,156 @@ def directory() -> str | None:
 
 
 # ---------------------------------------------------------------- counting
+# Counting is on the hot path (several updates per message), and an update
+# of prometheus_client's multiprocess value is a lock, a pid check and an
+# mmap write (1.5-3 µs, several per histogram observation). So the count_*
+# and observe_* functions only add to this process's in-memory tallies
+# (a dict update, ~0.2 µs), and `flush()` moves them into the shared files:
+# every FLUSH_SECONDS from a greenlet (start_flusher), before process 0
+# serves a scrape, and at shutdown. A scrape may therefore miss up to
+# FLUSH_SECONDS of another process's counts (Prometheus scrapes every 15 s
+# or more).
+
+#: Seconds between two flushes of the tallies into the shared files.
+FLUSH_SECONDS = 1.0
+#: (metric name, label values) -> amount added since the last flush.
+_counts: dict[tuple[str, tuple[str, ...]], float] = {}
+#: (histogram name, label values) -> [count per bucket, ..., sum] since the last flush.
+_observed: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+_BUCKETS = {"attempt": ATTEMPT_BUCKETS, "delay": DELAY_BUCKETS, "disk": DISK_BUCKETS}
+
+
+def _add(name: str, labels: tuple[str, ...], n: float = 1) -> None:
+    if _m is not None:
+        key = (name, labels)
+        _counts[key] = _counts.get(key, 0) + n
+
+
+def _observe(name: str, labels: tuple[str, ...], value: float) -> None:
+    if _m is None:
+        return
+    key = (name, labels)
+    tally = _observed.get(key)
+    bounds = _BUCKETS[name]
+    if tally is None:
+        tally = _observed[key] = [0.0] * (len(bounds) + 2)  # the buckets, +Inf, the sum
+    for i, bound in enumerate(bounds):
+        if value <= bound:
+            tally[i] += 1
+            break
+    else:
+        tally[len(bounds)] += 1
+    tally[-1] += value
+
+
+def flush() -> None:
+    """Move this process's tallies into the shared metric files. Never
+    raises (a failure is logged, at most once a minute, and the tallies
+    are dropped rather than kept growing)."""
+    m = _m
+    if m is None or not (_counts or _observed):
+        return
+    counts, observed = dict(_counts), dict(_observed)
+    _counts.clear()
+    _observed.clear()
+    try:
+        for (name, labels), n in counts.items():
+            m.child(name, *labels).inc(n)
+        for (name, labels), tally in observed.items():
+            _apply_histogram(m.child(name, *labels), tally)
+    except Exception as e:  # noqa: BLE001 - counting must never fail the caller
+        _failed(e)
+
+
+def _apply_histogram(child: Any, tally: list[float]) -> None:
+    """Add a tally (count per bucket, +Inf, sum) to a Histogram child: its
+    bucket values and sum directly, as Histogram.observe does one by one
+    (prometheus_client keeps them in _buckets and _sum); observe() per
+    sample where those are not there."""
+    buckets, total = getattr(child, "_buckets", None), getattr(child, "_sum", None)
+    if buckets is None or total is None or len(buckets) != len(tally) - 1:
+        for i, n in enumerate(tally[:-1]):  # pragma: no cover - another prometheus_client layout
+            for _ in range(int(n)):
+                child.observe(child._upper_bounds[i])
+        return
+    for i, n in enumerate(tally[:-1]):
+        if n:
+            buckets[i].inc(n)
+    total.inc(tally[-1])
+
+
+def start_flusher() -> Any:
+    """A greenlet flushing the tallies every FLUSH_SECONDS (the daemon's
+    serving processes); returns it (kill it to stop, then flush())."""
+    import gevent
+
+    def loop() -> None:
+        while True:
+            gevent.sleep(FLUSH_SECONDS)
+            flush()
+
+    return gevent.spawn(loop)
+
+
 def count_connection(listener: str) -> None:
     """An SMTP connection was accepted on `listener` (its name, "smtp")."""
-    m = _m
-    if m is not None:
-        try:
-            m.child("connections", listener).inc()
-        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
-            _failed(e)
+    _add("connections", (listener,))
 
 
 def count_connection_refused(reason: str) -> None:
     """A connection was refused before its session ("max_connections", "rate_limited")."""
-    m = _m
-    if m is not None:
-        try:
-            m.child("connections_refused", reason).inc()
-        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
-            _failed(e)
+    _add("connections_refused", (reason,))
 
 
 def count_accepted() -> None:
     """A message was accepted: its 250 to DATA went out."""
-    m = _m
-    if m is not None:
-        try:
-            m.child("accepted").inc()
-        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
-            _failed(e)
+    _add("accepted", ())
 
 
 def count_refused(reason: str) -> None:
     """A message or recipient was refused, e.g. "relay_denied",
     "unknown_user", "queue_full", "too_big", "rate_limited", "dmarc_reject"."""
-    m = _m
-    if m is not None:
-        try:
-            m.child("refused", reason).inc()
-        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
-            _failed(e)
+    _add("refused", (reason,))
 
 
 def count_delivery(route: str, outcome: str, delay_seconds: float | None = None) -> None:
-    """One recipient's attempt result on `route` ("local", or the remote
-    courier's name): outcome "delivered", "deferred" or "bounced"; for
+    """One recipient's attempt result on `route` ("maildir", "smtp",
+    "lmtp", "mda"): outcome "delivered", "deferred" or "bounced"; for
     delivered, `delay_seconds` since acceptance feeds the delay histogram."""
-    m = _m
-    if m is not None:
-        try:
-            m.child("deliveries", route, outcome).inc()
-            if delay_seconds is not None and outcome == "delivered":
-                m.child("delay", route).observe(delay_seconds)
-        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
-            _failed(e)
+    _add("deliveries", (route, outcome))
+    if delay_seconds is not None and outcome == "delivered":
+        _observe("delay", (route,), delay_seconds)
 
 
 def observe_attempt(route: str, seconds: float) -> None:
     """One delivery attempt on `route` took `seconds`."""
-    m = _m
-    if m is not None:
-        try:
-            m.child("attempt", route).observe(seconds)
-        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
-            _failed(e)
+    _observe("attempt", (route,), seconds)
 
 
 def count_quarantined() -> None:
     """A queue item quarantined itself."""
-    m = _m
-    if m is not None:
-        try:
-            m.child("quarantined").inc()
-        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
-            _failed(e)
+    _add("quarantined", ())
 
 
 def count_crash(actor: str) -> None:
     """An actor of class `actor` crashed (its supervisor saw CRASH)."""
-    m = _m
-    if m is not None:
-        try:
-            m.child("crashes", actor or "unknown").inc()
-        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
-            _failed(e)
+    _add("crashes", (actor or "unknown",))
 
 
 def count_restart(actor: str) -> None:
     """A supervisor restarted an actor of class `actor`."""
-    m = _m
-    if m is not None:
-        try:
-            m.child("restarts", actor or "unknown").inc()
-        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
-            _failed(e)
+    _add("restarts", (actor or "unknown",))
 
 
 def count_spans_dropped(n: int = 1) -> None:
     """`n` spans were dropped (buffer full, or a failed store write)."""
-    m = _m
-    if m is not None and n:
-        try:
-            m.child("spans_dropped").inc(n)
-        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
-            _failed(e)
+    if n:
+        _add("spans_dropped", (), n)
 
 
 def observe_disk(op: str, seconds: float) -> None:
     """A disk worker request of kind `op` ("queue_write", "maildir") took `seconds`."""
-    m = _m
-    if m is not None:
-        try:
-            m.child("disk", op).observe(seconds)
-        except Exception as e:  # noqa: BLE001 - counting must never fail the caller
-            _failed(e)
+    _observe("disk", (op,), seconds)
 
 
 # --------------------------------------------------------------- exposing
@@ -292,6 +329,7 @@ def exposition(extra: tuple = ()) -> tuple[bytes, str]:
     Raises RuntimeError before setup."""
     if _m is None:
         raise RuntimeError("metrics are not set up")
+    flush()
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     from prometheus_client.multiprocess import MultiProcessCollector
 

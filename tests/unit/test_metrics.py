@@ -30,6 +30,7 @@ CHILD = textwrap.dedent(
     metrics.count_crash("QueueItem")
     metrics.count_restart("QueueItem")
     metrics.count_spans_dropped(n)
+    metrics.flush()  # the serving processes' flusher does this every second
     """
 )
 
@@ -83,6 +84,7 @@ def test_a_lost_directory_never_fails_the_caller(tmp_path):
         shutil.rmtree(sys.argv[1])
         metrics.count_connection("a-new-label")   # its file cannot be opened: logged, not raised
         metrics.observe_disk("maildir", 0.1)
+        metrics.flush()
         print("went on")
         """
     )
@@ -117,3 +119,37 @@ def test_names_follow_prometheus_conventions(tmp_path):
         base = name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
         assert base.endswith(("_total", "_seconds")), name
     assert os.environ.get(metrics.ENV) != str(tmp_path)  # the child's setting stayed in the child
+
+
+def test_histogram_tallies_flush_into_the_right_buckets(tmp_path):
+    """observe_* only tallies; flush() adds the tallies to the shared
+    histogram: cumulative buckets, count and sum as one observe() each would."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from estafeta.supervisor import metrics
+        metrics.setup(sys.argv[1], clean=True)
+        for v in (0.0001, 0.003, 0.7, 100.0):
+            metrics.observe_attempt("smtp", v)
+        metrics.count_delivery("smtp", "delivered", 2.0)
+        metrics.count_delivery("smtp", "delivered", 2.0)
+        sys.stdout.write(metrics.exposition()[0].decode())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "m")], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(out.stdout)
+        for s in family.samples
+    }
+    bucket = "estafeta_delivery_attempt_duration_seconds_bucket"
+    assert samples[(bucket, (("le", "0.001"), ("route", "smtp")))] == 1
+    assert samples[(bucket, (("le", "0.005"), ("route", "smtp")))] == 2
+    assert samples[(bucket, (("le", "1.0"), ("route", "smtp")))] == 3
+    assert samples[(bucket, (("le", "+Inf"), ("route", "smtp")))] == 4
+    assert abs(samples[("estafeta_delivery_attempt_duration_seconds_sum", (("route", "smtp"),))] - 100.7031) < 1e-9
+    assert samples[("estafeta_deliveries_total", (("outcome", "delivered"), ("route", "smtp")))] == 2
+    assert samples[("estafeta_delivery_delay_seconds_count", (("route", "smtp"),))] == 2
