@@ -42,6 +42,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from estafeta.actors.couriers import mx, router
 from estafeta.actors.couriers.smtp_attempt import AttemptResult, ClientOptions, Timeouts, Transaction, peer_name
+from estafeta.actors.couriers.smtp_cache import ConnectionCache
 from estafeta.actors.couriers.smtp_client_io import deliver
 from estafeta.actors.dns import DnsView
 from estafeta.actors.smtp.client import Credentials, TlsPolicy
@@ -73,7 +74,8 @@ class SmtpEnv:
     TLS, trust anchors); remote_port: Config.remote_smtp_port; our_names:
     this server's host names (MX loop detection); store: for the body
     file's path; journal: the in-flight journal; transport_options: the
-    client options of each smarthost/LMTP transport, by name."""
+    client options of each smarthost/LMTP transport, by name;
+    connections: open connections kept between deliveries (smtp_cache.py)."""
 
     dns: DnsView
     routes: router.RouteTable
@@ -84,6 +86,7 @@ class SmtpEnv:
     journal: InFlightJournal | None
     tracer: trace.Tracer
     transport_options: dict[str, ClientOptions] = field(default_factory=dict)
+    connections: ConnectionCache = field(default_factory=ConnectionCache)
 
 
 def client_timeouts(t: config_pb2.ClientTimeouts) -> Timeouts:
@@ -213,7 +216,9 @@ class SmtpCourier(Actor):
             undecided = [r for r in m.recipients if r.index not in results]
             transaction = Transaction(self._envelope(m, undecided), body_path)
             hook = self._dot_hook(m.queue_id, [r.index for r in undecided])
-            attempt = deliver(address, port, host, transaction, options, span, env.tracer, before_dot=hook)
+            attempt = deliver(
+                address, port, host, transaction, options, span, env.tracer, before_dot=hook, cache=env.connections
+            )
             last = self._collect(m, undecided, attempt, results) or last
             if attempt.unknown_after_dot:
                 log.warning(

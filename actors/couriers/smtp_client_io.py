@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import socket as _stdsocket
 import ssl
+import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from gevent import socket
 from opentelemetry import trace
@@ -68,9 +70,13 @@ from estafeta.actors.smtp.client import (
     StartTls,
     Step,
     TlsPolicy,
+    TransactionDone,
     Verdict,
 )
 from estafeta.actors.smtp.replies import Reply
+
+if TYPE_CHECKING:
+    from estafeta.actors.couriers.smtp_cache import ConnectionCache
 
 __all__ = [
     "AttemptResult",
@@ -104,6 +110,7 @@ def deliver(
     span: trace.Span,
     tracer: trace.Tracer | None = None,
     before_dot: Callable[[tuple[int, ...]], None] | None = None,
+    cache: ConnectionCache | None = None,
 ) -> AttemptResult:
     """One delivery attempt of `transaction` to the server at `address`
     (an IP address, or a unix socket path starting with "/" for LMTP) and
@@ -112,9 +119,12 @@ def deliver(
     made with `tracer`. `before_dot(indexes)` is called just before the
     final dot goes out, with the recipients the server accepted (the
     in-flight journal, store/inflight.py); an OSError from it aborts the
-    transaction instead (451 4.3.0, no dot sent). Returns the
-    AttemptResult; raises nothing for network or server failures (a bug in
-    the caller, e.g. a bad envelope, still raises)."""
+    transaction instead (451 4.3.0, no dot sent). With a `cache`, an open
+    connection to the same server (same options) left by an earlier
+    delivery is used first, and the connection is left open in it
+    afterwards (actors/couriers/smtp_cache.py). Returns the AttemptResult;
+    raises nothing for network or server failures (a bug in the caller,
+    e.g. a bad envelope, still raises)."""
     tracer = tracer or trace.get_tracer("estafeta.courier.smtp")
     peer = peer_name(host_name, address, port)
     result = AttemptResult(host_name, address, port, [None] * len(transaction.envelope.recipients))
@@ -124,14 +134,25 @@ def deliver(
         text = f"cannot read the queued message: {e}"
         result.session_error = Verdict(Reply(451, "4.3.0", text), None, False)
         return result
+    key = (address, port, host_name, id(options))
     with body:
         non_ascii = transaction.envelope.smtputf8 and header_section_non_ascii(body)
+        while cache is not None and (cached := cache.take(key)) is not None:
+            cached.tracer = tracer
+            cached.run_again(span, transaction.envelope, body, before_dot, non_ascii)
+            if cached.stale:  # the server closed it while it was idle: nothing was delivered
+                cached.close()
+                continue
+            cached.fill(result)
+            cache.give_back(key, cached)
+            return result
         policy = options.tls
         mode = _PLAINTEXT if policy is TlsPolicy.NONE else _VERIFIED
         verify_error = ""
         while True:
             conn = _Connection(address, port, host_name, peer, transaction.envelope, body, options, tracer)
             conn.before_dot = before_dot
+            conn.keep_open = cache is not None
             conn.run(span, mode, non_ascii, verify_error)
             result.connections += 1
             failure = conn.tls_failure
@@ -148,6 +169,8 @@ def deliver(
     conn.fill(result)
     if result.tls is not None and not result.tls.verified:
         result.tls_fallback = f"encrypted, certificate not verified: {result.tls.verify_error}"
+    if cache is not None and conn.client is not None and conn.client.idle:
+        cache.give_back(key, conn)
     return result
 
 
@@ -168,6 +191,11 @@ class _Connection:
         self.tls_failure: tuple[str, str] | None = None  # ("verify" | "handshake", reason)
         self.tls: TlsInfo | None = None
         self.before_dot: Callable[[tuple[int, ...]], None] | None = None
+        #: Keep the connection open after the transaction (a cache holds it).
+        self.keep_open = False
+        #: time.monotonic() of the connect, for the cache's reuse time limit.
+        self.opened = time.monotonic()
+        self.sock: Any = None  # the connected socket (TLS-wrapped after STARTTLS), None once closed
 
     def fill(self, result: AttemptResult) -> None:
         c = self.client
@@ -205,21 +233,68 @@ class _Connection:
                 self.connect_error = Verdict(Reply(421, "4.4.1", text), None, False)
                 cspan.set_status(Status(StatusCode.ERROR, text))
                 return
-            self.client = SmtpClient(params, self.envelope, headers_non_ascii=non_ascii)
+            self.client = SmtpClient(params, self.envelope, headers_non_ascii=non_ascii, keep_open=self.keep_open)
             self.sock = sock
+            self._converse_and_trace(cspan)
+            if self.client.extensions is not None:
+                cspan.set_attribute("estafeta.smtp.extensions", str(self.client.extensions))
+
+    def run_again(self, parent: trace.Span, envelope, body, before_dot, non_ascii: bool) -> None:
+        """Another transaction on this idle connection (from the cache), in
+        a `smtp.connect` span of the new message's trace marked reused."""
+        self.envelope, self.body, self.before_dot = envelope, body, before_dot
+        self.stale = False
+        attributes = {
+            "server.address": self.host_name,
+            "network.peer.address": self.address,
+            "estafeta.smtp.reused": self.client.transactions + 1,  # this transaction is the connection's n-th
+        }
+        if not self.address.startswith("/"):
+            attributes["network.peer.port"] = self.port
+        if self.tls is not None:
+            attributes["tls.protocol.version"] = self.tls.version.removeprefix("TLSv")
+            attributes["estafeta.tls.verified"] = self.tls.verified
+        context = trace.set_span_in_context(parent)
+        with self.tracer.start_span("smtp.connect", context, SpanKind.CLIENT, attributes) as cspan:
+            self.client.start(envelope, headers_non_ascii=non_ascii)
+            self._converse_and_trace(cspan)
+            err = self.client.session_error
+            # Lost, or 421, before MAIL was answered: the server had closed the
+            # idle connection; the caller tries a fresh one (nothing was sent
+            # that could have been delivered).
+            self.stale = err is not None and err.step is Step.MAIL and (not err.remote or err.reply.code == 421)
+
+    def _converse_and_trace(self, cspan: trace.Span) -> None:
+        """Run the conversation; close the socket unless the client waits
+        idle for the next transaction; record the outcome on the span."""
+        try:
+            self._converse(cspan)
+        finally:
+            if not self.client.idle:
+                self.close()
+        c = self.client
+        if c.unknown_after_dot:
+            cspan.set_attribute("estafeta.smtp.unknown_after_dot", True)
+        if c.session_error is not None:
+            err = c.session_error.reply
+            cspan.set_attribute("error.type", f"{err.code} {err.enhanced}".strip())
+            cspan.set_status(Status(StatusCode.ERROR, str(err)))
+
+    def close(self) -> None:
+        """Close the socket (an idle connection first says QUIT, without
+        waiting for the 221: every verdict is in)."""
+        sock, self.sock = self.sock, None
+        if sock is None:
+            return
+        c = self.client
+        if c is not None and c.idle:
+            c.quit()
             try:
-                self._converse(cspan)
-            finally:
-                self.sock.close()
-            c = self.client
-            if c.extensions is not None:
-                cspan.set_attribute("estafeta.smtp.extensions", str(c.extensions))
-            if c.unknown_after_dot:
-                cspan.set_attribute("estafeta.smtp.unknown_after_dot", True)
-            if c.session_error is not None:
-                err = c.session_error.reply
-                cspan.set_attribute("error.type", f"{err.code} {err.enhanced}".strip())
-                cspan.set_status(Status(StatusCode.ERROR, str(err)))
+                sock.settimeout(1.0)
+                sock.sendall(c.data_to_send())
+            except OSError:
+                pass
+        sock.close()
 
     def _connect(self) -> socket.socket:
         """A connected socket: unix for a path, else TCP to the IP address
@@ -274,6 +349,8 @@ class _Connection:
                 return
             elif isinstance(event, ReplyReceived):
                 _trace_reply(cspan, event)
+            elif isinstance(event, TransactionDone):
+                return  # the connection stays open for the next transaction
             elif isinstance(event, StartTls):
                 self._starttls(cspan)
             elif isinstance(event, SendContent):

@@ -2,10 +2,13 @@
 h11 and the server side (actors/smtp/protocol.py): bytes in, events and
 command bytes out, explicit states, no sockets, no clock.
 
-One object is one connection carrying at most one mail transaction
-(greeting, EHLO/LHLO, STARTTLS and EHLO again, AUTH, MAIL, RCPT..., DATA,
-content, QUIT). Driver contract (actors/couriers/smtp_client_io.py is the
-driver)::
+One object is one connection (greeting, EHLO/LHLO, STARTTLS and EHLO
+again, AUTH) carrying one mail transaction (MAIL, RCPT..., DATA, content)
+and then QUIT — or, made with keep_open=True, more transactions: after
+each the client emits TransactionDone and waits (idle) for start(envelope)
+or quit(); a transaction that ended before its data (MAIL or every RCPT
+refused) is closed with RSET first (RFC 5321 §4.1.1.5). Driver contract
+(actors/couriers/smtp_client_io.py is the driver)::
 
     client = SmtpClient(params, envelope)
     while True:
@@ -62,6 +65,7 @@ from estafeta.actors.smtp.clientevents import (
     StartTls,
     Step,
     TlsPolicy,
+    TransactionDone,
     Verdict,
 )
 from estafeta.actors.smtp.clientreplies import Extensions, ReplyError, ReplyReader
@@ -75,6 +79,7 @@ class _Phase(enum.Enum):
     TLS = 2  # the driver's handshake
     CONTENT = 3  # the driver sends the message
     CLOSED = 4
+    IDLE = 5  # keep_open: a transaction is over, the connection waits for the next
 
 
 @dataclass(slots=True)
@@ -94,18 +99,16 @@ class SmtpClient:
     awaiting (the Step whose reply is next, for its timeout; None when no
     reply is awaited)."""
 
-    def __init__(self, params: ClientParams, envelope: Envelope, *, headers_non_ascii: bool = False):
+    def __init__(
+        self, params: ClientParams, envelope: Envelope, *, headers_non_ascii: bool = False, keep_open: bool = False
+    ):
         self.params = params
-        self.envelope = envelope
-        self.headers_non_ascii = headers_non_ascii
-        self.verdicts: list[Verdict | None] = [None] * len(envelope.recipients)
-        self.session_error: Verdict | None = None
-        self.try_next = False
-        self.unknown_after_dot = False
         self.extensions: Extensions | None = None
         self.tls = False
         self.authenticated = False
-        self.dot_sent = False
+        #: Transactions started on this connection (1 for the first).
+        self.transactions = 0
+        self._keep_open = keep_open
         self._phase = _Phase.RUNNING
         self._reader = ReplyReader()
         self._pending: deque[_Sent] = deque([_Sent(Step.GREETING, "")])
@@ -114,6 +117,18 @@ class SmtpClient:
         self._eof = False
         self._helo_tried = False
         self._auth = ""  # SASL exchange state: plain, user, pass, done, cancel
+        self._new_transaction(envelope, headers_non_ascii)
+
+    def _new_transaction(self, envelope: Envelope, headers_non_ascii: bool) -> None:
+        """Forget the last transaction's outcome: a new envelope."""
+        self.envelope = envelope
+        self.headers_non_ascii = headers_non_ascii
+        self.verdicts: list[Verdict | None] = [None] * len(envelope.recipients)
+        self.session_error: Verdict | None = None
+        self.try_next = False
+        self.unknown_after_dot = False
+        self.dot_sent = False
+        self.transactions += 1
         self._pipelined = False
         self._utf8 = False  # MAIL carried SMTPUTF8
         self._mail_failed = False
@@ -139,8 +154,30 @@ class SmtpClient:
     def closed(self) -> bool:
         return self._phase is _Phase.CLOSED
 
+    @property
+    def idle(self) -> bool:
+        """keep_open: the transaction is over and the connection open."""
+        return self._phase is _Phase.IDLE
+
+    def start(self, envelope: Envelope, *, headers_non_ascii: bool = False) -> None:
+        """Begin another transaction on an idle connection (keep_open):
+        MAIL for `envelope`, with the EHLO keywords, TLS and AUTH of the
+        session. Raises ProtocolUsageError unless idle."""
+        self._need(_Phase.IDLE)
+        self._new_transaction(envelope, headers_non_ascii)
+        self._phase = _Phase.RUNNING
+        self._start_transaction()
+
+    def quit(self) -> None:
+        """End an idle connection: QUIT, then CLOSED. Raises
+        ProtocolUsageError unless idle."""
+        self._need(_Phase.IDLE)
+        self._phase = _Phase.RUNNING
+        self._quit()
+
     def receive_data(self, data: bytes) -> None:
-        """Bytes from the server, in any chunking (ignored once closed)."""
+        """Bytes from the server, in any chunking (ignored once closed;
+        kept while idle, for the next transaction to read)."""
         if self._eof:
             raise ProtocolUsageError("receive_data() after receive_eof()")
         if self._phase is not _Phase.CLOSED:
@@ -160,6 +197,8 @@ class SmtpClient:
             raise ProtocolUsageError("tls_started() or tls_failed() first")
         if self._phase is _Phase.CONTENT:
             raise ProtocolUsageError("send the content and end_content() first")
+        if self._phase is _Phase.IDLE:
+            raise ProtocolUsageError("idle: start() another transaction or quit()")
         if self._phase is _Phase.RUNNING:
             self._process()
             if self._events:
@@ -332,6 +371,11 @@ class SmtpClient:
             self._on_data(reply)
         elif step is Step.DOT:
             self._on_dot(sent, reply)
+        elif step is Step.RSET:
+            if reply.code // 100 == 2:
+                self._go_idle()
+            else:
+                self._quit()
         else:  # QUIT
             self._close()
 
@@ -430,7 +474,7 @@ class SmtpClient:
         if refused is not None:
             verdict = Verdict(refused, None, False)
             self.verdicts = [verdict] * len(self.verdicts)
-            self._quit()
+            self._end_transaction(rset=False)  # nothing was sent
             return
         self._send(Step.MAIL, mail_command(env, ext))
         self._utf8 = uses_smtputf8(env, ext)
@@ -452,7 +496,7 @@ class SmtpClient:
         self._mail_failed = True  # every recipient shares MAIL's fate
         self.verdicts = [Verdict(reply, Step.MAIL, True)] * len(self.verdicts)
         if not self._pipelined:
-            self._quit()  # (pipelined: the RCPT and DATA replies still come)
+            self._end_transaction(rset=True)  # (pipelined: the RCPT and DATA replies still come)
 
     def _on_rcpt(self, i: int, reply: Reply) -> None:
         if not self._mail_failed:
@@ -467,7 +511,7 @@ class SmtpClient:
         elif self._accepted:
             self._send(Step.DATA, "DATA")
         else:
-            self._quit()
+            self._end_transaction(rset=True)
 
     def _on_data(self, reply: Reply) -> None:
         if reply.code // 100 == 3:
@@ -482,7 +526,7 @@ class SmtpClient:
         verdict = Verdict(reply, Step.DATA, True)
         for i in self._accepted:
             self.verdicts[i] = verdict
-        self._quit()
+        self._end_transaction(rset=True)
 
     def _on_dot(self, sent: _Sent, reply: Reply) -> None:
         if not sent.discard:
@@ -499,7 +543,21 @@ class SmtpClient:
         if reply.code == 421:
             self._close()
         elif not self._pending:
+            self._end_transaction(rset=False)  # RFC 5321 §4.1.1.4: the end of data resets
+
+    def _end_transaction(self, *, rset: bool) -> None:
+        """The transaction is decided: QUIT, or (keep_open) go idle — after
+        an RSET if the server still holds the transaction open."""
+        if not self._keep_open:
             self._quit()
+        elif rset:
+            self._send(Step.RSET, "RSET")
+        else:
+            self._go_idle()
+
+    def _go_idle(self) -> None:
+        self._phase = _Phase.IDLE
+        self._events.append(TransactionDone())
 
 
 def _name(step: Step) -> str:
@@ -521,5 +579,6 @@ __all__ = [
     "StartTls",
     "Step",
     "TlsPolicy",
+    "TransactionDone",
     "Verdict",
 ]

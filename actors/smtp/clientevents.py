@@ -25,6 +25,7 @@ class Step(enum.Enum):
     RCPT = "RCPT"
     DATA = "DATA"
     DOT = "."  # the end of the content
+    RSET = "RSET"
     QUIT = "QUIT"
 
 
@@ -108,3 +109,10 @@ class StartTls(Event):
 class SendContent(Event):
     """The server said 354 to DATA: the driver sends the message through
     send_content() and end_content()."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionDone(Event):
+    """The transaction is over and the connection is kept open (a client
+    made with keep_open=True): every recipient has its verdict; the driver
+    may start() another transaction on it, or quit()."""

@@ -59,11 +59,14 @@ def attempt(
     ret: str = "",
     envid: str = "",
     before_dot=None,
+    client_options: ClientOptions | None = None,
+    cache=None,
     **options,
 ) -> Attempt:
     """Write `message` to a body file in `directory`, deliver it to
     `rcpts` (addresses or Recipient) with ClientOptions("client.test",
-    **options) (TIMEOUTS unless given), and return the result and spans."""
+    **options) (TIMEOUTS unless given) — or `client_options` as given —
+    through the connection `cache` if any, and return the result and spans."""
     path = Path(directory) / "body"
     path.write_bytes(message)
     envelope = Envelope(
@@ -88,10 +91,11 @@ def attempt(
                 port,
                 host_name,
                 Transaction(envelope, str(path)),
-                ClientOptions("client.test", **options),
+                client_options or ClientOptions("client.test", **options),
                 span,
                 tracer,
                 before_dot,
+                cache=cache,
             )
         return Attempt(result, list(exporter.get_finished_spans()))
     finally:

@@ -190,3 +190,38 @@ def test_before_dot_failing_aborts_without_the_dot(smtp_sink_factory, tmp_path):
     assert codes(r) == [None, None] and not r.try_next and not r.unknown_after_dot
     assert r.session_error.reply.enhanced == "4.3.0" and "No space left" in r.session_error.reply.text
     assert sink.count() == 0
+
+
+def test_a_cached_connection_carries_the_next_messages(smtp_sink_factory, tmp_path):
+    """With a ConnectionCache the second and third deliveries to the same
+    sink reuse the first connection (no new connect, greeting or EHLO: their
+    smtp.connect span says reused); a connection the server dropped while
+    idle is replaced by a fresh one without losing the message; idle
+    connections are closed after the idle time."""
+    from estafeta.actors.couriers.smtp_cache import ConnectionCache
+    from estafeta.actors.couriers.smtp_client_io import ClientOptions
+
+    sink = smtp_sink_factory()
+    cache = ConnectionCache(idle_seconds=0.5)
+    options = ClientOptions("client.test", timeouts=Timeouts(connect=10, mail=20, rcpt=20, data=20), tls=TlsPolicy.NONE)
+    results = [
+        attempt(sink.address, sink.port, "sink.test", tmp_path, client_options=options, cache=cache) for _ in range(3)
+    ]
+    assert [codes(a.result) for a in results] == [[250, 250]] * 3
+    assert [a.result.connections for a in results] == [1, 0, 0]
+    assert cache.reused == 2 and len(cache) == 1
+    (reused,) = results[2].spans("smtp.connect")
+    assert reused.attributes["estafeta.smtp.reused"] == 3
+    assert not [e for e in results[2].events("smtp.command") if e.attributes["smtp.command"].startswith("EHLO")]
+    assert len(sink.wait_for(3)) == 3
+    # the server goes away and comes back: the idle connection is stale
+    port = sink.port
+    sink.stop()
+    sink2 = smtp_sink_factory("sink2", port=port)
+    a = attempt(sink2.address, port, "sink.test", tmp_path, client_options=options, cache=cache)
+    assert codes(a.result) == [250, 250] and a.result.connections == 1
+    assert len(sink2.wait_for(1)) == 1
+    import gevent
+
+    gevent.sleep(1.5)
+    assert len(cache) == 0 and cache.expired == 1

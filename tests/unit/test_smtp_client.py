@@ -675,3 +675,67 @@ def test_any_server_ends_in_a_consistent_outcome(lines, cut, policy, lmtp, eof):
         assert not c.unknown_after_dot or c.dot_sent
     if eof:
         assert state is CLOSED
+
+
+def test_keep_open_runs_transactions_back_to_back():
+    """keep_open: after the end of data the client waits idle
+    (TransactionDone); start() sends MAIL at once (no EHLO again); a
+    transaction that ended before its data is closed with RSET first;
+    quit() ends the connection."""
+    from estafeta.actors.smtp.client import TransactionDone
+
+    c = SmtpClient(ClientParams("client.test", tls=TlsPolicy.NONE), env(), keep_open=True)
+    c.receive_data(b"220 mx.test ESMTP\r\n" + EHLO_ALL)
+    events = []
+    while (ev := c.next_event()) is not NEED_DATA:
+        events.append(ev)
+    assert c.data_to_send().startswith(b"EHLO client.test\r\nMAIL FROM:<a@y.test>")
+    c.receive_data(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+    while (ev := c.next_event()) is not NEED_DATA:
+        if isinstance(ev, SendContent):
+            c.data_to_send()
+            c.send_content(MESSAGE)
+            c.end_content()
+    c.receive_data(b"250 2.0.0 queued\r\n")
+    while not isinstance(ev := c.next_event(), TransactionDone):
+        assert ev is not CLOSED
+    assert c.idle and c.verdicts[0].reply.code == 250 and c.data_to_send() == b""
+    c.start(env("c@x.test", "d@x.test"))
+    assert (
+        c.data_to_send()
+        == b"MAIL FROM:<a@y.test> SIZE=%d\r\nRCPT TO:<c@x.test>\r\nRCPT TO:<d@x.test>\r\nDATA\r\n" % len(MESSAGE)
+    )
+    c.receive_data(b"250 ok\r\n550 5.1.1 no\r\n550 5.1.1 no\r\n503 5.5.1 no valid recipients\r\n")
+    while (ev := c.next_event()) is not NEED_DATA:
+        pass
+    assert c.data_to_send() == b"RSET\r\n" and [v.reply.code for v in c.verdicts] == [550, 550]
+    c.receive_data(b"250 2.0.0 ok\r\n")
+    while not isinstance(c.next_event(), TransactionDone):
+        pass
+    c.quit()
+    assert c.data_to_send() == b"QUIT\r\n"
+    c.receive_data(b"221 bye\r\n")
+    while c.next_event() is not CLOSED:
+        pass
+    with pytest.raises(ProtocolUsageError):
+        c.start(env())
+
+
+def test_a_reused_connection_the_server_closed_fails_at_mail():
+    """An idle connection the server closed meanwhile: the next MAIL finds
+    EOF (or a 421), a session error at MAIL that the driver takes for a
+    stale connection."""
+    c = SmtpClient(ClientParams("client.test", tls=TlsPolicy.NONE), env(), keep_open=True)
+    c.receive_data(b"220 mx.test\r\n" + EHLO_PLAIN + b"250 ok\r\n250 ok\r\n354 go\r\n")
+    while (ev := c.next_event()) is not NEED_DATA:
+        if isinstance(ev, SendContent):
+            c.send_content(MESSAGE)
+            c.end_content()
+    c.receive_data(b"250 queued\r\n")
+    while not c.idle:
+        c.next_event()
+    c.receive_data(b"421 4.4.2 idle timeout\r\n")
+    c.start(env())
+    while c.next_event() is not CLOSED:
+        pass
+    assert c.session_error.step is Step.MAIL and c.session_error.reply.code == 421 and c.try_next
