@@ -30,12 +30,34 @@ error limit does); the reply that reaches max_errors is followed by
 session (RFC 5321 §3.8).
 
 DATA: the content is read in bulk (actors/smtp/data.py). The protocol
-itself refuses a message that is too big (552 5.3.4), has a line over 1000
-octets (554 5.6.0), holds a smuggling sequence (554 5.5.2) or more than
-max_received_headers Received fields (554 5.4.6): it then emits
-MessageRejected (a Reset), not MessageReceived. Between the 354 and the
-end of the content, every byte is content: nothing in it is ever taken as
-a command (that is what makes smuggling harmless here).
+itself refuses a message that is too big (552 5.3.4), holds a smuggling
+sequence (554 5.5.2) or more than max_received_headers Received fields
+(554 5.4.6): it then emits MessageRejected (a Reset), not MessageReceived.
+A text line over 1000 octets is accepted and kept whole (data.py says
+why). Between the 354 and the end of the content, every byte is content:
+nothing in it is ever taken as a command (that is what makes smuggling
+harmless here).
+
+Recipients: a RCPT repeating a forward-path already accepted in the
+transaction (same local part, domain in any case) is answered 250 2.1.5
+by the protocol, with no event: the driver sees each address once.
+
+STARTTLS (RFC 3207) and AUTH (RFC 4954) follow the listener's Mode
+(ServerParams.mode) and the connection's state; the EHLO keywords say
+what is offered now::
+
+    StartTls     -> proto.accept(); sock.sendall(proto.data_to_send())
+                    tls_sock = context.wrap_socket(sock, server_side=True)   # handshake
+                    proto.tls_started(channel_binding=cb is not None)      # back to before EHLO
+    AuthStart    -> mech = auth.start(event.mechanism, creds, cb)     # actors/auth/mechanisms.py
+                    step = mech.step(event.initial_response)
+    AuthResponse -> step = mech.step(event.response)
+                    Challenge -> proto.auth_challenge(step.data)
+                    Success   -> proto.auth_succeeded(step.identity, step.data)
+                    Failure   -> proto.reject(step.reply)
+    Authenticated, AuthAborted: informational.
+
+In SUBMISSION and SUBMISSIONS modes MAIL needs AUTH first (530 5.7.0).
 
 Cost: a whole EHLO / MAIL / RCPT / DATA (1 KiB) / QUIT conversation,
 driver loop included, takes about 32 us of CPU (CPython 3.11, this
@@ -60,6 +82,8 @@ To measure again::
 
 from __future__ import annotations
 
+import binascii
+import ipaddress
 from collections import deque
 
 from estafeta.actors.smtp import replies as R
@@ -69,6 +93,10 @@ from estafeta.actors.smtp.events import (
     CLOSED,
     DECISIONS,
     NEED_DATA,
+    AuthAborted,
+    Authenticated,
+    AuthResponse,
+    AuthStart,
     ConnectionClosed,
     DataStart,
     Event,
@@ -77,21 +105,35 @@ from estafeta.actors.smtp.events import (
     MessageRejected,
     ProtocolUsageError,
     RcptTo,
+    StartTls,
 )
-from estafeta.actors.smtp.params import TRANSACTION_STATES, ServerParams, State, fixed_replies
+from estafeta.actors.smtp.params import TRANSACTION_STATES, Mode, ServerParams, State
 from estafeta.actors.smtp.parser import has_control_characters, split_command
 from estafeta.actors.smtp.replies import Reply
 
 #: RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with its CRLF.
 MAX_COMMAND_LINE = 512
+#: RFC 4954 §4: an AUTH command or response line may be longer; 12288
+#: octets is "sufficient for deployed authentication mechanisms".
+MAX_AUTH_LINE = 12288
 
 #: MessageRejected.reason by the enhanced code of the protocol's own refusals.
 _REASONS = {
     R.SMUGGLING.enhanced: "smuggling",
     R.MESSAGE_TOO_BIG.enhanced: "size",
     R.MAIL_LOOP.enhanced: "loop",
-    R.TEXT_LINE_TOO_LONG.enhanced: "line-length",
 }
+
+
+def _is_loopback(address: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104 (the client is
+    on this host: AUTH may go without TLS there)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
 
 
 class SmtpServer(Commands):
@@ -102,11 +144,34 @@ class SmtpServer(Commands):
     content), esmtp (EHLO rather than HELO), helo_name, smtputf8 and
     body_type (of the open transaction: MAIL's SMTPUTF8 and BODY=, "" when
     none), recipient_count (accepted in the transaction), error_count,
-    protocol_name (RFC 3848 / RFC 6531 §4.3 "with" keyword). Settable:
-    tls (the connection is encrypted, e.g. port 465), authenticated.
+    protocol_name (RFC 3848 / RFC 6531 §4.3 "with" keyword), tls (the
+    connection is encrypted), authenticated, auth_identity and
+    auth_mechanism (after AUTH; "" before), starttls_discarded (octets
+    received behind the last STARTTLS and dropped unread, RFC 3207 §4.2).
+
+    `tls=True` for a connection that is TLS from the start (SUBMISSIONS,
+    port 465); `channel_binding=True` when its tls-exporter data is
+    available (then SCRAM-SHA-256-PLUS may be offered).
     """
 
-    def __init__(self, params: ServerParams, peer_address: str = "", *, tls: bool = False):
+    # Rarely changed state lives in class attributes until it changes, so a
+    # plain port-25 session does not pay for setting it up.
+    auth_identity = ""
+    auth_mechanism = ""
+    starttls_discarded = 0
+    _channel_binding = False  # tls-exporter data available (SCRAM-PLUS)
+    _loopback = False  # the client is on this host (AUTH without TLS)
+    _starttls_offered = False
+    _mechanisms: tuple[str, ...] = ()  # SASL mechanisms offered now
+    _auth: str | None = None  # mechanism of the AUTH exchange in progress
+    _auth_final = ""  # success data sent: the identity, waiting for the empty line
+    _rcpt_first: str | None = None  # the transaction's first accepted forward-path
+    _rcpt_seen: set[str] | None = None  # its recipients' keys, from the second RCPT on
+    _rcpt_key = ""  # the pending RcptTo's key (from the second RCPT on)
+
+    def __init__(
+        self, params: ServerParams, peer_address: str = "", *, tls: bool = False, channel_binding: bool = False
+    ):
         self.params = params
         self.peer_address = peer_address
         self.state = State.CONNECTED
@@ -119,7 +184,17 @@ class SmtpServer(Commands):
         self.recipient_count = 0
         self.error_count = 0
         self._rcpt_attempts = 0
-        self._greeting, self._ehlo_reply, self._helo_reply, self._too_many_errors = fixed_replies(params)
+        self._greeting, self._ehlo_reply, self._helo_reply, self._too_many_errors = params.fixed
+        if params.mode is Mode.SMTP:
+            self._auth_required = False
+            if params.starttls and not tls:  # the MX with a certificate: STARTTLS, no AUTH
+                self._starttls_offered = True
+                self._ehlo_reply = params.ehlo_starttls
+        else:
+            self._auth_required = True
+            self._channel_binding = channel_binding
+            self._loopback = _is_loopback(peer_address)
+            self._refresh_offers()
         self._buf = bytearray()
         self._pos = 0  # start of the unprocessed input in _buf
         self._crlf = True  # the last command line ended in CRLF (not a bare LF)
@@ -171,7 +246,10 @@ class SmtpServer(Commands):
         ProtocolUsageError after receive_eof()."""
         if self._eof:
             raise ProtocolUsageError("receive_data() after receive_eof()")
-        if self.state is not State.CLOSED:
+        state = self.state
+        if state is not State.CLOSED:
+            if state is State.TLS:
+                raise ProtocolUsageError("receive_data() before tls_started(): plaintext after STARTTLS")
             self._buf += data
 
     def receive_eof(self) -> None:
@@ -187,8 +265,8 @@ class SmtpServer(Commands):
             raise ProtocolUsageError(f"accept() or reject() {type(self._pending).__name__} first")
         events = self._events
         if not events:
-            if self.state is State.CONNECTED:
-                raise ProtocolUsageError("greet() first")
+            if self.state is State.CONNECTED or self.state is State.TLS:
+                raise ProtocolUsageError("greet() first" if self.state is State.CONNECTED else "tls_started() first")
             self._process()
             if not events:
                 return CLOSED if self.state is State.CLOSED else NEED_DATA
@@ -225,9 +303,19 @@ class SmtpServer(Commands):
                 reply = reply or R.RCPT_OK
                 self.state = State.RCPT
                 self.recipient_count += 1
-            else:  # MessageReceived: RFC 5321 §4.1.1.4, the transaction ends
+                if self._rcpt_first is None:
+                    self._rcpt_first = event.forward_path  # type: ignore[attr-defined]
+                else:  # _rcpt made the set
+                    self._rcpt_seen.add(self._rcpt_key)
+            elif kind is MessageReceived:  # RFC 5321 §4.1.1.4, the transaction ends
                 reply = reply or R.MESSAGE_OK
                 self._reset_transaction()
+            elif kind is StartTls:
+                self._start_tls(reply or R.READY_FOR_TLS)
+                return
+            else:
+                self._pending = event
+                raise ProtocolUsageError(f"{kind.__name__} is answered by auth_challenge/auth_succeeded/reject")
         self._reply(reply)
 
     def reject(self, reply: Reply) -> None:
@@ -238,9 +326,132 @@ class SmtpServer(Commands):
         if reply.code < 400:
             raise ProtocolUsageError(f"reject() needs a 4xx or 5xx reply, not {reply.code}")
         event = self._take_pending()
-        if type(event) is MessageReceived:
+        kind = type(event)
+        if kind is MessageReceived:
             self._reset_transaction()
+        elif kind is AuthStart or kind is AuthResponse:
+            self._end_auth()
         self._reply(reply)
+
+    # ------------------------------------------------------------ TLS, AUTH
+    def tls_started(self, channel_binding: bool = False) -> None:
+        """The TLS handshake after an accepted StartTls succeeded: the
+        conversation starts over from before EHLO (RFC 3207 §4.2: all
+        knowledge from before TLS is discarded — EHLO name, authentication,
+        transaction). `channel_binding`: the connection's tls-exporter data
+        is available (SCRAM-SHA-256-PLUS may be offered). Raises
+        ProtocolUsageError outside State.TLS."""
+        if self.state is not State.TLS:
+            raise ProtocolUsageError("tls_started() only after an accepted StartTls")
+        self.state = State.GREETED
+        self.tls = True
+        self.esmtp = False
+        self.helo_name = ""
+        self.authenticated = False
+        self.auth_identity = self.auth_mechanism = ""
+        self._channel_binding = channel_binding
+        self._reset_transaction()
+        self._refresh_offers()
+
+    def auth_challenge(self, data: bytes) -> None:
+        """Answer the pending AuthStart/AuthResponse with "334 <base64 data>"
+        (RFC 4954 §4); the client's next line becomes an AuthResponse."""
+        self._take_auth_pending()
+        self._out.append(b"334 " + binascii.b2a_base64(data, newline=False) + b"\r\n")
+        self._await_auth_line()
+
+    def auth_succeeded(self, identity: str, data: bytes = b"") -> None:
+        """Answer the pending AuthStart/AuthResponse: authenticated as
+        `identity`. With `data` (the mechanism's additional data with
+        success, e.g. SCRAM's server-final message) it goes in a last 334,
+        and the 235 follows the client's empty answer (RFC 4954 §4);
+        otherwise 235 2.7.0 now. Authenticated is emitted with the 235."""
+        self._take_auth_pending()
+        if data:
+            self._out.append(b"334 " + binascii.b2a_base64(data, newline=False) + b"\r\n")
+            self._await_auth_line()
+            self._auth_final = identity
+        else:
+            self._authenticated(identity)
+
+    def _take_auth_pending(self) -> None:
+        event = self._take_pending()
+        if type(event) is not AuthStart and type(event) is not AuthResponse:
+            self._pending = event
+            raise ProtocolUsageError(f"{type(event).__name__} is not an AUTH step")
+
+    def _authenticated(self, identity: str) -> None:
+        mechanism = self._auth or ""
+        self._end_auth()
+        self.authenticated = True
+        self.auth_identity = identity
+        self.auth_mechanism = mechanism
+        self._out.append(R.AUTH_OK.wire)
+        self._events.append(Authenticated(identity, mechanism))
+
+    def _await_auth_line(self) -> None:
+        """The next line is an AUTH response, not a command: an instance
+        attribute `_command` shadows the method (so the command path checks
+        nothing per line) until _end_auth or the line removes it."""
+        self._command = self._auth_line  # type: ignore[method-assign]
+
+    @property
+    def _auth_waiting(self) -> bool:
+        return "_command" in self.__dict__
+
+    def _end_auth(self) -> None:
+        self.__dict__.pop("_command", None)
+        self._auth = None
+        self._auth_final = ""
+
+    def _abort_auth(self, reason: str, reply: Reply) -> None:
+        self._end_auth()
+        self._events.append(AuthAborted(reason, reply))
+        self._reply(reply)
+
+    def _auth_line(self, line: bytes) -> None:
+        """A line of an AUTH exchange (RFC 4954 §4): "*" cancels; else
+        base64 (an empty line is an empty response)."""
+        self.__dict__.pop("_command", None)
+        if line == b"*":
+            self._abort_auth("cancelled", R.AUTH_CANCELLED)
+            return
+        if self._auth_final:
+            if line:
+                self._abort_auth("bad-final", R.AUTH_BAD_FINAL)
+            else:
+                self._authenticated(self._auth_final)
+            return
+        try:
+            data = binascii.a2b_base64(line, strict_mode=True) if line else b""
+        except binascii.Error:
+            self._abort_auth("bad-base64", R.AUTH_BAD_BASE64)
+            return
+        self._events.append(AuthResponse(data))
+
+    def _refresh_offers(self) -> None:
+        """What EHLO offers in this state (RFC 3207 §4.2: no STARTTLS once
+        TLS is on; RFC 4954 §4 with RFC 8314: AUTH over TLS, or from
+        loopback; -PLUS only with channel binding)."""
+        p = self.params
+        self._starttls_offered = p.starttls and not self.tls and p.mode is not Mode.SUBMISSIONS
+        mechs: tuple[str, ...] = ()
+        if self._auth_required and p.auth_mechanisms and (self.tls or self._loopback):
+            mechs = tuple(m for m in p.auth_mechanisms if self._channel_binding or not m.endswith("-PLUS"))
+        self._mechanisms = mechs
+        self._ehlo_reply = p.ehlo_reply(self._starttls_offered, mechs)
+
+    def _start_tls(self, reply: Reply) -> None:
+        """Accepted StartTls: queue the 220, drop every byte received behind
+        the STARTTLS line unread (RFC 3207 §4.2), wait for tls_started()."""
+        if reply.code != 220:
+            raise ProtocolUsageError("StartTls is accepted with 220")
+        self._out.append(reply.wire)
+        self.starttls_discarded = len(self._buf) - self._pos
+        self._buf.clear()
+        self._pos = 0
+        self._discarding = False
+        self.state = State.TLS
 
     def data_to_send(self) -> bytes:
         """The replies queued so far (then forgotten); b"" if none."""
@@ -295,6 +506,22 @@ class SmtpServer(Commands):
         self.body_type = ""
         self.recipient_count = 0
         self._rcpt_attempts = 0
+        if self._rcpt_first is not None:
+            self._rcpt_first = self._rcpt_seen = None
+
+    def _line_limit(self, start: int) -> int:
+        """The longest line allowed from buf[start]: MAX_AUTH_LINE in an AUTH
+        exchange or for an AUTH command line, else MAX_COMMAND_LINE. Only
+        asked about lines already over MAX_COMMAND_LINE."""
+        if self._auth_waiting or self._buf[start : start + 5].upper() == b"AUTH ":
+            return MAX_AUTH_LINE
+        return MAX_COMMAND_LINE
+
+    def _too_long(self) -> None:
+        if self._auth_waiting:
+            self._abort_auth("too-long", R.AUTH_LINE_TOO_LONG)
+        else:
+            self._reply(R.LINE_TOO_LONG)
 
     def _process(self) -> None:
         """Work through the input until an event is queued, the input runs
@@ -314,22 +541,23 @@ class SmtpServer(Commands):
             self._pos = i + 1
             if self._discarding:  # the end of an over-long line
                 self._discarding = False
-                self._reply(R.LINE_TOO_LONG)
-            elif i + 1 - start > MAX_COMMAND_LINE:
-                self._reply(R.LINE_TOO_LONG)
+                self._too_long()
+            elif i + 1 - start > MAX_COMMAND_LINE and i + 1 - start > self._line_limit(start):
+                self._too_long()
             elif i > start and buf[i - 1] == 13:  # CRLF
                 self._crlf = True
                 self._command(bytes(buf[start : i - 1]))
             else:  # a bare LF ends a command line too, as deployed servers allow
                 self._crlf = False
-                self._command(bytes(buf[start:i]))
+                self._command(bytes(buf[start:i]))  # or _auth_line, see _await_auth_line
 
     def _need_line(self) -> None:
         """No complete line in the buffer: drop what is consumed, and the
         start of a line already over 512 octets (RFC 5321 §4.5.3.1.4), so an
         endless line costs no memory; at EOF the conversation ends."""
         buf = self._buf
-        if self._discarding or len(buf) - self._pos >= MAX_COMMAND_LINE:
+        pos = self._pos
+        if self._discarding or (len(buf) - pos >= MAX_COMMAND_LINE and len(buf) - pos >= self._line_limit(pos)):
             self._discarding = True
             buf.clear()
         elif self._pos:
