@@ -4,6 +4,8 @@
     estafeta config defaults | check FILE
     estafeta queue list | dump [ID ...] | show ID | release ID ...
     estafeta traces list [--limit N] [--errors] | show KEY
+    estafeta user add|passwd|remove|list ... ; estafeta alias resolve ADDRESS  (supervisor/usercli.py)
+    estafeta sendmail [sendmail options] [RECIPIENT ...]                       (supervisor/sendmail.py)
 
 gevent's monkey patching comes first, before anything imports threading,
 ssl or pykka (DESIGN.md, "Known hazards"). Errors are one line on stderr
@@ -26,8 +28,20 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="overrides the config's data_dir")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"estafeta {version('estafeta')}"
+    except PackageNotFoundError:
+        return "estafeta (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from estafeta.supervisor import usercli
+
     ap = argparse.ArgumentParser(prog="estafeta", description="estafeta mail transfer agent")
+    ap.add_argument("--version", action="version", version=_version())
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the daemon (SMTP on 127.0.0.1:2525 by default)")
     _common(p)
@@ -64,10 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     t = tsub.add_parser("show", help="one trace as a waterfall")
     _common(t)
     t.add_argument("key", metavar="KEY", help="trace id, queue id or Message-ID")
+    usercli.add_parsers(sub, _common)
+    sub.add_parser("sendmail", help="sendmail-compatible submission (estafeta sendmail -t < message)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # sendmail's command line is its own (-oi, -t, -f addr): not argparse's.
+    if os.path.basename(sys.argv[0]) == "sendmail" or argv[:1] == ["sendmail"]:
+        from estafeta.supervisor import sendmail
+
+        return sendmail.main(argv[1:] if argv[:1] == ["sendmail"] else argv)
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
@@ -96,7 +118,11 @@ def _run(args) -> int:
     if args.command == "serve":
         from estafeta.supervisor.daemon import serve
 
-        return serve(cfg)
+        return serve(cfg, config_path=args.config)
+    if args.command in ("user", "alias"):
+        from estafeta.supervisor import usercli
+
+        return usercli.run(args, cfg)
     data_dir = os.path.abspath(cfg.data_dir)
     if args.command == "queue":
         from estafeta.store.queue import QueueStore
