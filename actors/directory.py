@@ -31,7 +31,7 @@ import gevent
 from estafeta.actors.addresses import AddressRules
 from estafeta.actors.aliases import AliasFiles, Resolution, Resolver
 from estafeta.actors.users import UserCredentials, UserFiles, UserTable
-from estafeta.proto import common_pb2, config_pb2, directory_pb2, messages_pb2
+from estafeta.proto import common_pb2, config_pb2, messages_pb2, reload_pb2
 from estafeta.store.blocking import run_blocking
 from estafeta.supervisor.actor import Actor, Link
 from estafeta.supervisor.config import normalize_domain
@@ -248,11 +248,11 @@ class Directory(Actor):
                 log.error("directory poll failed: %s", e)
 
     def on_receive(self, message):
-        if isinstance(message, directory_pb2.Reload):
+        if isinstance(message, reload_pb2.Reload):
             done = run_blocking(self._tables.refresh, True)
             self._publish()
             errors = self._tables.errors()
             for error in errors:
                 log.error("directory reload: %s", error)
-            return directory_pb2.ReloadResult(reloaded=done, error=errors, trace=message.trace)
+            return reload_pb2.ReloadResult(reloaded=done, error=errors, trace=message.trace)
         raise TypeError(f"Directory cannot handle {type(message).__name__}")

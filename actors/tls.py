@@ -37,13 +37,17 @@ import ssl
 import sys
 from dataclasses import dataclass
 
+import gevent
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from estafeta.proto import reload_pb2
+from estafeta.store.blocking import run_blocking
 from estafeta.store.queuefile import atomic_write
 from estafeta.store.watch import Stamps
+from estafeta.supervisor.actor import Actor, Link
 
 log = logging.getLogger("estafeta.tls")
 
@@ -343,3 +347,50 @@ def channel_binding(sock) -> bytes | None:
     if export(ptr, out, 32, _EXPORTER_LABEL, len(_EXPORTER_LABEL), None, 0, 0) != 1:
         return None
     return out.raw
+
+
+class CertificateWatcher(Actor):
+    """Owns a CertStore's refreshes: every `poll_seconds`
+    (Tls.reload_poll_seconds) it looks at the certificate files (off the
+    hub) and loads what changed; a `Reload` (SIGHUP) does it at once and is
+    answered with a ReloadResult. The listeners read `store.context` for
+    each new connection, so a renewed certificate is served to the next
+    one. Registered as "certificates"."""
+
+    def __init__(self, link: Link | None, store: CertStore, poll_seconds: float = 60.0):
+        super().__init__(link)
+        self._store = store
+        self._poll_seconds = poll_seconds
+        self._poller: gevent.Greenlet | None = None
+
+    def on_start(self) -> None:
+        self._poller = gevent.spawn(self._poll)
+
+    def on_stop(self) -> None:
+        self._stop()
+
+    def on_failure(self, *exc_info) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._poller is not None:
+            self._poller.kill(block=False)
+            self._poller = None
+
+    def _poll(self) -> None:
+        while True:
+            gevent.sleep(self._poll_seconds)
+            try:
+                run_blocking(self._store.refresh)
+            except Exception as e:  # noqa: BLE001 - a bad look must not stop looking
+                log.error("certificate poll failed: %s", e)
+
+    def on_receive(self, message):
+        if isinstance(message, reload_pb2.Reload):
+            changed = run_blocking(self._store.refresh)
+            return reload_pb2.ReloadResult(
+                reloaded=["certificates"] if changed else [],
+                error=list(self._store.errors.values()),
+                trace=message.trace,
+            )
+        raise TypeError(f"CertificateWatcher cannot handle {type(message).__name__}")

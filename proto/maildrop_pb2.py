@@ -22,15 +22,18 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from estafeta.proto import common_pb2 as estafeta_dot_proto_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65stafeta/proto/maildrop.proto\x12\x08\x65stafeta\"\xa0\x01\n\x10MaildropEnvelope\x12\x14\n\x0creverse_path\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x03(\t\x12\x14\n\x0csubmitted_at\x18\x03 \x01(\x01\x12\x0b\n\x03uid\x18\x04 \x01(\r\x12\r\n\x05login\x18\x05 \x01(\t\x12\x0c\n\x04size\x18\x06 \x01(\x04\x12\x11\n\teight_bit\x18\x07 \x01(\x08\x12\x10\n\x08smtputf8\x18\x08 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65stafeta/proto/maildrop.proto\x12\x08\x65stafeta\x1a\x1b\x65stafeta/proto/common.proto\"\xa0\x01\n\x10MaildropEnvelope\x12\x14\n\x0creverse_path\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x03(\t\x12\x14\n\x0csubmitted_at\x18\x03 \x01(\x01\x12\x0b\n\x03uid\x18\x04 \x01(\r\x12\r\n\x05login\x18\x05 \x01(\t\x12\x0c\n\x04size\x18\x06 \x01(\x04\x12\x11\n\teight_bit\x18\x07 \x01(\x08\x12\x10\n\x08smtputf8\x18\x08 \x01(\x08\"2\n\tPickupDue\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContextb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'estafeta.proto.maildrop_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MAILDROPENVELOPE']._serialized_start=44
-  _globals['_MAILDROPENVELOPE']._serialized_end=204
+  _globals['_MAILDROPENVELOPE']._serialized_start=73
+  _globals['_MAILDROPENVELOPE']._serialized_end=233
+  _globals['_PICKUPDUE']._serialized_start=235
+  _globals['_PICKUPDUE']._serialized_end=285
 # @@protoc_insertion_point(module_scope)

@@ -1,8 +1,9 @@
+from estafeta.proto import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -25,3 +26,9 @@ class MaildropEnvelope(_message.Message):
     eight_bit: bool
     smtputf8: bool
     def __init__(self, reverse_path: _Optional[str] = ..., recipient: _Optional[_Iterable[str]] = ..., submitted_at: _Optional[float] = ..., uid: _Optional[int] = ..., login: _Optional[str] = ..., size: _Optional[int] = ..., eight_bit: _Optional[bool] = ..., smtputf8: _Optional[bool] = ...) -> None: ...
+
+class PickupDue(_message.Message):
+    __slots__ = ("trace",)
+    TRACE_FIELD_NUMBER: _ClassVar[int]
+    trace: _common_pb2.TraceContext
+    def __init__(self, trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...

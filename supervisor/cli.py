@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Internal: serving process I of N, started by the daemon PID (Config on stdin).
     p.add_argument("--process", metavar="I/N/PID", help=argparse.SUPPRESS)
     p.add_argument("--gauge-fd", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--listen-fds", help=argparse.SUPPRESS)
     p = sub.add_parser("config", help="print or check configuration")
     csub = p.add_subparsers(dest="action", required=True)
     csub.add_parser("defaults", help="print the whole default configuration")
@@ -90,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         from estafeta.supervisor import sendmail
 
         return sendmail.main(argv[1:] if argv[:1] == ["sendmail"] else argv)
+    if argv[:1] == ["serve"]:
+        import signal
+
+        # Until the daemon's reload handler is in place, SIGHUP must not kill it.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
@@ -113,7 +119,7 @@ def _run(args) -> int:
     if args.command == "serve" and getattr(args, "process", None):
         from estafeta.supervisor.daemon import serve_child
 
-        return serve_child(args.process, args.gauge_fd)
+        return serve_child(args.process, args.gauge_fd, args.listen_fds)
     cfg = load_config(args.config, args.data_dir)
     if args.command == "serve":
         from estafeta.supervisor.daemon import serve
