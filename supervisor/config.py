@@ -299,7 +299,8 @@ def _check_users(cfg: config_pb2.Config, fail) -> None:
         fail("cert_dir", cfg.tls.cert_dir, f'"{cfg.tls.cert_dir}" is not a directory')
     both = set(cfg.suffix_separators) & set(cfg.drop_characters)
     if both:
-        fail("drop_characters", None, f"{''.join(sorted(both))!r} is also a suffix separator")
+        name = "drop_characters" if cfg.HasField("drop_characters") else "suffix_separators"
+        fail(name, None, f"{''.join(sorted(both))!r} is both a drop character and a suffix separator")
     for chars, field in ((cfg.suffix_separators, "suffix_separators"), (cfg.drop_characters, "drop_characters")):
         bad = [c for c in chars if c in '@"\\ ' or not c.isprintable() or not c.isascii()]
         if bad:
