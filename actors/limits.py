@@ -39,6 +39,7 @@ import os
 import struct
 import time
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 from estafeta.actors.smtp.replies import Reply
 from estafeta.proto import config_pb2
@@ -148,15 +149,18 @@ class CounterTable:
             pack(mem, free, key, expires, n)
 
 
+@lru_cache(maxsize=16384)
 def _key(*parts: bytes) -> int:
     k = int.from_bytes(hashlib.blake2b(b"\0".join(parts), digest_size=8).digest(), "little")
     return k or 1
 
 
-def masked(address: str) -> list[bytes] | None:
+@lru_cache(maxsize=4096)
+def masked(address: str) -> tuple[bytes, ...] | None:
     """The three masked forms of a client address (mox: /32 /26 /21 for
-    IPv4, /64 /48 /32 for IPv6; IPv4-mapped is IPv4), as packed bytes with
-    their level; None if it is not an IP address."""
+    IPv4, /64 /48 /32 for IPv6; IPv4-mapped is IPv4), as bytes naming the
+    level and the network; None if it is not an IP address. Cached: a
+    client comes back."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
@@ -164,11 +168,21 @@ def masked(address: str) -> list[bytes] | None:
     mapped = getattr(ip, "ipv4_mapped", None)
     if mapped is not None:
         ip = mapped
+    width = ip.max_prefixlen
     bits = (32, 26, 21) if ip.version == 4 else (64, 48, 32)
-    return [
-        b"%d/%d/" % (ip.version, b) + ipaddress.ip_network(f"{ip}/{b}", strict=False).network_address.packed
-        for b in bits
-    ]
+    value = int(ip)
+    out = []
+    for b in bits:
+        net = value >> (width - b) << (width - b)
+        out.append(b"%d/%d/" % (ip.version, b) + net.to_bytes(width // 8, "big"))
+    return tuple(out)
+
+
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1 or ::ffff:127.x (cheap string tests first)."""
+    if address.startswith("127.") or address == "::1" or address.startswith("::ffff:127."):
+        return True
+    return False
 
 
 class Limits:
@@ -205,21 +219,16 @@ class Limits:
         w = now // window
         return kind + b"%d:" % w, (w + 1) * window
 
-    def _over(self, prefix: bytes, masks: list[bytes], limits: Sequence[int], now: int, extra: int = 1) -> bool:
+    def _over(self, prefix: bytes, masks: Sequence[bytes], limits: Sequence[int], now: int, extra: int = 1) -> bool:
         t = self.table
         return any(lim and t.total(_key(prefix, m), now) + extra > lim for m, lim in zip(masks, limits, strict=True))
 
-    def _count(self, prefix: bytes, masks: list[bytes], expires: int, now: int, n: int = 1) -> None:
+    def _count(self, prefix: bytes, masks: Sequence[bytes], expires: int, now: int, n: int = 1) -> None:
         for m in masks:
             self.table.add(_key(prefix, m), n, expires, now)
 
-    def _exempt(self, address: str, masks: list[bytes] | None) -> bool:
-        if masks is None:
-            return True
-        if not self.exempt_loopback:
-            return False
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
+    def _exempt(self, address: str) -> bool:
+        return self.exempt_loopback and is_loopback(address)
 
     # ------------------------------------------------------------ connections
     def connection_opened(self, address: str, submission: bool = False) -> Reply | None:
@@ -227,13 +236,17 @@ class Limits:
         None admits it (and counts it: call connection_closed() when it
         ends), else the 421 to send before closing. `submission`: a
         SUBMISSION(S) listener, where too many AUTH failures also refuse."""
-        masks = masked(address)
-        now = self._now()
-        if submission and masks is not None and self._auth_over(masks, now):
-            return AUTH_BLOCKED_CONNECT
-        if self._exempt(address, masks):
+        exempt = self._exempt(address)
+        if exempt and not submission:
             return None
-        assert masks is not None
+        masks = masked(address)
+        if masks is None:
+            return None
+        now = self._now()
+        if submission and self._auth_over(masks, now):
+            return AUTH_BLOCKED_CONNECT
+        if exempt:
+            return None
         prefix, expires = self._window(b"conn-rate:", MINUTE, now)
         if self._over(prefix, masks, self.conn_rate, now):
             return TOO_FAST
@@ -245,14 +258,13 @@ class Limits:
 
     def connection_closed(self, address: str) -> None:
         """A connection admitted by connection_opened() ended."""
-        masks = masked(address)
-        if self._exempt(address, masks):
+        masks = None if self._exempt(address) else masked(address)
+        if masks is None:
             return
-        assert masks is not None
         self._count(b"conn-open:", masks, _NEVER, self._now(), n=-1)
 
     # ------------------------------------------------------------ AUTH
-    def _auth_over(self, masks: list[bytes], now: int, extra: int = 1) -> bool:
+    def _auth_over(self, masks: Sequence[bytes], now: int, extra: int = 1) -> bool:
         m_prefix, _ = self._window(b"auth-fail-m:", MINUTE, now)
         d_prefix, _ = self._window(b"auth-fail-d:", DAY, now)
         return self._over(m_prefix, masks, self.fail_minute, now, extra) or self._over(

@@ -17,11 +17,12 @@ user "john.doe" receives "johndoe@" and "john.doe+news@".
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from estafeta.actors.addresses import AddressError, AddressRules, normalize_address, normalize_local, split_address
-from estafeta.actors.auth.passwords import VerifyCache
+from estafeta.actors.auth.passwords import VerifyCache, hash_password, verify_password
 from estafeta.proto import users_pb2
 from estafeta.store import userdb
 from estafeta.store.watch import Stamps
@@ -170,11 +171,17 @@ class UserCredentials:
     def __init__(self, current: Callable[[], UserTable], cache: VerifyCache | None = None):
         self._current = current
         self._cache = cache or VerifyCache()
+        self._dummy = ""  # a hash nobody's password matches, made on first use
 
     def check_password(self, username: str, password: str) -> str | None:
-        """The normalised login name if `password` is `username`'s, else None."""
+        """The normalised login name if `password` is `username`'s, else
+        None. An unknown user costs a hash too, so the time taken does not
+        tell who exists."""
         user = self._current().login(username)
         if user is None:
+            if not self._dummy:
+                self._dummy = hash_password(os.urandom(16).hex())
+            verify_password(self._dummy, password)
             return None
         identity = normalize_address(username)
         return identity if self._cache.verify(identity, user.password_hash, password) else None
