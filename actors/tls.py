@@ -367,12 +367,12 @@ class CertificateWatcher(Actor):
         self._poller = gevent.spawn(self._poll)
 
     def on_stop(self) -> None:
-        self._stop()
+        self._stop_poller()
 
     def on_failure(self, *exc_info) -> None:
-        self._stop()
+        self._stop_poller()
 
-    def _stop(self) -> None:
+    def _stop_poller(self) -> None:  # not _stop: pykka's Actor has one
         if self._poller is not None:
             self._poller.kill(block=False)
             self._poller = None

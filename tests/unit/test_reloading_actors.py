@@ -48,6 +48,7 @@ def test_directory_publishes_and_reloads_users_and_aliases(tmp_path):
         assert view.credentials.check_password("alice@example.test", "x") is None  # receive-only
     finally:
         ref.stop()
+    assert not ref.is_alive()
 
 
 def test_certificate_watcher_and_the_reloader(tmp_path):
@@ -72,6 +73,7 @@ def test_certificate_watcher_and_the_reloader(tmp_path):
     finally:
         registry.unregister("certificates", ref)
         ref.stop()
+    assert not ref.is_alive()  # it stops (a method named _stop once shadowed pykka's)
 
 
 def test_config_reload_keeps_the_old_config_on_error(tmp_path):
