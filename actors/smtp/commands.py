@@ -76,9 +76,8 @@ class Commands:
         _helo_reply: Reply
         tls: bool
         authenticated: bool
-        _auth_required: bool
         _loopback: bool
-        _starttls_offered: bool
+        _starttls_offered: bool  # a property of Security
         _mechanisms: tuple[str, ...]
         _auth: str | None
         _rcpt_first: str | None
@@ -113,7 +112,7 @@ class Commands:
         if state is not State.READY:
             self._reply(R.NEED_HELO if state is State.GREETED else R.NESTED_MAIL)
             return
-        if self._auth_required and not self.authenticated:
+        if self.params.auth_required and not self.authenticated:
             # RFC 4954 §6 (530 5.7.0); RFC 3207 §4 when TLS must come first.
             self._reply(R.AUTH_REQUIRED if self.tls or self._loopback else R.STARTTLS_FIRST)
             return
@@ -249,7 +248,7 @@ class Commands:
             self._reply(R.AUTH_ALREADY)  # RFC 4954 §4: 503 after a successful AUTH
         elif state in TRANSACTION_STATES:
             self._reply(R.AUTH_IN_TRANSACTION)  # RFC 4954 §4: 503 in a transaction
-        elif not self._auth_required or not self.params.auth_mechanisms:
+        elif not self.params.auth_required or not self.params.auth_mechanisms:
             self._reply(R.AUTH_NOT_ENABLED)
         elif not self._mechanisms:
             self._reply(R.AUTH_NEEDS_TLS)  # RFC 4954 §6: 538, plaintext and not loopback

@@ -58,6 +58,8 @@ class ServerParams:
     fixed: tuple[Reply, Reply, Reply, Reply] = field(init=False, compare=False, hash=False, repr=False)
     #: The EHLO reply with STARTTLS and no AUTH (an SMTP listener before TLS).
     ehlo_starttls: Reply = field(init=False, compare=False, hash=False, repr=False)
+    #: SUBMISSION and SUBMISSIONS: AUTH before MAIL (RFC 4954 §6, 530 5.7.0).
+    auth_required: bool = field(init=False, compare=False, hash=False, repr=False)
     _ehlo: dict = field(default_factory=dict, init=False, compare=False, hash=False, repr=False)
 
     def __post_init__(self):
@@ -72,6 +74,7 @@ class ServerParams:
         )
         object.__setattr__(self, "fixed", fixed)
         object.__setattr__(self, "ehlo_starttls", self.ehlo_reply(True, ()))
+        object.__setattr__(self, "auth_required", self.mode is not Mode.SMTP)
 
     def ehlo_reply(self, starttls: bool, mechanisms: tuple[str, ...]) -> Reply:
         """The EHLO reply (RFC 5321 §4.1.1.1 ehlo-ok-rsp) listing STARTTLS
