@@ -84,8 +84,11 @@ class LocalDomains:
         self.primary = next(iter(self.domains), "localhost")
 
 
-def check_recipient(domains: LocalDomains, address: str) -> messages_pb2.RecipientVerdict:
-    """Decide RCPT TO:<address> (forward-path without brackets)."""
+def check_recipient(domains: LocalDomains, address: str, relay: bool = False) -> messages_pb2.RecipientVerdict:
+    """Decide RCPT TO:<address> (forward-path without brackets). `relay`:
+    the client may send to other domains (Config.relay_network): a
+    recipient in a non-local domain is then accepted with no mailbox (the
+    router sends it to its MX). Address literals are never relayed to."""
     local, at, domain = address.rpartition("@")
     if not at:
         # RFC 5321 §4.5.1: bare "postmaster" must be accepted.
@@ -101,6 +104,8 @@ def check_recipient(domains: LocalDomains, address: str) -> messages_pb2.Recipie
             accepted=False, reply=common_pb2.Reply(code=553, enhanced="5.1.2", text="Bad destination domain")
         )
     if dom not in domains.domains:
+        if relay and local:
+            return messages_pb2.RecipientVerdict(accepted=True)
         return messages_pb2.RecipientVerdict(accepted=False, reply=RELAY_DENIED)
     name = mailbox_local_part(local)
     if name is None:
@@ -184,12 +189,12 @@ class DirectoryView:
     def users(self) -> UserTable:
         return self._users()
 
-    def check(self, address: str) -> messages_pb2.RecipientVerdict:
+    def check(self, address: str, relay: bool = False) -> messages_pb2.RecipientVerdict:
         """Decide RCPT TO:<address> (see check_recipient). Raises
         RuntimeError before the Directory has published its tables."""
         if self.domains is None:
             raise RuntimeError("directory not started")
-        return check_recipient(self.domains, address)
+        return check_recipient(self.domains, address, relay)
 
     def resolve(self, address: str) -> Resolution:
         """The final recipients of RCPT TO:<address> (Resolver.resolve):

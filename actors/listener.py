@@ -20,7 +20,7 @@ from gevent import monkey
 
 from estafeta.actors.session import ConnectionSlots
 from estafeta.proto import messages_pb2
-from estafeta.supervisor import registry
+from estafeta.supervisor import metrics, registry
 from estafeta.supervisor.actor import Actor, Link
 from estafeta.supervisor.config import ListenAddress
 from estafeta.supervisor.tree import start_child
@@ -160,6 +160,7 @@ class Listener(Actor):
         (421 past max_connections; closed when no session can start)."""
         if not self._slots.try_acquire():
             log.warning("connection refused from=%s:%s reason=max_connections", peer[0], peer[1])
+            metrics.count_connection_refused("max_connections")
             conn = socket.socket(self._sock.family, socket.SOCK_STREAM, 0, fileno=fd)
             try:
                 conn.sendall(b"421 4.3.2 Too many connections, try again later\r\n")
@@ -168,6 +169,7 @@ class Listener(Actor):
             finally:
                 conn.close()
             return
+        metrics.count_connection(self._name)
         if fixed_local is None:
             probe = _StdSocket(self._sock.family, socket.SOCK_STREAM, 0, fileno=fd)
             local = probe.getsockname()

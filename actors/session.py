@@ -25,8 +25,8 @@ session span) that the message keeps for its whole life in the queue.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-import re
 import socket
 import time
 from dataclasses import dataclass
@@ -39,20 +39,19 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from estafeta.actors import smtp
 from estafeta.actors.directory import DirectoryView
+from estafeta.actors.enqueue import Enqueuer, Envelope
 from estafeta.actors.queue import QUEUE_FULL, QueueGauge
 from estafeta.actors.timeouts import IdleWatch, SessionTimedOut
 from estafeta.proto import common_pb2, messages_pb2, queue_pb2
-from estafeta.store import maildir
-from estafeta.store.queue import QueueStore
-from estafeta.supervisor import registry
 from estafeta.supervisor.actor import Actor, Link, ShutdownRequested
 from estafeta.supervisor.log import kv
-from estafeta.tracing.propagation import inject
 
 log = logging.getLogger("estafeta.session")
 
-_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*<?([^>\r\n]*)>?", re.IGNORECASE | re.MULTILINE)
 _EMPTY_CONTEXT = trace.set_span_in_context(trace.INVALID_SPAN)
+
+
+QUEUE_WRITE_ERROR = smtp.Reply(451, "4.3.0", "Error: queue file write error, try again later")
 
 
 def _reply(r: common_pb2.Reply) -> smtp.Reply:
@@ -89,12 +88,14 @@ class SessionEnv:
     params: smtp.ServerParams
     idle_timeout: float  # seconds, RFC 5321 §4.5.3.2.7
     data_timeout: float  # seconds, RFC 5321 §4.5.3.2.6
-    store: QueueStore
+    enqueuer: Enqueuer  # writes the queue item and body, starts its actor
     tracer: trace.Tracer
     slots: ConnectionSlots
     watch: IdleWatch  # idle and DATA timeouts of every session
     gauge: QueueGauge  # published by the QueueManager (back-pressure)
     directory: DirectoryView  # published by the Directory (RCPT TO)
+    #: Client networks that may relay (Config.relay_network).
+    relay_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
 class _DateCache:
@@ -117,7 +118,7 @@ _dates = _DateCache()
 class _Transaction:
     """Envelope being built between MAIL and the end of DATA."""
 
-    __slots__ = ("span", "reverse_path", "recipients", "smtputf8", "body_type")
+    __slots__ = ("span", "reverse_path", "recipients", "smtputf8", "body_type", "dsn_ret", "dsn_envid")
 
     def __init__(self, span, mail: smtp.MailFrom):
         self.span = span
@@ -125,6 +126,9 @@ class _Transaction:
         self.recipients: list[queue_pb2.Recipient] = []
         self.smtputf8 = bool(mail.smtputf8)
         self.body_type = mail.body or ""
+        dsn = mail.dsn  # RFC 3461 §4.3, §4.4, decoded by the protocol
+        self.dsn_ret = (dsn.ret or "") if dsn else ""
+        self.dsn_envid = (dsn.envid or "") if dsn else ""
 
 
 class SmtpSession(Actor):
@@ -140,6 +144,9 @@ class SmtpSession(Actor):
         self._env = env
         self._start = start
         self._txn: _Transaction | None = None
+        #: Whether the client may relay (Config.relay_network); None: not
+        #: looked at yet.
+        self._relay: bool | None = None
         #: True only while blocked reading the next command outside a
         #: transaction: the one point where a shutdown may cut in.
         self._awaiting_command = False
@@ -301,7 +308,12 @@ class SmtpSession(Actor):
             },
         )
         if not self._env.gauge.admits(event.size or 0):
-            log.warning("queue full: refusing new mail from=%s (452 4.3.1)", self._start.peer_address)
+            log.warning(
+                "refused from=%s mail=<%s> reply=%s",
+                self._start.peer_address,
+                event.reverse_path,
+                kv(str(_reply(QUEUE_FULL))),
+            )
             span.set_status(Status(StatusCode.ERROR, QUEUE_FULL.text))
             span.end()
             proto.reject(_reply(QUEUE_FULL))
@@ -311,93 +323,99 @@ class SmtpSession(Actor):
 
     def _on_rcpt(self, event: smtp.RcptTo, proto: smtp.SmtpServer) -> None:
         txn = self._txn
-        verdict = self._env.directory.check(event.forward_path)
+        verdict = self._env.directory.check(event.forward_path, relay=self._relay_allowed())
         if not verdict.accepted:
-            txn.span.add_event(
-                "rcpt.rejected", {"smtp.rcpt_to": event.forward_path, "smtp.reply.code": verdict.reply.code}
+            reply = verdict.reply
+            txn.span.add_event("rcpt.rejected", {"smtp.rcpt_to": event.forward_path, "smtp.reply.code": reply.code})
+            log.info(
+                "refused from=%s rcpt=<%s> reply=%s",
+                self._start.peer_address,
+                event.forward_path,
+                kv(f"{reply.code} {reply.enhanced} {reply.text}"),
             )
-            proto.reject(_reply(verdict.reply))
+            proto.reject(_reply(reply))
             return
-        txn.recipients.append(
-            queue_pb2.Recipient(
-                address=event.forward_path,
-                mailbox=verdict.mailbox,
-                status=queue_pb2.PENDING,
-                original_recipient=event.params.get("ORCPT") or "",
-            )
-        )
+        rcpt = queue_pb2.Recipient(address=event.forward_path, mailbox=verdict.mailbox, status=queue_pb2.PENDING)
+        dsn = event.dsn
+        if dsn is not None:  # RFC 3461 §4.1, §4.2, decoded by the protocol
+            if dsn.orcpt is not None:
+                rcpt.original_recipient = str(dsn.orcpt)
+            if dsn.notify is not None:
+                rcpt.notify.extend(sorted(dsn.notify))
+        txn.recipients.append(rcpt)
         proto.accept()
 
+    def _relay_allowed(self) -> bool:
+        """May this client send to any domain? Its address is in
+        Config.relay_network (computed once per session)."""
+        allowed = self._relay
+        if allowed is None:
+            networks = self._env.relay_networks
+            allowed = False
+            if networks:
+                try:
+                    peer = ipaddress.ip_address(self._start.peer_address)
+                except ValueError:
+                    peer = None
+                allowed = peer is not None and any(peer in net for net in networks)
+            self._relay = allowed
+        return allowed
+
     def _on_message(self, event: smtp.MessageReceived, proto: smtp.SmtpServer) -> None:
-        env, txn, start = self._env, self._txn, self._start
-        queue_id = env.store.new_id()
-        rcpts = txn.recipients
-        for_clause = f"\r\n\tfor <{rcpts[0].address}>" if len(rcpts) == 1 else ""
-        received = (
-            f"Received: from {proto.helo_name or 'unknown'} ([{start.peer_address}])\r\n"
-            f"\tby {env.hostname} (estafeta) with {proto.protocol_name} id {queue_id}"
-            f"{for_clause}; {_dates.now()}\r\n"
-        ).encode()
-        # One recipient: the body file is queued as that recipient's whole
-        # Maildir file, delivery headers in front, so that its delivery is
-        # a hard link (store/maildir.py); several: the message alone.
-        headers = maildir.delivery_headers(txn.reverse_path, rcpts[0].address) if len(rcpts) == 1 else b""
-        skip = len(headers)
-        body = b"".join((headers, received, event.body)) if skip else received + event.body
-        size = len(body) - skip
-        head_end = body.find(b"\r\n\r\n", skip)
-        m = _MESSAGE_ID.search(body, skip, head_end if head_end >= 0 else len(body))
-        message_id = m.group(1).decode("utf-8", "replace").strip() if m else ""
-        span = txn.span
-        item = queue_pb2.QueueItem(
-            id=queue_id,
-            state=queue_pb2.QUEUED,
+        """End of DATA: queue the message durably, then 250 (RFC 5321
+        §4.1.1.4, §6.1); 451 if it could not be written."""
+        env, txn = self._env, self._txn
+        queue_id = env.enqueuer.new_id()
+        envelope = Envelope(
             reverse_path=txn.reverse_path,
-            recipients=rcpts,
-            created_at=time.time(),
-            body_size=size,
-            delivery_headers_size=skip,
-            message_id=message_id,
-            trace=inject(span),
-            client_address=start.peer_address,
-            helo=proto.helo_name,
-            protocol=proto.protocol_name,
+            recipients=txn.recipients,
             smtputf8=txn.smtputf8,
             body_type=txn.body_type,
+            dsn_ret=txn.dsn_ret,
+            dsn_envid=txn.dsn_envid,
+            client_address=self._start.peer_address,
+            helo=proto.helo_name,
+            protocol=proto.protocol_name,
         )
-        ctx = trace.set_span_in_context(span)
-        # start_span, not start_as_current_span: contexts travel in messages
-        # here, so making the span current (a contextvar) would be wasted.
+        body = self._received(queue_id, proto) + event.body
         try:
-            with env.tracer.start_span(
-                "queue.enqueue", context=ctx, attributes={"estafeta.queue_id": queue_id, "estafeta.body_size": size}
-            ):
-                env.store.put(item, body)
+            item = env.enqueuer.enqueue(queue_id, envelope, body, txn.span)
         except OSError as e:
             # Not durable, so not accepted (RFC 5321 §4.1.1.4): 451, the
             # client keeps the message and tries again (Postfix: "queue file
             # write error"). The session goes on.
-            log.error("queue write failed id=%s error=%s", queue_id, kv(e))
+            log.error("queue write failed id=%s from=%s error=%s", queue_id, self._start.peer_address, kv(e))
             self._end_transaction(f"queue write failed: {e}", error=True)
-            proto.reject(smtp.Reply(451, "4.3.0", "Error: queue file write error, try again later"))
+            proto.reject(QUEUE_WRITE_ERROR)
             return
-        registry.whereis("queue").tell(messages_pb2.Enqueued(item=item, trace=item.trace))
-        attrs = {"estafeta.queue_id": queue_id, "smtp.rcpt_count": len(rcpts)}
-        if message_id:
-            attrs["estafeta.message_id"] = message_id
+        span = txn.span
+        attrs = {"estafeta.queue_id": queue_id, "smtp.rcpt_count": len(txn.recipients)}
+        if item.message_id:
+            attrs["estafeta.message_id"] = item.message_id
         span.set_attributes(attrs)
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "queued id=%s from=<%s> to=%s size=%d message_id=%s",
                 queue_id,
                 txn.reverse_path,
-                ",".join(f"<{r.address}>" for r in rcpts),
-                size,
-                kv(message_id or "-"),
+                ",".join(f"<{r.address}>" for r in txn.recipients),
+                item.body_size,
+                kv(item.message_id or "-"),
             )
         self._txn = None
         span.end()
         proto.accept(smtp.Reply(250, "2.0.0", f"Ok: queued as {queue_id}"))
+
+    def _received(self, queue_id: str, proto: smtp.SmtpServer) -> bytes:
+        """Our Received header field (RFC 5321 §4.4: from, by, with, id,
+        for a single recipient), CRLF-terminated like the message."""
+        rcpts = self._txn.recipients
+        for_clause = f"\r\n\tfor <{rcpts[0].address}>" if len(rcpts) == 1 else ""
+        return (
+            f"Received: from {proto.helo_name or 'unknown'} ([{self._start.peer_address}])\r\n"
+            f"\tby {self._env.hostname} (estafeta) with {proto.protocol_name} id {queue_id}"
+            f"{for_clause}; {_dates.now()}\r\n"
+        ).encode()
 
     def _end_transaction(self, why: str, error: bool = False) -> None:
         txn, self._txn = self._txn, None

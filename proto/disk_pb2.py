@@ -24,21 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65stafeta/proto/disk.proto\x12\x08\x65stafeta\"z\n\x0b\x44iskRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12+\n\x0bqueue_write\x18\x02 \x01(\x0b\x32\x14.estafeta.QueueWriteH\x00\x12,\n\x07maildir\x18\x03 \x01(\x0b\x32\x19.estafeta.MaildirDeliveryH\x00\x42\x04\n\x02op\"U\n\nQueueWrite\x12#\n\x06writes\x18\x01 \x03(\x0b\x32\x13.estafeta.FileWrite\x12\x0f\n\x07unlinks\x18\x02 \x03(\t\x12\x11\n\tdirectory\x18\x03 \x01(\t\":\n\tFileWrite\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\texclusive\x18\x03 \x01(\x08\"\xc8\x01\n\x0fMaildirDelivery\x12\x0c\n\x04root\x18\x01 \x01(\t\x12\x0f\n\x07mailbox\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x15\n\rheader_prefix\x18\x04 \x01(\x0c\x12\x0c\n\x04\x62ody\x18\x05 \x01(\x0c\x12\x11\n\tbody_path\x18\x06 \x01(\t\x12\x16\n\x0e\x63heck_existing\x18\x07 \x01(\x08\x12\x0c\n\x04link\x18\x08 \x01(\x08\x12*\n\x0cremove_after\x18\t \x01(\x0b\x32\x14.estafeta.QueueWrite\"\x7f\n\tDiskReply\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x12\n\nerror_type\x18\x02 \x01(\t\x12\r\n\x05\x65rrno\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x0c\n\x04path\x18\x05 \x01(\t\x12\x15\n\ralready_there\x18\x06 \x01(\x08\x12\x0f\n\x07removed\x18\x07 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65stafeta/proto/disk.proto\x12\x08\x65stafeta\"\x9a\x01\n\x0b\x44iskRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12+\n\x0bqueue_write\x18\x02 \x01(\x0b\x32\x14.estafeta.QueueWriteH\x00\x12,\n\x07maildir\x18\x03 \x01(\x0b\x32\x19.estafeta.MaildirDeliveryH\x00\x12\x1e\n\x04ping\x18\x04 \x01(\x0b\x32\x0e.estafeta.PingH\x00\x42\x04\n\x02op\"\x06\n\x04Ping\"U\n\nQueueWrite\x12#\n\x06writes\x18\x01 \x03(\x0b\x32\x13.estafeta.FileWrite\x12\x0f\n\x07unlinks\x18\x02 \x03(\t\x12\x11\n\tdirectory\x18\x03 \x01(\t\":\n\tFileWrite\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\texclusive\x18\x03 \x01(\x08\"\xc0\x01\n\x0fMaildirDelivery\x12\x0c\n\x04root\x18\x01 \x01(\t\x12\x0f\n\x07mailbox\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x15\n\rheader_prefix\x18\x04 \x01(\x0c\x12\x0c\n\x04\x62ody\x18\x05 \x01(\x0c\x12\x11\n\tbody_path\x18\x06 \x01(\t\x12\x16\n\x0e\x63heck_existing\x18\x07 \x01(\x08\x12*\n\x0cremove_after\x18\t \x01(\x0b\x32\x14.estafeta.QueueWriteJ\x04\x08\x08\x10\t\"\x7f\n\tDiskReply\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x12\n\nerror_type\x18\x02 \x01(\t\x12\r\n\x05\x65rrno\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x0c\n\x04path\x18\x05 \x01(\t\x12\x15\n\ralready_there\x18\x06 \x01(\x08\x12\x0f\n\x07removed\x18\x07 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'estafeta.proto.disk_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DISKREQUEST']._serialized_start=39
-  _globals['_DISKREQUEST']._serialized_end=161
-  _globals['_QUEUEWRITE']._serialized_start=163
-  _globals['_QUEUEWRITE']._serialized_end=248
-  _globals['_FILEWRITE']._serialized_start=250
-  _globals['_FILEWRITE']._serialized_end=308
-  _globals['_MAILDIRDELIVERY']._serialized_start=311
-  _globals['_MAILDIRDELIVERY']._serialized_end=511
-  _globals['_DISKREPLY']._serialized_start=513
-  _globals['_DISKREPLY']._serialized_end=640
+  _globals['_DISKREQUEST']._serialized_start=40
+  _globals['_DISKREQUEST']._serialized_end=194
+  _globals['_PING']._serialized_start=196
+  _globals['_PING']._serialized_end=202
+  _globals['_QUEUEWRITE']._serialized_start=204
+  _globals['_QUEUEWRITE']._serialized_end=289
+  _globals['_FILEWRITE']._serialized_start=291
+  _globals['_FILEWRITE']._serialized_end=349
+  _globals['_MAILDIRDELIVERY']._serialized_start=352
+  _globals['_MAILDIRDELIVERY']._serialized_end=544
+  _globals['_DISKREPLY']._serialized_start=546
+  _globals['_DISKREPLY']._serialized_end=673
 # @@protoc_insertion_point(module_scope)

@@ -7,14 +7,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DiskRequest(_message.Message):
-    __slots__ = ("id", "queue_write", "maildir")
+    __slots__ = ("id", "queue_write", "maildir", "ping")
     ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_WRITE_FIELD_NUMBER: _ClassVar[int]
     MAILDIR_FIELD_NUMBER: _ClassVar[int]
+    PING_FIELD_NUMBER: _ClassVar[int]
     id: int
     queue_write: QueueWrite
     maildir: MaildirDelivery
-    def __init__(self, id: _Optional[int] = ..., queue_write: _Optional[_Union[QueueWrite, _Mapping]] = ..., maildir: _Optional[_Union[MaildirDelivery, _Mapping]] = ...) -> None: ...
+    ping: Ping
+    def __init__(self, id: _Optional[int] = ..., queue_write: _Optional[_Union[QueueWrite, _Mapping]] = ..., maildir: _Optional[_Union[MaildirDelivery, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ...) -> None: ...
+
+class Ping(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class QueueWrite(_message.Message):
     __slots__ = ("writes", "unlinks", "directory")
@@ -37,7 +43,7 @@ class FileWrite(_message.Message):
     def __init__(self, path: _Optional[str] = ..., data: _Optional[bytes] = ..., exclusive: _Optional[bool] = ...) -> None: ...
 
 class MaildirDelivery(_message.Message):
-    __slots__ = ("root", "mailbox", "name", "header_prefix", "body", "body_path", "check_existing", "link", "remove_after")
+    __slots__ = ("root", "mailbox", "name", "header_prefix", "body", "body_path", "check_existing", "remove_after")
     ROOT_FIELD_NUMBER: _ClassVar[int]
     MAILBOX_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -45,7 +51,6 @@ class MaildirDelivery(_message.Message):
     BODY_FIELD_NUMBER: _ClassVar[int]
     BODY_PATH_FIELD_NUMBER: _ClassVar[int]
     CHECK_EXISTING_FIELD_NUMBER: _ClassVar[int]
-    LINK_FIELD_NUMBER: _ClassVar[int]
     REMOVE_AFTER_FIELD_NUMBER: _ClassVar[int]
     root: str
     mailbox: str
@@ -54,9 +59,8 @@ class MaildirDelivery(_message.Message):
     body: bytes
     body_path: str
     check_existing: bool
-    link: bool
     remove_after: QueueWrite
-    def __init__(self, root: _Optional[str] = ..., mailbox: _Optional[str] = ..., name: _Optional[str] = ..., header_prefix: _Optional[bytes] = ..., body: _Optional[bytes] = ..., body_path: _Optional[str] = ..., check_existing: _Optional[bool] = ..., link: _Optional[bool] = ..., remove_after: _Optional[_Union[QueueWrite, _Mapping]] = ...) -> None: ...
+    def __init__(self, root: _Optional[str] = ..., mailbox: _Optional[str] = ..., name: _Optional[str] = ..., header_prefix: _Optional[bytes] = ..., body: _Optional[bytes] = ..., body_path: _Optional[str] = ..., check_existing: _Optional[bool] = ..., remove_after: _Optional[_Union[QueueWrite, _Mapping]] = ...) -> None: ...
 
 class DiskReply(_message.Message):
     __slots__ = ("id", "error_type", "errno", "error", "path", "already_there", "removed")

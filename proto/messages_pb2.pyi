@@ -1,10 +1,10 @@
 from estafeta.proto import common_pb2 as _common_pb2
-from estafeta.proto import disk_pb2 as _disk_pb2
 from estafeta.proto import queue_pb2 as _queue_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -84,41 +84,95 @@ class ItemFinished(_message.Message):
     trace: _common_pb2.TraceContext
     def __init__(self, queue_id: _Optional[str] = ..., state: _Optional[_Union[_queue_pb2.ItemState, str]] = ..., body_size: _Optional[int] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
 
-class DeliverLocal(_message.Message):
-    __slots__ = ("queue_id", "recipient_index", "recipient", "reverse_path", "created_at", "body_path", "check_existing", "link_body", "remove_after", "trace")
+class Route(_message.Message):
+    __slots__ = ("kind", "destination", "transport")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[Route.Kind]
+        MAILDIR: _ClassVar[Route.Kind]
+        LMTP: _ClassVar[Route.Kind]
+        MDA: _ClassVar[Route.Kind]
+        SMTP: _ClassVar[Route.Kind]
+    KIND_UNSPECIFIED: Route.Kind
+    MAILDIR: Route.Kind
+    LMTP: Route.Kind
+    MDA: Route.Kind
+    SMTP: Route.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    TRANSPORT_FIELD_NUMBER: _ClassVar[int]
+    kind: Route.Kind
+    destination: str
+    transport: str
+    def __init__(self, kind: _Optional[_Union[Route.Kind, str]] = ..., destination: _Optional[str] = ..., transport: _Optional[str] = ...) -> None: ...
+
+class DeliverRecipient(_message.Message):
+    __slots__ = ("index", "address", "mailbox", "notify", "original_recipient")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    MAILBOX_FIELD_NUMBER: _ClassVar[int]
+    NOTIFY_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    address: str
+    mailbox: str
+    notify: _containers.RepeatedScalarFieldContainer[str]
+    original_recipient: str
+    def __init__(self, index: _Optional[int] = ..., address: _Optional[str] = ..., mailbox: _Optional[str] = ..., notify: _Optional[_Iterable[str]] = ..., original_recipient: _Optional[str] = ...) -> None: ...
+
+class Deliver(_message.Message):
+    __slots__ = ("queue_id", "route", "recipients", "reverse_path", "created_at", "body_size", "smtputf8", "body_type", "dsn_ret", "dsn_envid", "check_existing", "finishes_item", "attempt", "trace")
     QUEUE_ID_FIELD_NUMBER: _ClassVar[int]
-    RECIPIENT_INDEX_FIELD_NUMBER: _ClassVar[int]
-    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENTS_FIELD_NUMBER: _ClassVar[int]
     REVERSE_PATH_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
-    BODY_PATH_FIELD_NUMBER: _ClassVar[int]
+    BODY_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SMTPUTF8_FIELD_NUMBER: _ClassVar[int]
+    BODY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DSN_RET_FIELD_NUMBER: _ClassVar[int]
+    DSN_ENVID_FIELD_NUMBER: _ClassVar[int]
     CHECK_EXISTING_FIELD_NUMBER: _ClassVar[int]
-    LINK_BODY_FIELD_NUMBER: _ClassVar[int]
-    REMOVE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    FINISHES_ITEM_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     TRACE_FIELD_NUMBER: _ClassVar[int]
     queue_id: str
-    recipient_index: int
-    recipient: _queue_pb2.Recipient
+    route: Route
+    recipients: _containers.RepeatedCompositeFieldContainer[DeliverRecipient]
     reverse_path: str
     created_at: float
-    body_path: str
+    body_size: int
+    smtputf8: bool
+    body_type: str
+    dsn_ret: str
+    dsn_envid: str
     check_existing: bool
-    link_body: bool
-    remove_after: _disk_pb2.QueueWrite
+    finishes_item: bool
+    attempt: int
     trace: _common_pb2.TraceContext
-    def __init__(self, queue_id: _Optional[str] = ..., recipient_index: _Optional[int] = ..., recipient: _Optional[_Union[_queue_pb2.Recipient, _Mapping]] = ..., reverse_path: _Optional[str] = ..., created_at: _Optional[float] = ..., body_path: _Optional[str] = ..., check_existing: _Optional[bool] = ..., link_body: _Optional[bool] = ..., remove_after: _Optional[_Union[_disk_pb2.QueueWrite, _Mapping]] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
+    def __init__(self, queue_id: _Optional[str] = ..., route: _Optional[_Union[Route, _Mapping]] = ..., recipients: _Optional[_Iterable[_Union[DeliverRecipient, _Mapping]]] = ..., reverse_path: _Optional[str] = ..., created_at: _Optional[float] = ..., body_size: _Optional[int] = ..., smtputf8: _Optional[bool] = ..., body_type: _Optional[str] = ..., dsn_ret: _Optional[str] = ..., dsn_envid: _Optional[str] = ..., check_existing: _Optional[bool] = ..., finishes_item: _Optional[bool] = ..., attempt: _Optional[int] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
 
-class DeliveryResult(_message.Message):
-    __slots__ = ("outcome", "reply", "path", "removed")
+class RecipientResult(_message.Message):
+    __slots__ = ("index", "outcome", "reply", "detail", "relayed_without_dsn")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
-    PATH_FIELD_NUMBER: _ClassVar[int]
-    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    RELAYED_WITHOUT_DSN_FIELD_NUMBER: _ClassVar[int]
+    index: int
     outcome: Outcome
     reply: _common_pb2.Reply
-    path: str
-    removed: bool
-    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., reply: _Optional[_Union[_common_pb2.Reply, _Mapping]] = ..., path: _Optional[str] = ..., removed: _Optional[bool] = ...) -> None: ...
+    detail: str
+    relayed_without_dsn: bool
+    def __init__(self, index: _Optional[int] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., reply: _Optional[_Union[_common_pb2.Reply, _Mapping]] = ..., detail: _Optional[str] = ..., relayed_without_dsn: _Optional[bool] = ...) -> None: ...
+
+class DeliveryResult(_message.Message):
+    __slots__ = ("results", "item_removed")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    ITEM_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[RecipientResult]
+    item_removed: bool
+    def __init__(self, results: _Optional[_Iterable[_Union[RecipientResult, _Mapping]]] = ..., item_removed: _Optional[bool] = ...) -> None: ...
 
 class DiskWorkerExited(_message.Message):
     __slots__ = ("pid", "reason", "trace")

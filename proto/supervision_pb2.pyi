@@ -63,32 +63,56 @@ class StopChild(_message.Message):
     def __init__(self, child_id: _Optional[str] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
 
 class WhichChildren(_message.Message):
-    __slots__ = ("trace",)
+    __slots__ = ("limit", "trace")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
     TRACE_FIELD_NUMBER: _ClassVar[int]
+    limit: int
     trace: _common_pb2.TraceContext
-    def __init__(self, trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
+    def __init__(self, limit: _Optional[int] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ...) -> None: ...
 
 class ChildInfo(_message.Message):
-    __slots__ = ("child_id", "actor_class", "alive", "restart", "restarts", "supervisor")
+    __slots__ = ("child_id", "actor_class", "alive", "restart", "restarts", "supervisor", "restarts_in_window", "last_error", "state", "actor_urn")
     CHILD_ID_FIELD_NUMBER: _ClassVar[int]
     ACTOR_CLASS_FIELD_NUMBER: _ClassVar[int]
     ALIVE_FIELD_NUMBER: _ClassVar[int]
     RESTART_FIELD_NUMBER: _ClassVar[int]
     RESTARTS_FIELD_NUMBER: _ClassVar[int]
     SUPERVISOR_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_IN_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_URN_FIELD_NUMBER: _ClassVar[int]
     child_id: str
     actor_class: str
     alive: bool
     restart: str
     restarts: int
     supervisor: bool
-    def __init__(self, child_id: _Optional[str] = ..., actor_class: _Optional[str] = ..., alive: _Optional[bool] = ..., restart: _Optional[str] = ..., restarts: _Optional[int] = ..., supervisor: _Optional[bool] = ...) -> None: ...
+    restarts_in_window: int
+    last_error: str
+    state: str
+    actor_urn: str
+    def __init__(self, child_id: _Optional[str] = ..., actor_class: _Optional[str] = ..., alive: _Optional[bool] = ..., restart: _Optional[str] = ..., restarts: _Optional[int] = ..., supervisor: _Optional[bool] = ..., restarts_in_window: _Optional[int] = ..., last_error: _Optional[str] = ..., state: _Optional[str] = ..., actor_urn: _Optional[str] = ...) -> None: ...
 
 class Children(_message.Message):
-    __slots__ = ("children",)
+    __slots__ = ("children", "name", "strategy", "intensity", "period_seconds", "restarts_in_window", "total", "last_crash")
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    INTENSITY_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_IN_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    LAST_CRASH_FIELD_NUMBER: _ClassVar[int]
     children: _containers.RepeatedCompositeFieldContainer[ChildInfo]
-    def __init__(self, children: _Optional[_Iterable[_Union[ChildInfo, _Mapping]]] = ...) -> None: ...
+    name: str
+    strategy: str
+    intensity: int
+    period_seconds: float
+    restarts_in_window: int
+    total: int
+    last_crash: str
+    def __init__(self, children: _Optional[_Iterable[_Union[ChildInfo, _Mapping]]] = ..., name: _Optional[str] = ..., strategy: _Optional[str] = ..., intensity: _Optional[int] = ..., period_seconds: _Optional[float] = ..., restarts_in_window: _Optional[int] = ..., total: _Optional[int] = ..., last_crash: _Optional[str] = ...) -> None: ...
 
 class RestartDue(_message.Message):
     __slots__ = ("child_id", "trace")

@@ -25,11 +25,9 @@ them again, and with the `discard` mount option (this machine's) each
 free is a discard request to the device; measured in the disk worker,
 O_TRUNC opens of spares took 157 µs p50, the overwrite and ftruncate
 ~15 µs. An item replaced by rename keeps its old inode as a spare too
-(`link(path, spare)` before the rename). A removed file with another
-link — a body delivered by a hard link into a Maildir (store/maildir.py)
-— is unlinked, never recycled: its inode is the delivered message. So in
-steady state the queue allocates one inode per single-recipient message
-(which then lives on in the Maildir) and frees none.
+(`link(path, spare)` before the rename). So in steady state the queue
+neither allocates nor frees inodes: a message's body and item take spares
+left by earlier messages, and give them back when removed.
 
 Why this is crash-safe: a spare is reused only after a directory fsync
 that *followed* its rename has completed, so the name change is on disk
@@ -369,13 +367,6 @@ class BatchWriter(Batcher):
     def _remove(self, path: str, mine: list[str] | None) -> None:
         spares = self.spares
         if spares is not None and not spares.full():
-            try:
-                shared = os.lstat(path).st_nlink > 1
-            except FileNotFoundError:
-                return
-            if shared:  # also a delivered Maildir file (store/maildir.py): never reuse it
-                _unlink_quietly(path)
-                return
             keep = spares.new_name()
             try:
                 os.rename(path, keep)

@@ -33,6 +33,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 import gevent
@@ -40,9 +41,11 @@ import gevent.event
 
 from estafeta.proto import disk_pb2
 from estafeta.store.disk_worker import encode_frame, split_frames
+from estafeta.supervisor import metrics
 
 log = logging.getLogger("estafeta.disk")
 
+_monotonic = time.monotonic
 #: Frames larger than this are sent on their own rather than joined with
 #: others into one buffer (a big body is not copied once more).
 _JOIN_LIMIT = 256 * 1024
@@ -51,11 +54,15 @@ _JOIN_LIMIT = 256 * 1024
 class Pending:
     """A submitted request: `wait()` for its reply; `ready()` once it came."""
 
-    __slots__ = ("id", "_result")
+    __slots__ = ("id", "_result", "op", "sent")
 
-    def __init__(self, request_id: int):
+    def __init__(self, request_id: int, op: str = "", sent: float = 0.0):
         self.id = request_id
         self._result = gevent.event.AsyncResult()
+        #: The request's kind (DiskRequest's op) and time.monotonic() at
+        #: submit: the disk request latency metric.
+        self.op = op
+        self.sent = sent
 
     def ready(self) -> bool:
         return self._result.ready()
@@ -134,7 +141,7 @@ class DiskClient:
         if not self.alive or self._closing:
             raise OSError(errno.EAGAIN, "disk worker not running")
         request.id = next(self._ids)
-        pending = self._pending[request.id] = Pending(request.id)
+        pending = self._pending[request.id] = Pending(request.id, request.WhichOneof("op") or "", _monotonic())
         frame = encode_frame(request)
         if not self._outbox and not self._sending:
             # Straight out, without waiting for the sender greenlet's turn
@@ -159,6 +166,20 @@ class DiskClient:
     def call(self, request: disk_pb2.DiskRequest) -> disk_pb2.DiskReply:
         """submit() and wait() in one: blocks this greenlet until done."""
         return self.submit(request).wait()
+
+    def ping(self, timeout: float) -> bool:
+        """True if the worker answers a Ping within `timeout` seconds."""
+        try:
+            pending = self.submit(disk_pb2.DiskRequest(ping=disk_pb2.Ping()))
+        except OSError:
+            return False
+        with gevent.Timeout(timeout, False):
+            try:
+                pending.wait()
+            except OSError:
+                return False
+            return True
+        return False
 
     # ---------------------------------------------------------- greenlets
     def _send_loop(self) -> None:
@@ -196,6 +217,7 @@ class DiskClient:
 
     def _read_loop(self) -> None:
         sock = self._sock
+        observe = metrics.observe_disk
         buf = bytearray()
         reason = "end of file"
         try:
@@ -207,6 +229,7 @@ class DiskClient:
                 for reply in split_frames(buf, disk_pb2.DiskReply.FromString):
                     pending = self._pending.pop(reply.id, None)
                     if pending is not None:
+                        observe(pending.op, _monotonic() - pending.sent)
                         pending._result.set(reply)  # noqa: SLF001
         except OSError as e:
             reason = str(e)

@@ -137,16 +137,7 @@ class Executor:
             m = pb.maildir
             reqs.append(
                 Request(
-                    (
-                        m.root,
-                        m.mailbox,
-                        m.name,
-                        m.header_prefix,
-                        m.body or None,
-                        m.body_path or None,
-                        m.check_existing,
-                        m.link,
-                    )
+                    (m.root, m.mailbox, m.name, m.header_prefix, m.body or None, m.body_path or None, m.check_existing)
                 )
             )
         maildir.deliver_batch(reqs)
@@ -206,9 +197,14 @@ class Worker:
 
     def _sort(self, requests: list, queue: list, maildir: list) -> None:
         unknown: list[disk_pb2.DiskRequest] = []
+        pings: list[disk_pb2.DiskRequest] = []
         for request in requests:
             op = request.WhichOneof("op")
-            (queue if op == "queue_write" else maildir if op == "maildir" else unknown).append(request)
+            (
+                queue if op == "queue_write" else maildir if op == "maildir" else pings if op == "ping" else unknown
+            ).append(request)
+        if pings:  # answered at once: the readiness probe
+            self._send([disk_pb2.DiskReply(id=r.id) for r in pings])
         if unknown:
             self._send([disk_pb2.DiskReply(id=r.id, error_type="Error", error="unknown request") for r in unknown])
 

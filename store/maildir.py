@@ -2,52 +2,44 @@
 
 A mailbox "<domain>/<localpart>" lives at `<root>/<domain>/<localpart>/` with
 the three Maildir directories tmp/, new/ and cur/ (created on demand, mode
-0700). Delivery follows the spec: write tmp/<name>, fsync it, rename it to
-new/<name>; we also fsync new/ so that the rename is durable before the
-queue item marks the recipient DELIVERED. (A single-recipient message is
-delivered by a hard link instead, below.)
+0700). A delivered file is the delivery headers (Return-Path,
+Delivered-To) followed by the queued message, written in tmp/, fdatasync'd,
+and given its name in new/ only once complete; new/ is then fsync'd so the
+file is durable before the queue item marks the recipient DELIVERED.
+
+The file is made unnamed in tmp/ (Linux O_TMPFILE) and linked into new/
+when flushed: a reader never sees it partial (the spec's tmp -> new
+rename, in one link), no tmp/ name is left behind by a crash, and the
+inode is allocated without holding a directory lock (on ext4 without a
+journal a named create scans recently freed inodes under the directory's
+lock; store/batchwriter.py has the measurements). Where O_TMPFILE is
+missing, a named tmp/<name> is written and renamed, as the spec says.
+
+Line endings: Maildir files have LF line endings, as Postfix's local(8)
+and Dovecot's deliver write them (and mail readers expect). The queue
+keeps the message as received (CRLF, or whatever the client sent):
+CRLF becomes LF here, a bare LF stays, so a message sent with bare LFs is
+not stored with mixed endings.
 
 Exactly once: the file name is deterministic per (queue item, recipient)
 — `unique_name()` — instead of the spec's time/pid/counter name. A delivery
 repeated after a crash (the item was not yet rewritten as DELIVERED, or its
 removal was undone) is made with check_existing=True and finds the earlier
 file, in new/ or already moved to cur/ by a mail reader (possibly with
-":2,<flags>" appended), and does not deliver a second copy.
-
-Delivery by hard link: a message with one recipient is queued with that
-recipient's delivery headers already in front of it
-(QueueItem.delivery_headers_size), so its body file is the whole Maildir
-file, written and fdatasync'd before the 250. Its delivery is then
-link(<queue>/<id>.body, new/<name>) and the shared fsync of new/: no second
-copy of the message and no second fdatasync (docs/PERFORMANCE.md: +15-28 %
-msg/s at 1 KiB, c=10). The file appears in new/ complete, as the spec
-requires of the tmp/ -> new/ rename, and the queue never writes a body
-twice. The queue later unlinks its name (store/batchwriter.py never
-recycles an inode with another link). A link, unlike a rename,
-leaves the queue's copy in place until the recipient is recorded as
-delivered, so no crash can leave the message in neither directory. Where
-no link can be made (the mail root on another file system: EXDEV; EPERM,
-EOPNOTSUPP) the file is copied as below. On a file system without a
-journal, as for every rename here, a power loss is repaired by e2fsck
-(link counts included) before the daemon runs again.
-
-Line endings: the file holds `header_prefix + body` byte for byte, with the
-body's CRLF line endings as received. Byte-identical delivery keeps DKIM
-signatures verifiable by a later reader and needs no per-line rewriting
-(hot path); Dovecot and most MUAs read CRLF maildirs as they are (Dovecot
-writes them too with `mail_save_crlf`).
+":2,<flags>" appended), and does not deliver a second copy. The link into
+new/ fails on an existing name too (reported as already there).
 
 `deliver()` blocks (fsync): callers on the hub run it with
 `estafeta.store.blocking.run_blocking(deliver, ...)`; the daemon's disk
 worker (store/disk_worker.py) runs `deliver_batch()` on the deliveries
-that arrive together, sharing the fsync of each new/ directory.
+that arrive together, sharing the fsync of each new/ directory and starting
+every file's writeback before the first fdatasync.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import shutil
 from collections.abc import Sequence
 
 from estafeta.store import queuefile
@@ -55,23 +47,30 @@ from estafeta.store.blocking import Request
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+#: An unnamed file in tmp/, linked into new/ once written and flushed.
+_TMPFILE_FLAGS = (os.O_WRONLY | os.O_TMPFILE | _O_CLOEXEC) if hasattr(os, "O_TMPFILE") else None
+#: errnos of a file system (or kernel) without O_TMPFILE.
+_NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
 _SUBDIRS = ("tmp", "new", "cur")
-#: link(2) errors after which the body is copied instead (no hard links here).
-_NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK})
+#: Bodies are converted to LF endings in chunks of this many bytes.
+_CHUNK = 1 << 20
 
 #: One group-commit state per new/ directory, so concurrent deliveries into
 #: the same mailbox share the directory fsync. Bounded: cleared when it
 #: grows past this (a second DirSync for a directory is merely less shared).
 _dirsyncs: dict[str, queuefile.DirSync] = {}
 _DIRSYNCS_MAX = 4096
+#: False once this process found the file system without O_TMPFILE.
+_tmpfile_ok = _TMPFILE_FLAGS is not None
 
 
 def delivery_headers(reverse_path: str, recipient: str) -> bytes:
-    """The header fields local delivery prepends, CRLF-terminated, UTF-8
-    for SMTPUTF8 addresses (RFC 6532): Return-Path (RFC 5321 §4.4, added
-    at final delivery) and Delivered-To (RFC 9228, as Postfix's local and
-    virtual add it). `reverse_path` "" is the null reverse-path <>."""
-    return f"Return-Path: <{reverse_path}>\r\nDelivered-To: {recipient}\r\n".encode()
+    """The header fields local delivery prepends, LF-terminated (a Maildir
+    file's line ends), UTF-8 for SMTPUTF8 addresses (RFC 6532):
+    Return-Path (RFC 5321 §4.4, added at final delivery) and Delivered-To
+    (RFC 9228, as Postfix's local and virtual add it). `reverse_path` ""
+    is the null reverse-path <>."""
+    return f"Return-Path: <{reverse_path}>\nDelivered-To: {recipient}\n".encode()
 
 
 def unique_name(queue_id: str, recipient_index: int, created_at: float, hostname: str) -> str:
@@ -155,25 +154,86 @@ def _mkdir(path: str, created: list[str]) -> None:
         pass
 
 
-def _copy_body(fd: int, body_path: str) -> None:
-    """Append the file at body_path to fd in the kernel (copy_file_range or
-    sendfile; no Python-level buffers), falling back to copyfileobj."""
+def to_lf(data: bytes) -> bytes:
+    """CRLF line ends as LF (a bare LF or CR stays as it is)."""
+    return data.replace(b"\r\n", b"\n")
+
+
+def _write_lf(fd: int, header_prefix: bytes, body: bytes | None, body_path: str | None) -> None:
+    """Write header_prefix, then the message (`body`, or the file at
+    body_path) with CRLF turned into LF; a file is read in _CHUNK pieces,
+    a CR at a piece's end held back for the next one."""
+    if body is not None:
+        queuefile.write_all(fd, header_prefix + to_lf(body))
+        return
+    assert body_path is not None
     with open(body_path, "rb") as src:
-        size = os.fstat(src.fileno()).st_size
-        sent = 0
-        try:
-            while sent < size:
-                n = os.sendfile(fd, src.fileno(), sent, size - sent)
-                if n == 0:
-                    break  # the body shrank under us: copy what is there
-                sent += n
+        data = src.read(_CHUNK)
+        if len(data) < _CHUNK:  # the usual case: one read, one write
+            queuefile.write_all(fd, header_prefix + to_lf(data))
             return
-        except OSError as e:
-            if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV) or sent:
+        queuefile.write_all(fd, header_prefix)
+        carry = b""
+        while data:
+            data = carry + data
+            carry = b"\r" if data.endswith(b"\r") else b""
+            queuefile.write_all(fd, to_lf(data[:-1] if carry else data))
+            data = src.read(_CHUNK)
+        if carry:
+            queuefile.write_all(fd, carry)
+
+
+def _open_staged(root: str, maildir: str, name: str) -> tuple[int, str | None]:
+    """A new file to write one delivery into: (fd, tmp path), the path None
+    for an unnamed (O_TMPFILE) file in tmp/. Makes the maildir on first
+    use."""
+    global _tmpfile_ok
+    tmp_dir = os.path.join(maildir, "tmp")
+    for attempt in (0, 1):
+        try:
+            if _tmpfile_ok:
+                try:
+                    return os.open(tmp_dir, _TMPFILE_FLAGS, 0o600), None
+                except OSError as e:
+                    if e.errno not in _NO_TMPFILE:
+                        raise
+                    _tmpfile_ok = False  # this file system cannot: named tmp files from now on
+            tmp = os.path.join(tmp_dir, name)
+            return os.open(tmp, _TMP_FLAGS, 0o600), tmp
+        except FileNotFoundError:
+            if attempt:
                 raise
-        src.seek(0)
-        with os.fdopen(os.dup(fd), "wb", closefd=True) as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+            _make_maildir(root, maildir)
+    raise AssertionError("unreachable")
+
+
+def _name_file(root: str, fd: int, tmp: str | None, final: str) -> bool:
+    """Give the flushed file its name in new/: link the unnamed file, or
+    rename tmp/<name>. False if `final` was there already (an earlier
+    attempt's delivery whose reply was lost): that copy stands."""
+    if tmp is None:
+        # linkat(2) of the /proc/self/fd entry with AT_SYMLINK_FOLLOW (what
+        # linkat(AT_EMPTY_PATH) does without CAP_DAC_READ_SEARCH); os.link
+        # makes that call only when given a dir_fd, ignored for an absolute
+        # path (store/batchwriter.py _link_fd).
+        for attempt in (0, 1):
+            try:
+                os.link(f"/proc/self/fd/{fd}", final, dst_dir_fd=fd, follow_symlinks=True)
+            except FileExistsError:
+                return False
+            except FileNotFoundError:
+                if attempt:
+                    raise
+                # A first delivery to this mailbox made concurrently by
+                # another thread has tmp/ but not new/ yet.
+                _make_maildir(root, os.path.dirname(os.path.dirname(final)))
+                continue
+            return True
+    if os.path.lexists(final):
+        os.unlink(tmp)
+        return False
+    os.rename(tmp, final)
+    return True
 
 
 def deliver(
@@ -184,30 +244,23 @@ def deliver(
     body: bytes | None,
     body_path: str | None,
     check_existing: bool,
-    link: bool = False,
 ) -> tuple[str, bool]:
     """Deliver one message into the Maildir of `mailbox` under `root`.
 
-    Writes tmp/<name> = header_prefix + message (from `body` bytes, or
-    streamed in the kernel from the file `body_path` when body is None),
-    fsyncs it, renames it to new/<name> and fsyncs new/ (group-committed
-    with concurrent deliveries to the same mailbox). With link=True the
-    durable file `body_path` is the whole Maildir file (header_prefix
-    empty): it is hard-linked as new/<name> instead, then new/ fsync'd; a
-    copy as above where no link can be made. Returns (path,
-    already_there): with check_existing=True an earlier delivery of `name`
-    (new/, cur/, or cur/ with ":2,<flags>") is returned as (its path, True)
-    and nothing is written; so is a new/<name> a link finds in place.
-
-    Maildir spec (cr.yp.to/proto/maildir.html): tmp -> new by rename; a
-    leftover tmp/<name> from a crashed attempt is overwritten.
+    Writes header_prefix + the message (from `body` bytes, or read from the
+    file `body_path` when body is None) with LF line ends, fdatasyncs it,
+    names it new/<name> and fsyncs new/ (group-committed with concurrent
+    deliveries to the same mailbox). Returns (path, already_there): with
+    check_existing=True an earlier delivery of `name` (new/, cur/, or cur/
+    with ":2,<flags>") is returned as (its path, True) and nothing is
+    written; so is a new/<name> found in place when naming the file.
 
     Blocking: run it with run_blocking (or, batched, deliver_batch).
     Raises ValueError for a mailbox or name that could escape `root`
     (permanent: 5xx), OSError for I/O errors (ENOSPC/EDQUOT: mailbox full;
     FileNotFoundError naming body_path: the queued body is gone).
     """
-    req = Request((root, mailbox, name, header_prefix, body, body_path, check_existing, link))
+    req = Request((root, mailbox, name, header_prefix, body, body_path, check_existing))
     deliver_batch([req])
     if req.error is not None:
         raise req.error
@@ -218,11 +271,11 @@ def deliver_batch(requests: Sequence[Request]) -> None:
     """Deliver a batch (blocking): each request's args are deliver()'s;
     its result is (path, already_there) or its error is set."""
     advise = len(requests) > 1
-    staged: dict[str, list] = {}  # tmp path -> [fd, final path, [requests]]
-    by_dir: dict[str, list] = {}  # new/ directory -> [(final path, [requests], already there)] to fsync
-    # 1. link the whole files; write every tmp/ file and start its writeback
+    staged: list[list] = []  # [fd, tmp path or None, final path, request]
+    by_dir: dict[str, list] = {}  # new/ directory -> [(final path, request, already there)] to fsync
+    # 1. write every file and start its writeback
     for req in requests:
-        root, mailbox, name, header_prefix, body, body_path, check_existing, link = req.args
+        root, mailbox, name, header_prefix, body, body_path, check_existing = req.args
         fd = tmp = None
         try:
             maildir = maildir_path(root, mailbox)
@@ -234,89 +287,37 @@ def deliver_batch(requests: Sequence[Request]) -> None:
                 if found is not None:
                     req.result = (found, True)
                     continue
-            if link and body_path and _link(root, maildir, name, body_path, req, by_dir):
-                continue
-            tmp = os.path.join(maildir, "tmp", name)
-            if tmp in staged:  # the same copy twice in one batch: one file
-                staged[tmp][2].append(req)
-                continue
-            try:
-                fd = os.open(tmp, _TMP_FLAGS, 0o600)
-            except FileNotFoundError:
-                _make_maildir(root, maildir)
-                fd = os.open(tmp, _TMP_FLAGS, 0o600)
-            if body is not None:
-                # One syscall, no concatenated copy of a large body.
-                n = os.writev(fd, (header_prefix, body))
-                if n < len(header_prefix) + len(body):
-                    os.lseek(fd, 0, os.SEEK_SET)
-                    os.ftruncate(fd, 0)
-                    queuefile.write_all(fd, header_prefix + body)
-            else:
-                queuefile.write_all(fd, header_prefix)
-                _copy_body(fd, body_path)
+            fd, tmp = _open_staged(root, maildir, name)
+            _write_lf(fd, header_prefix, body, body_path)
             if advise:
                 queuefile.start_writeback(fd)
-            staged[tmp] = [fd, os.path.join(maildir, "new", name), [req]]
+            staged.append([fd, tmp, os.path.join(maildir, "new", name), req])
         except Exception as e:
             req.error = e
             _discard(fd, tmp)
-    # 2. fdatasync each file; 3. rename it into new/
-    errors = queuefile.sync_all([entry[0] for entry in staged.values()])
-    for error, (tmp, (fd, final, reqs)) in zip(errors, staged.items(), strict=True):
+    # 2. fdatasync each file; 3. name it in new/
+    errors = queuefile.sync_all([entry[0] for entry in staged])
+    for error, (fd, tmp, final, req) in zip(errors, staged, strict=True):
         try:
-            try:
-                if error is not None:
-                    raise error
-            finally:
-                os.close(fd)
-            os.rename(tmp, final)
+            if error is not None:
+                raise error
+            already = not _name_file(req.args[0], fd, tmp, final)
         except Exception as e:
-            _discard(None, tmp)
-            for req in reqs:
-                req.error = e
+            req.error = e
+            _discard(fd, tmp)
             continue
-        by_dir.setdefault(os.path.dirname(final), []).append((final, reqs, False))
-    # 4. one fsync per new/ directory makes its renames durable
+        os.close(fd)
+        by_dir.setdefault(os.path.dirname(final), []).append((final, req, already))
+    # 4. one fsync per new/ directory makes its names durable
     for new_dir, done in by_dir.items():
         try:
             _dirsync(new_dir).sync()
         except Exception as e:
-            for _, reqs, _ in done:
-                for req in reqs:
-                    req.error = e
+            for _, req, _ in done:
+                req.error = e
             continue
-        for final, reqs, already in done:
-            for req in reqs:
-                req.result = (final, already)
-
-
-def _link(root: str, maildir: str, name: str, body_path: str, req: Request, by_dir: dict[str, list]) -> bool:
-    """Hard-link the whole file body_path as new/<name> (see the module
-    docstring). True if linked or already there (an earlier attempt's
-    link: the name is unique per queue item and recipient, and that
-    attempt's reply was lost); either way req waits in by_dir for the fsync
-    of new/. False if this file system makes no links (copy instead).
-    Raises OSError, FileNotFoundError for a missing body."""
-    new_dir = os.path.join(maildir, "new")
-    final = os.path.join(new_dir, name)
-    try:
-        try:
-            os.link(body_path, final, follow_symlinks=False)
-        except FileNotFoundError:
-            if os.path.isdir(new_dir):
-                raise  # the body is gone
-            _make_maildir(root, maildir)  # the first delivery to this mailbox
-            os.link(body_path, final, follow_symlinks=False)
-        already = False
-    except FileExistsError:
-        already = True
-    except OSError as e:
-        if e.errno in _NO_LINK:
-            return False
-        raise
-    by_dir.setdefault(new_dir, []).append((final, [req], already))
-    return True
+        for final, req, already in done:
+            req.result = (final, already)
 
 
 def _discard(fd: int | None, tmp: str | None) -> None:

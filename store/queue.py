@@ -32,10 +32,11 @@ import itertools
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from estafeta.proto import disk_pb2, queue_pb2
-from estafeta.store import queuefile
+from estafeta.store import maildir, queuefile
 from estafeta.store.batchwriter import BatchWriter
 from estafeta.store.blocking import Request, in_hub_context, run_blocking
 from estafeta.store.disk_client import DiskChannel, Pending
@@ -46,6 +47,17 @@ BODY_SUFFIX = ".body"
 #: Per-process counter behind new_id(); the random start keeps two
 #: processes started in the same microsecond apart.
 _id_counter = itertools.count(random.getrandbits(20))
+
+
+@dataclass(frozen=True, slots=True)
+class MaildirTarget:
+    """One Maildir delivery of a queued message (QueueStore.deliver_maildirs):
+    the mailbox "<domain>/<localpart>", the file name (maildir.unique_name)
+    and the delivery headers to put in front (maildir.delivery_headers)."""
+
+    mailbox: str
+    name: str
+    header_prefix: bytes
 
 
 def new_id(process: int = 0) -> str:
@@ -176,10 +188,82 @@ class QueueStore:
         """
         self._write((), self._unlinks(queue_id))
 
-    def removal(self, queue_id: str) -> disk_pb2.QueueWrite:
-        """remove(queue_id) as a disk worker QueueWrite, for a request that
-        does it after something else (DeliverLocal.remove_after)."""
-        return self._queue_write((), self._unlinks(queue_id))
+    def deliver_maildirs(
+        self,
+        queue_id: str,
+        mail_root: str,
+        targets: Sequence[MaildirTarget],
+        check_existing: bool,
+        remove_item: bool = False,
+    ) -> tuple[list[tuple[str, bool] | Exception], bool]:
+        """Deliver the item's message (its body file) into Maildirs under
+        `mail_root` (store/maildir.py: durable, exactly once by file name),
+        one per target. Returns (per target: (path, already_there) or the
+        exception — ValueError for a mailbox or name that could escape the
+        root, OSError otherwise —, removed).
+
+        remove_item: if every delivery succeeds, the item's files are
+        removed too (remove()), and `removed` is True. For a single target
+        this rides in the delivery's own request to the disk worker, done
+        once the Maildir file is durable: one round trip per message
+        instead of two (the common case: one local recipient).
+        Blocks only the calling greenlet."""
+        if self.disk is None:
+            body_path = self.body_path(queue_id)
+            reqs = [
+                Request((mail_root, t.mailbox, t.name, t.header_prefix, None, body_path, check_existing))
+                for t in targets
+            ]
+            run_blocking(maildir.deliver_batch, reqs)
+            results: list[tuple[str, bool] | Exception] = [r.error or r.result for r in reqs]  # type: ignore[misc]
+            removed = False
+        else:
+            results, removed = self._deliver_via_worker(queue_id, mail_root, targets, check_existing, remove_item)
+        if remove_item and not removed and not any(isinstance(r, Exception) for r in results):
+            self.remove(queue_id)
+            removed = True
+        return results, removed
+
+    def _deliver_via_worker(
+        self, queue_id: str, mail_root: str, targets: Sequence[MaildirTarget], check_existing: bool, remove_item: bool
+    ) -> tuple[list[tuple[str, bool] | Exception], bool]:
+        """deliver_maildirs through the disk worker: every request sent at
+        once (they share the worker's batch), then waited for. A single
+        target with remove_item carries the removal (MaildirDelivery.
+        remove_after); returns (results, whether the worker removed the
+        item)."""
+        body_path = self.body_path(queue_id)
+        carry_removal = remove_item and len(targets) == 1
+        pendings: list[Pending | Exception] = []
+        for t in targets:
+            delivery = disk_pb2.MaildirDelivery(
+                root=mail_root,
+                mailbox=t.mailbox,
+                name=t.name,
+                header_prefix=t.header_prefix,
+                body_path=body_path,
+                check_existing=check_existing,
+            )
+            if carry_removal:
+                delivery.remove_after.CopyFrom(self._queue_write((), self._unlinks(queue_id)))
+            try:
+                pendings.append(self.disk.submit(disk_pb2.DiskRequest(maildir=delivery)))
+            except OSError as e:
+                pendings.append(e)
+        results: list[tuple[str, bool] | Exception] = []
+        removed = False
+        for p in pendings:
+            if isinstance(p, Exception):
+                results.append(p)
+                continue
+            try:
+                reply = p.wait()
+            except (OSError, ValueError) as e:
+                results.append(e)
+                continue
+            results.append((reply.path, reply.already_there))
+            removed = reply.removed
+        return results, removed
 
     def _unlinks(self, queue_id: str) -> tuple[str, str]:
         return self.item_path(queue_id), self.body_path(queue_id)  # item first: see remove()
@@ -209,9 +293,8 @@ class QueueStore:
         return run_blocking(self._load_job, queue_id)
 
     def read_body(self, queue_id: str) -> bytes:
-        """The body file's bytes as put: the message, after
-        QueueItem.delivery_headers_size bytes of delivery headers (a
-        single-recipient item). Raises FileNotFoundError / OSError."""
+        """The body file's bytes as put: the message as accepted (our
+        Received header first). Raises FileNotFoundError / OSError."""
         return run_blocking(_read_file, self.body_path(queue_id))
 
     def list_ids(self) -> list[str]:

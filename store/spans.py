@@ -17,7 +17,12 @@ Tables:
   ``queue_id`` / ``message_id`` are copied out of the attributes
   ``estafeta.queue_id`` / ``estafeta.message_id`` so they can be indexed.
 - ``traces``: one summary row per trace, kept up to date by insert() in the
-  same transaction, so listing and trimming never scan the spans table.
+  same transaction, so listing and trimming never scan the spans table;
+  ``outcome`` is the trace's latest outcome (delivered, deferred, bounced,
+  refused, quarantined: store/tracesearch.py says which span sets which).
+- ``trace_keys``: the search index, (key, start_ns, trace_id): every queue
+  id, Message-ID, address and domain, and a session's client IP, that a
+  trace's spans carry (store/tracesearch.py), lower-cased.
 - ``meta``: key/value counters (``dropped``: spans the daemon could not store).
 
 Size bound: the file is created with ``auto_vacuum=INCREMENTAL``. Deleted
@@ -31,14 +36,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import sqlite_utils
+
+from estafeta.store import tracesearch
+from estafeta.store.spanquery import SpanQueries, SpanRow, TraceSummary
+from estafeta.store.tracesearch import IndexEntry
 
 #: Order of the values in a row given to SpanStore.insert().
 SPAN_COLUMNS = (
@@ -59,6 +66,7 @@ SPAN_COLUMNS = (
     "service",
 )
 _I_TRACE, _I_PARENT, _I_NAME, _I_START, _I_END, _I_STATUS, _I_MSGID = 0, 2, 3, 5, 6, 7, 13
+_I_ATTRS, _I_EVENTS, _I_QID = 9, 10, 12
 
 _INSERT_SPAN = f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES "
 _SPAN_VALUES = f"({', '.join('?' * len(SPAN_COLUMNS))})"
@@ -73,7 +81,7 @@ _ROWS_PER_INSERT = 256
 # One summary row per trace, merged batch by batch: a trace's spans arrive
 # over days (delivery attempts), in any order (children end before parents).
 _UPSERT_TRACE = """
-INSERT INTO traces (trace_id, start_ns, end_ns, span_count, error_count, root_name, message_id)
+INSERT INTO traces (trace_id, start_ns, end_ns, span_count, error_count, root_name, message_id, outcome, outcome_ns)
 VALUES {values}
 ON CONFLICT (trace_id) DO UPDATE SET
   start_ns = min(start_ns, excluded.start_ns),
@@ -81,10 +89,18 @@ ON CONFLICT (trace_id) DO UPDATE SET
   span_count = span_count + excluded.span_count,
   error_count = error_count + excluded.error_count,
   root_name = coalesce(root_name, excluded.root_name),
-  message_id = coalesce(message_id, excluded.message_id)
+  message_id = coalesce(message_id, excluded.message_id),
+  outcome = CASE WHEN excluded.outcome IS NOT NULL AND excluded.outcome_ns >= coalesce(outcome_ns, 0)
+            THEN excluded.outcome ELSE outcome END,
+  outcome_ns = CASE WHEN excluded.outcome IS NOT NULL AND excluded.outcome_ns >= coalesce(outcome_ns, 0)
+               THEN excluded.outcome_ns ELSE outcome_ns END
 """
-_TRACE_VALUES = "(?, ?, ?, ?, ?, ?, ?)"
-_TRACE_ID_RE = re.compile(r"[0-9a-fA-F]{32}")
+_TRACE_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# Search keys: a key row per (key, trace) of a batch; the same key of the
+# same trace in a later batch (a retry) adds a row only if its start differs.
+_INSERT_KEYS = "INSERT OR IGNORE INTO trace_keys (day, key, start_ns, trace_id) VALUES {values}"
+_KEY_VALUES = "(?, ?, ?, ?)"
+_DAY_NS = tracesearch.DAY_NS
 # Trim to this fraction of max_bytes when over it, so trimming happens in
 # chunks rather than a few traces after every flush.
 _TRIM_TO = 0.9
@@ -93,48 +109,14 @@ _TRIM_TO = 0.9
 _WAL_LIMIT = 4 * 1024 * 1024
 
 
+__all__ = ["SPAN_COLUMNS", "SpanRow", "SpanStore", "StoreMissing", "TraceSummary"]
+
+
 class StoreMissing(FileNotFoundError):
     """The span store file does not exist (the daemon has not run with tracing yet)."""
 
 
-@dataclass(frozen=True, slots=True)
-class SpanRow:
-    """One stored span, as read back. Times are ns since the Unix epoch;
-    attributes/events/links are decoded JSON (empty when none)."""
-
-    trace_id: str
-    span_id: str
-    parent_span_id: str | None
-    name: str
-    kind: str
-    start_ns: int
-    end_ns: int
-    status: str
-    status_message: str | None
-    attributes: dict = field(default_factory=dict)
-    events: list = field(default_factory=list)
-    links: list = field(default_factory=list)
-    queue_id: str | None = None
-    message_id: str | None = None
-    service: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TraceSummary:
-    """One trace, for `estafeta traces list`: start/duration in ns; root_name
-    is None when the root span is not in the store (lost, or trimmed)."""
-
-    trace_id: str
-    root_name: str | None
-    start_ns: int
-    duration_ns: int
-    span_count: int
-    has_error: bool
-    queue_ids: tuple[str, ...]
-    message_id: str | None
-
-
-class SpanStore:
+class SpanStore(SpanQueries):
     """A span store file.
 
     ``SpanStore(path)`` opens (creating if needed) for writing: schema, WAL,
@@ -194,22 +176,39 @@ class SpanStore:
             if_not_exists=True,
         )
         spans.create_index(["trace_id"], if_not_exists=True)
-        # Partial indexes: most spans carry neither id, and an index entry
-        # per NULL would cost on every insert. "col = ?" implies NOT NULL, so
-        # resolve()'s lookups use them.
-        for col in ("queue_id", "message_id"):
-            c.execute(f"CREATE INDEX IF NOT EXISTS idx_spans_{col} ON spans ({col}) WHERE {col} IS NOT NULL")
+        # Lookups by queue id and Message-ID go through trace_keys (one row
+        # per trace, not per span).
         # WITHOUT ROWID: the rows live in the trace_id B-tree itself, one
         # tree fewer to update per upsert than a rowid table with a PK index
         # (sqlite-utils cannot declare it).
         c.execute(
             "CREATE TABLE IF NOT EXISTS traces (trace_id TEXT PRIMARY KEY, start_ns INTEGER NOT NULL, "
             "end_ns INTEGER NOT NULL, span_count INTEGER NOT NULL, error_count INTEGER NOT NULL, "
-            "root_name TEXT, message_id TEXT) WITHOUT ROWID"
+            "root_name TEXT, message_id TEXT, outcome TEXT, outcome_ns INTEGER) WITHOUT ROWID"
         )
+        have = {r[1] for r in c.execute("PRAGMA table_info(traces)")}
+        for col, kind in (("outcome", "TEXT"), ("outcome_ns", "INTEGER")):
+            if col not in have:  # a store made before the search existed
+                c.execute(f"ALTER TABLE traces ADD COLUMN {col} {kind}")
         traces = db.table("traces")
         traces.create_index(["start_ns"], if_not_exists=True)
         traces.create_index(["end_ns"], if_not_exists=True)
+        # The search's filters (store/tracesearch.py): outcome, newest
+        # first; and the traces with an error (few), newest first.
+        c.execute(
+            "CREATE INDEX IF NOT EXISTS idx_traces_outcome ON traces (outcome, start_ns) WHERE outcome IS NOT NULL"
+        )
+        c.execute("CREATE INDEX IF NOT EXISTS idx_traces_errors ON traces (start_ns) WHERE error_count > 0")
+        # The search keys (store/tracesearch.py), WITHOUT ROWID: the key
+        # B-tree is the table, no other index. By UTC day first: a batch's
+        # inserts land in today's part of the tree (the pages a week-old
+        # store keeps hot are one day's), trimming removes whole days, and
+        # within a day and a key the newest come first in a backwards scan.
+        c.execute(
+            "CREATE TABLE IF NOT EXISTS trace_keys (day INTEGER NOT NULL, key TEXT NOT NULL, "
+            "start_ns INTEGER NOT NULL, trace_id TEXT NOT NULL, PRIMARY KEY (day, key, start_ns, trace_id)) "
+            "WITHOUT ROWID"
+        )
         db.table("meta").create({"key": str, "value": int}, pk="key", if_not_exists=True)
 
     def close(self) -> None:
@@ -218,18 +217,26 @@ class SpanStore:
 
     # -- writing -----------------------------------------------------------
 
-    def insert(self, rows: Sequence[tuple], dropped: int = 0) -> None:
+    def insert(self, rows: Sequence[tuple], dropped: int = 0, index: Sequence[IndexEntry] | None = None) -> None:
         """Insert span rows (tuples in SPAN_COLUMNS order) and update the
-        trace summaries, in one transaction; ``dropped`` spans are added to
-        the drop counter in the same transaction. Raises sqlite3.Error (the
-        transaction is rolled back)."""
+        trace summaries and the search keys, in one transaction; ``dropped``
+        spans are added to the drop counter in the same transaction.
+        ``index``: each row's (search keys, outcome) as
+        tracesearch.index_entry gives them from the span itself (the
+        daemon's flusher, which has the attributes as dicts); None: derived
+        here from the rows' JSON. Raises sqlite3.Error (the transaction is
+        rolled back)."""
+        if index is None:
+            index = [_index_of_row(r) for r in rows]
         summary: dict[str, list] = {}
-        for r in rows:
-            s = summary.get(r[_I_TRACE])
+        keys: dict[str, set[str]] = {}
+        for r, (row_keys, outcome) in zip(rows, index, strict=True):
+            t = r[_I_TRACE]
+            s = summary.get(t)
             err = r[_I_STATUS] == "ERROR"
             root = r[_I_NAME] if r[_I_PARENT] is None else None
             if s is None:
-                summary[r[_I_TRACE]] = [r[_I_TRACE], r[_I_START], r[_I_END], 1, err, root, r[_I_MSGID]]
+                s = summary[t] = [t, r[_I_START], r[_I_END], 1, err, root, r[_I_MSGID], None, None]
             else:
                 if r[_I_START] < s[1]:
                     s[1] = r[_I_START]
@@ -239,11 +246,26 @@ class SpanStore:
                 s[4] += err
                 s[5] = s[5] or root
                 s[6] = s[6] or r[_I_MSGID]
+            if outcome is not None and (s[8] is None or r[_I_END] >= s[8]):
+                s[7], s[8] = outcome, r[_I_END]
+            if row_keys:
+                k = keys.get(t)
+                if k is None:
+                    keys[t] = set(row_keys)
+                else:
+                    k.update(row_keys)
+        key_rows: list[tuple] = []
+        for t, ks in keys.items():
+            start = summary[t][1]
+            day = start // _DAY_NS
+            key_rows.extend((day, k, start, t) for k in ks)
+        key_rows.sort()  # in key order: each statement's inserts walk the tree once
         c = self.conn
         c.execute("BEGIN")
         try:
             _insert_rows(c, rows, _span_insert)
             _insert_rows(c, list(summary.values()), _trace_upsert)
+            _insert_rows(c, key_rows, _keys_insert)
             if dropped:
                 self._add_dropped(dropped)
             c.execute("COMMIT")
@@ -301,11 +323,31 @@ class SpanStore:
                 # executescript, not execute: the pragma frees one page per
                 # sqlite3_step, and execute() steps it only once.
                 c.executescript(f"PRAGMA incremental_vacuum({int(excess)});")
+        if removed:
+            self._trim_keys()
         if removed or max_bytes > 0:
             # Moves the WAL's pages into the main file and truncates the WAL
             # (readers in the middle of a read just make it partial).
             c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return removed
+
+    def _trim_keys(self) -> None:
+        """Remove the search keys of the days before the oldest trace left:
+        never a key of a stored trace (a trace's keys are no older than
+        its start); keys of removed traces younger than that stay until
+        their day goes, and searches join them away."""
+        c = self.conn
+        oldest = c.execute("SELECT min(start_ns) FROM traces").fetchone()[0]
+        c.execute("BEGIN")
+        try:
+            if oldest is None:
+                c.execute("DELETE FROM trace_keys")
+            else:
+                c.execute("DELETE FROM trace_keys WHERE day < ?", (oldest // _DAY_NS,))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
 
     def _delete_traces(self, ids: list[str]) -> int:
         if not ids:
@@ -324,110 +366,27 @@ class SpanStore:
 
     # -- reading -----------------------------------------------------------
 
-    def _has_schema(self) -> bool:
-        return (
-            self.conn.execute(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('spans', 'traces', 'meta')"
-            ).fetchone()[0]
-            == 3
-        )
-
-    def dropped(self) -> int:
-        """Spans dropped (never stored) since the store was created."""
-        if self.readonly and not self._has_schema():
-            return 0
-        r = self.conn.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()
-        return r[0] if r else 0
-
-    def list_traces(self, limit: int = 20, errors_only: bool = False) -> list[TraceSummary]:
-        """The newest ``limit`` traces (by start), newest first; only those
-        with a span in status ERROR when errors_only."""
-        if self.readonly and not self._has_schema():
-            return []
-        c = self.conn
-        where = "WHERE error_count > 0 " if errors_only else ""
-        out = []
-        for tid, start, end, count, errors, root, msgid in c.execute(
-            "SELECT trace_id, start_ns, end_ns, span_count, error_count, root_name, message_id "
-            f"FROM traces {where}ORDER BY start_ns DESC LIMIT ?",
-            (limit,),
-        ).fetchall():
-            qids = tuple(
-                r[0]
-                for r in c.execute(
-                    "SELECT DISTINCT queue_id FROM spans WHERE trace_id = ? AND queue_id IS NOT NULL", (tid,)
-                )
-            )
-            out.append(TraceSummary(tid, root, start, end - start, count, errors > 0, qids, msgid))
-        return out
-
-    def resolve(self, key: str) -> list[str]:
-        """Trace ids for a key: a 32-hex trace id, a queue id, or a Message-ID
-        with or without its angle brackets (RFC 5322 §3.6.4 msg-id). Oldest
-        first; empty when nothing matches."""
-        key = key.strip()
-        if not key or (self.readonly and not self._has_schema()):
-            return []
-        c = self.conn
-        if _TRACE_ID_RE.fullmatch(key):
-            tid = key.lower()
-            if c.execute("SELECT 1 FROM traces WHERE trace_id = ?", (tid,)).fetchone():
-                return [tid]
-        bare = key[1:-1] if key.startswith("<") and key.endswith(">") else key
-        rows = c.execute(
-            "SELECT t.trace_id FROM traces t WHERE t.trace_id IN "
-            "(SELECT trace_id FROM spans WHERE queue_id = ? UNION SELECT trace_id FROM spans WHERE message_id = ?) "
-            "ORDER BY t.start_ns",
-            (key, bare),
-        ).fetchall()
-        return [r[0] for r in rows]
-
-    def spans(self, trace_id: str) -> list[SpanRow]:
-        """All stored spans of a trace, by start time."""
-        if self.readonly and not self._has_schema():
-            return []
-        loads = json.loads
-        out = []
-        for r in self.conn.execute(
-            f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE trace_id = ? ORDER BY start_ns, rowid",
-            (trace_id.lower(),),
-        ):
-            out.append(
-                SpanRow(
-                    r[0],
-                    r[1],
-                    r[2],
-                    r[3],
-                    r[4],
-                    r[5],
-                    r[6],
-                    r[7],
-                    r[8],
-                    loads(r[9]) if r[9] else {},
-                    loads(r[10]) if r[10] else [],
-                    loads(r[11]) if r[11] else [],
-                    r[12],
-                    r[13],
-                    r[14],
-                )
-            )
-        return out
-
-    def span_names(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """Names of the given (trace_id, span_id) spans that are stored; used
-        to name a link's target ("linked from smtp.session ...")."""
-        if self.readonly and not self._has_schema():
-            return {}
-        out = {}
-        for tid, sid in pairs:
-            r = self.conn.execute("SELECT name FROM spans WHERE trace_id = ? AND span_id = ?", (tid, sid)).fetchone()
-            if r:
-                out[(tid, sid)] = r[0]
-        return out
-
 
 def _span_insert(n: int) -> str:
     return _INSERT_SPAN + ", ".join([_SPAN_VALUES] * n)
+
+
+def _keys_insert(n: int) -> str:
+    return _INSERT_KEYS.format(values=", ".join([_KEY_VALUES] * n))
+
+
+def _index_of_row(r: Sequence) -> IndexEntry:
+    """(keys, outcome) of a stored row, its JSON decoded (tests, benches,
+    any writer without the span objects)."""
+    keys, outcome = tracesearch.index_entry(
+        r[_I_NAME],
+        r[_I_STATUS],
+        json.loads(r[_I_ATTRS]) if r[_I_ATTRS] else None,
+        [(e.get("name"), e.get("attributes")) for e in json.loads(r[_I_EVENTS])] if r[_I_EVENTS] else None,
+    )
+    # The id columns, whether or not the attributes repeat them.
+    ids = tuple(tracesearch.normalize_key(v) for v in (r[_I_QID], r[_I_MSGID]) if v)
+    return keys + ids, outcome
 
 
 def _trace_upsert(n: int) -> str:

@@ -5,21 +5,27 @@
     │   └── process.I        ServingProcess: serving process I, this
     │                        same tree in a child OS process  permanent
     ├── disk                 DiskWriter: the disk worker process  permanent
+    ├── dns                  DnsResolver: the caching resolver    permanent
     ├── directory            Directory                      permanent
     ├── couriers (one_for_one, 1000 / 10 s)
-    │   └── courier.local.N  LocalCourier x local_delivery_concurrency  permanent
+    │   ├── courier.maildir.N  LocalCourier x local_delivery_concurrency  permanent
+    │   ├── courier.smtp.N   SmtpCourier x outbound.max_connections / processes
+    │   ├── courier.lmtp.N   SmtpCourier (LMTP) x outbound.lmtp_concurrency
+    │   └── courier.mda.N    MdaCourier x outbound.mda_concurrency
     ├── queue (rest_for_one, 5 / 30 s)
     │   ├── manager          QueueManager                   permanent
     │   └── items (simple_one_for_one, 10000 / 10 s)
     │       └── QueueItem x N  one per message              transient
-    └── listeners (one_for_one, 5 / 30 s)
-        └── listener.<name> (rest_for_one, 5 / 30 s), one per smtp_address
-            ├── sessions (simple_one_for_one)
-            │   └── SmtpSession x N  one per connection      temporary
-            └── acceptor         Listener                   permanent
+    ├── listeners (one_for_one, 5 / 30 s)
+    │   └── listener.<name> (rest_for_one, 5 / 30 s), one per smtp_address
+    │       ├── sessions (simple_one_for_one)
+    │       │   └── SmtpSession x N  one per connection      temporary
+    │       └── acceptor         Listener                   permanent
+    ├── control              ControlServer: <data_dir>/control/<process>.sock  permanent
+    └── http                 HttpServer: the web page, /metrics  process 0 only  permanent
 
-Start order is top to bottom, shutdown the reverse: listeners stop
-accepting and drain their sessions first, then queue items finish their
+Start order is top to bottom, shutdown the reverse: the web page and
+the control socket go first, then listeners stop accepting and drain their sessions first, then queue items finish their
 current attempt, then couriers, then the directory, and last the disk
 worker, once nothing writes any more.
 
@@ -39,24 +45,38 @@ from its first message) and flushed after it stops.
 
 from __future__ import annotations
 
+import ipaddress
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from opentelemetry import trace
 
 from estafeta.actors import smtp
+from estafeta.actors.bounces import Bouncer
+from estafeta.actors.couriers import courier_name, mda, router
+from estafeta.actors.couriers import smtp as smtp_courier
 from estafeta.actors.couriers.local import LocalCourier
+from estafeta.actors.couriers.pool import CourierPool
 from estafeta.actors.directory import Directory, DirectoryView
 from estafeta.actors.disk import DiskWriter
+from estafeta.actors.dns import DnsResolver, DnsView
+from estafeta.actors.enqueue import Enqueuer
+from estafeta.actors.http import HttpEnv, HttpServer
 from estafeta.actors.item import ItemEnv, QueueItem
 from estafeta.actors.listener import Listener
 from estafeta.actors.queue import QueueGauge, QueueManager
+from estafeta.actors.queuecontrol import QueueControl
 from estafeta.actors.session import ConnectionSlots, SessionEnv, SmtpSession
 from estafeta.actors.timeouts import IdleWatch
 from estafeta.proto import config_pb2, messages_pb2
+from estafeta.store import inflight
 from estafeta.store.disk_client import DiskChannel
+from estafeta.store.inflight import InFlightJournal
 from estafeta.store.queue import QueueStore
 from estafeta.supervisor import registry
 from estafeta.supervisor.config import parse_listen_address
+from estafeta.supervisor.control import ControlServer, QueueHandler
 from estafeta.supervisor.processes import ServingProcess
 from estafeta.supervisor.tree import ChildSpec, Supervisor, SupervisorSpec
 
@@ -93,12 +113,103 @@ def _supervisor(spec: SupervisorSpec, register_as: str | None = None) -> ChildSp
     )
 
 
+#: Seconds an item waits for a local courier's answer before deferring.
+COURIER_TIMEOUT = 120.0
+#: Seconds an item waits for an SMTP, LMTP or MDA courier (each step of
+#: theirs has its own timeout, RFC 5321 §4.5.3.2; this bounds a stuck one).
+REMOTE_COURIER_TIMEOUT = 3600.0
+
+
+def postmaster_address(cfg: config_pb2.Config) -> str:
+    """Who gets double bounces: Config.dsn.postmaster, else postmaster at
+    the first local domain (RFC 5321 §4.5.1)."""
+    if cfg.dsn.postmaster:
+        return cfg.dsn.postmaster
+    return f"postmaster@{cfg.local_domain[0].name}" if cfg.local_domain else "postmaster"
+
+
 def listener_names(cfg: config_pb2.Config) -> list[tuple[str, str]]:
     """(listener name, address) pairs: "smtp" for one address, else "smtp.<addr>"."""
     addrs = list(cfg.smtp_address)
     if len(addrs) == 1:
         return [("smtp", addrs[0])]
     return [(f"smtp.{a}", a) for a in addrs]
+
+
+def _courier_specs(kind: int, count: int, start) -> list[ChildSpec]:
+    """`count` couriers of route kind `kind`, registered by courier_name;
+    `start(link)` starts one."""
+    return [
+        ChildSpec(
+            id=courier_name(kind, i),
+            start=_registered(courier_name(kind, i), lambda link, _a: start(link)),
+            restart="permanent",
+            shutdown=10.0,
+        )
+        for i in range(count)
+    ]
+
+
+def _couriers(
+    cfg: config_pb2.Config,
+    paths: Paths,
+    store: QueueStore,
+    tracer: trace.Tracer,
+    dns_view: DnsView,
+    routes: router.RouteTable,
+    journal: InFlightJournal,
+    processes: int,
+) -> tuple[SupervisorSpec, CourierPool]:
+    """The couriers supervisor and the pool that hands its couriers to
+    deliveries: local (Config.local_delivery_concurrency), SMTP (the
+    process's share of Config.outbound.max_connections), and LMTP and MDA
+    when a transport of theirs is configured."""
+    o = cfg.outbound
+    kinds = {t.WhichOneof("kind") for t in cfg.transport}
+    sizes: dict[int, int] = {
+        router.MAILDIR: max(1, cfg.local_delivery_concurrency),
+        router.SMTP: max(1, o.max_connections // processes),
+    }
+    if "lmtp" in kinds:
+        sizes[router.LMTP] = max(1, o.lmtp_concurrency)
+    if "mda" in kinds:
+        sizes[router.MDA] = max(1, o.mda_concurrency)
+    base = smtp_courier.mx_options(cfg)
+    smtp_env = smtp_courier.SmtpEnv(
+        dns=dns_view,
+        routes=routes,
+        mx_options=base,
+        remote_port=cfg.remote_smtp_port,
+        our_names=(cfg.hostname,),
+        store=store,
+        journal=journal,
+        tracer=tracer,
+        transport_options=smtp_courier.transport_options(cfg, base),
+    )
+    commands = mda.commands_of(cfg)
+    starts: dict[int, Callable] = {
+        router.MAILDIR: lambda link: LocalCourier.start(link, paths.mail_dir, cfg.hostname, tracer, store),
+        router.SMTP: lambda link: smtp_courier.SmtpCourier.start(link, smtp_env, "smtp"),
+        router.LMTP: lambda link: smtp_courier.SmtpCourier.start(link, smtp_env, "lmtp"),
+        router.MDA: lambda link: mda.MdaCourier.start(link, commands, store, tracer),
+    }
+    spec = SupervisorSpec(
+        name="couriers",
+        strategy="one_for_one",
+        intensity=1000,
+        period=10.0,
+        # Courier crashes are per delivery, not a sign the courier cannot
+        # start: keep restarts quick so items do not find every courier
+        # backing off at once.
+        backoff_max=1.0,
+        children=[spec for kind, count in sizes.items() for spec in _courier_specs(kind, count, starts[kind])],
+    )
+    pool = CourierPool(
+        sizes=sizes,
+        per_destination=max(1, o.max_connections_per_destination // processes),
+        timeouts={kind: COURIER_TIMEOUT if kind == router.MAILDIR else REMOTE_COURIER_TIMEOUT for kind in sizes},
+    )
+    return spec, pool
 
 
 def build_tree(
@@ -110,6 +221,7 @@ def build_tree(
     process: int = 0,
     processes: int = 1,
     gauge_fd: int | None = None,
+    queue_handler: QueueHandler | None = None,
 ) -> SupervisorSpec:
     """The root SupervisorSpec for this configuration. With `disk`, the
     tree starts a DiskWriter (and its worker process) first, and the
@@ -119,40 +231,29 @@ def build_tree(
     this tree, with an even share of the connection limit, its listeners
     on SO_REUSEPORT sockets, and its slot in the queue gauge shared through
     the memfd `gauge_fd`; process 0, the daemon's own, also starts the
-    others first (supervisor/processes.py)."""
+    others first (supervisor/processes.py), and serves the web page.
+    `queue_handler`: what the control channel does with a QueueAction
+    (supervisor/control.py); default: actors/queuecontrol.py's QueueControl."""
     n = max(1, processes)
-    n_couriers = max(1, cfg.local_delivery_concurrency)
-    couriers = SupervisorSpec(
-        name="couriers",
-        strategy="one_for_one",
-        intensity=1000,
-        period=10.0,
-        # Courier crashes are per delivery, not a sign the courier cannot
-        # start: keep restarts quick so items do not find every courier
-        # backing off at once.
-        backoff_max=1.0,
-        children=[
-            ChildSpec(
-                id=f"courier.local.{i}",
-                start=_registered(
-                    f"courier.local.{i}",
-                    lambda link, _a: LocalCourier.start(link, paths.mail_dir, cfg.hostname, tracer, disk),
-                ),
-                restart="permanent",
-                shutdown=10.0,
-            )
-            for i in range(n_couriers)
-        ],
-    )
+    dns_view = DnsView()
+    journal = InFlightJournal(inflight.journal_path(paths.data_dir, process))
+    routes = router.RouteTable(cfg)
+    couriers, pool = _couriers(cfg, paths, store, tracer, dns_view, routes, journal, n)
     gauge = QueueGauge(cfg.max_queue_items, cfg.max_queue_bytes, slot=process, memfd=gauge_fd)
     directory = DirectoryView()
+    enqueuer = Enqueuer(store, tracer)
     item_env = ItemEnv(
         store=store,
         tracer=tracer,
         retry=cfg.retry,
         quarantine_after=cfg.quarantine_after_crashes,
-        couriers=n_couriers,
+        couriers=pool,
+        routes=routes,
+        bouncer=Bouncer(enqueuer, directory, cfg.hostname, cfg.dsn, postmaster_address(cfg)),
+        journal=journal,
     )
+    if queue_handler is None:  # the postmaster's flush/hold/release/delete, through the control channel
+        queue_handler = QueueControl(store, item_env.bouncer, tracer, process, n).handle
     queue = SupervisorSpec(
         name="queue",
         strategy="rest_for_one",
@@ -200,13 +301,14 @@ def build_tree(
         params=params,
         idle_timeout=cfg.idle_timeout_seconds,
         data_timeout=cfg.data_timeout_seconds,
-        store=store,
+        enqueuer=enqueuer,
         tracer=tracer,
         slots=slots,
         # Ticks of at most a quarter of the shorter timeout (1 s at most).
         watch=IdleWatch(tick=max(0.01, min(1.0, cfg.idle_timeout_seconds / 4, cfg.data_timeout_seconds / 4))),
         gauge=gauge,
         directory=directory,
+        relay_networks=tuple(ipaddress.ip_network(net, strict=False) for net in cfg.relay_network),
     )
 
     def start_session(link, args: messages_pb2.StartSession):
@@ -275,6 +377,12 @@ def build_tree(
                 else []
             ),
             ChildSpec(
+                id="dns",
+                start=_registered("dns", lambda link, _a: DnsResolver.start(link, cfg, dns_view, tracer)),
+                restart="permanent",
+                shutdown=5.0,
+            ),
+            ChildSpec(
                 id="directory",
                 start=_registered("directory", lambda link, _a: Directory.start(link, cfg, directory)),
                 restart="permanent",
@@ -285,8 +393,58 @@ def build_tree(
             _supervisor(
                 SupervisorSpec(name="listeners", strategy="one_for_one", intensity=5, period=30.0, children=listeners)
             ),
+            *monitoring(cfg, paths, process, n, gauge, disk, queue_handler),
         ],
     )
+
+
+def monitoring(
+    cfg: config_pb2.Config,
+    paths: Paths,
+    process: int,
+    n: int,
+    gauge: QueueGauge,
+    disk: DiskChannel | None,
+    queue_handler: QueueHandler | None,
+) -> list[ChildSpec]:
+    """The root's last children: the control socket (every serving
+    process) and the web page (process 0, when http_address is set).
+    Last: they read what the others publish, and stop first."""
+    children = [
+        ChildSpec(
+            id="control",
+            start=_registered(
+                "control", lambda link, _a: ControlServer.start(link, paths.data_dir, process, queue_handler)
+            ),
+            restart="permanent",
+            shutdown=5.0,
+        )
+    ]
+    if process == 0 and cfg.http_address:
+        env = HttpEnv(
+            address=parse_listen_address(cfg.http_address),
+            data_dir=paths.data_dir,
+            queue_dir=paths.queue_dir,
+            traces_db=paths.traces_db,
+            token_path=token_path(cfg, paths.data_dir),
+            processes=n,
+            gauge=gauge,
+            disk=disk,
+        )
+        children.append(
+            ChildSpec(
+                id="http",
+                start=_registered("http", lambda link, _a: HttpServer.start(link, env)),
+                restart="permanent",
+                shutdown=5.0,
+            )
+        )
+    return children
+
+
+def token_path(cfg: config_pb2.Config, data_dir: str) -> str:
+    """Config.http_token_file, relative to data_dir unless absolute."""
+    return os.path.join(data_dir, cfg.http_token_file or "http.token")
 
 
 def serving_processes(cfg: config_pb2.Config, n: int, gauge_fd: int | None) -> SupervisorSpec:

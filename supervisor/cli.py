@@ -3,7 +3,8 @@
     estafeta serve [--config FILE] [--data-dir DIR]
     estafeta config defaults | check FILE
     estafeta queue list | dump [ID ...] | show ID | release ID ...
-    estafeta traces list [--limit N] [--errors] | show KEY
+    estafeta traces list [KEY] [--since T] [--until T] [--outcome O] [--errors] [--limit N] | show KEY
+    estafeta dkim keygen DOMAIN [--selector S] [--algorithm A] | check DOMAIN
     estafeta user add|passwd|remove|list ... ; estafeta alias resolve ADDRESS  (supervisor/usercli.py)
     estafeta sendmail [sendmail options] [RECIPIENT ...]                       (supervisor/sendmail.py)
 
@@ -72,13 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("ids", nargs="+", metavar="ID")
     p = sub.add_parser("traces", help="inspect traces in the local span store")
     tsub = p.add_subparsers(dest="action", required=True)
-    t = tsub.add_parser("list", help="recent traces, newest first")
+    t = tsub.add_parser("list", help="recent traces, newest first; filtered like the web page's search")
     _common(t)
+    t.add_argument(
+        "key", nargs="?", default="", metavar="KEY", help="queue id, Message-ID, address, domain, client IP or trace id"
+    )
+    t.add_argument("--since", default="", metavar="T", help="started at or after T (2026-11-22T14:50, 2h, 3d, ...)")
+    t.add_argument("--until", default="", metavar="T", help="started before T")
+    t.add_argument("--outcome", default="", choices=("", "delivered", "deferred", "bounced", "refused", "quarantined"))
     t.add_argument("--limit", type=int, default=20)
     t.add_argument("--errors", action="store_true", help="only traces with an error span")
     t = tsub.add_parser("show", help="one trace as a waterfall")
     _common(t)
     t.add_argument("key", metavar="KEY", help="trace id, queue id or Message-ID")
+    from estafeta.supervisor import dkimcli
+
+    dkimcli.add_parser(sub, _common)
     usercli.add_parsers(sub, _common)
     sub.add_parser("sendmail", help="sendmail-compatible submission (estafeta sendmail -t < message)")
     return ap
@@ -130,6 +140,10 @@ def _run(args) -> int:
 
         return usercli.run(args, cfg)
     data_dir = os.path.abspath(cfg.data_dir)
+    if args.command == "dkim":
+        from estafeta.supervisor import dkimcli
+
+        return dkimcli.run(args, cfg)
     if args.command == "queue":
         from estafeta.store.queue import QueueStore
         from estafeta.supervisor import queuecli
@@ -146,7 +160,9 @@ def _run(args) -> int:
 
     db = os.path.join(data_dir, "traces.db")
     if args.action == "list":
-        return viewer.cmd_list(db, args.limit, args.errors)
+        return viewer.cmd_list(
+            db, args.limit, args.errors, key=args.key, since=args.since, until=args.until, outcome=args.outcome
+        )
     return viewer.cmd_show(db, args.key)
 
 

@@ -10,6 +10,7 @@ and its default). Errors never surface as tracebacks: every problem is a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -41,7 +42,20 @@ AUTH_MECHANISMS = ("SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "LOGIN")
 
 #: Actor classes that `chaos { crash { actor: ... } }` may name.
 CHAOS_ACTORS = frozenset(
-    {"SmtpSession", "Listener", "Directory", "QueueManager", "QueueItem", "LocalCourier", "Supervisor"}
+    {
+        "SmtpSession",
+        "Listener",
+        "Directory",
+        "DnsResolver",
+        "QueueManager",
+        "QueueItem",
+        "LocalCourier",
+        "SmtpCourier",
+        "MdaCourier",
+        "Supervisor",
+        "ControlServer",
+        "HttpServer",
+    }
 )
 
 
@@ -75,27 +89,14 @@ def parse_listen_address(text: str) -> ListenAddress:
     return ListenAddress(host, port)
 
 
-# RFC 1123 §2.1 / RFC 5321 §4.1.2 host name: LDH labels of 1-63 octets, no
-# leading or trailing hyphen; 253 octets at most without the trailing dot.
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-
-
-def is_host_name(name: str) -> bool:
-    """True if `name` (an A-label domain, any case) is a syntactically
-    valid host name: dot-separated LDH labels (RFC 1123 §2.1), at most 63
-    octets each and 253 in all. "not a host name" and "exa mple" are not."""
-    name = name.lower()
-    if not name or len(name) > 253:
-        return False
-    return all(_LABEL.fullmatch(label) for label in name.split("."))
-
-
 def check_domain(name: str) -> str:
-    """normalize_domain(name), and the result must be a host name
-    (is_host_name). Raises ValueError with a readable reason."""
-    norm = normalize_domain(name)
-    if not is_host_name(norm):
-        raise ValueError(f'"{name}" is not a valid domain name (letters, digits, hyphens and dots)')
+    """dns_domain(name) that is also a host name (RFC 1123 §2.1: letters,
+    digits and hyphens; no underscore), as the hostname and local domains
+    must be: "not a host name" and "exa mple" are refused. Raises
+    ValueError with a readable reason."""
+    norm = dns_domain(name)
+    if "_" in norm:
+        raise ValueError(f'"{name}" is not a host name (no underscores, RFC 1123 §2.1)')
     return norm
 
 
@@ -136,6 +137,18 @@ def listener_specs(cfg: config_pb2.Config) -> list[ListenerSpec]:
         name = base if per_mode[mode] == 1 else f"{base}.{text}"
         out.append(ListenerSpec(name, text, parse_listen_address(text), mode))
     return out
+
+
+def parse_resolver_address(text: str) -> ListenAddress:
+    """Parse one Config.resolver entry: "127.0.0.1:53" or "[::1]:53" (the
+    host must be an IP address: a resolver's name would need a resolver).
+    Raises ValueError with a readable reason."""
+    addr = parse_listen_address(text)
+    try:
+        ipaddress.ip_address(addr.host)
+    except ValueError:
+        raise ValueError(f'"{text}": the host must be an IP address, not "{addr.host}"') from None
+    return addr
 
 
 def normalize_domain(name: str) -> str:
@@ -185,6 +198,10 @@ def apply_defaults(cfg: config_pb2.Config) -> config_pb2.Config:
     if not cfg.local_domain:
         for name in DEFAULT_LOCAL_DOMAINS:
             cfg.local_domain.add(name=name)
+    if not cfg.checks.authserv_id:
+        cfg.checks.authserv_id = cfg.hostname
+    if not cfg.srs.domain:
+        cfg.srs.domain = cfg.hostname
     return cfg
 
 
@@ -264,10 +281,102 @@ def _check(cfg: config_pb2.Config, where: str, text: str) -> None:
     for name, value in positive.items():
         if value <= 0:
             fail(name, None, f"must be greater than 0, not {value}")
+    if cfg.http_address:
+        try:
+            parse_listen_address(cfg.http_address)
+        except ValueError as e:
+            fail("http_address", cfg.http_address, str(e))
+        if cfg.http_address in cfg.smtp_address:
+            fail("http_address", cfg.http_address, "is also an smtp_address")
+    if not cfg.http_token_file.strip() or "\0" in cfg.http_token_file:
+        fail("http_token_file", None, "must name a file")
+    _check_dns(cfg, fail)
     if cfg.log_level.lower() not in ("debug", "info", "warning", "error"):
         fail("log_level", cfg.log_level, f'"{cfg.log_level}" is not one of debug, info, warning, error')
     if cfg.processes > MAX_PROCESSES:
         fail("processes", None, f"{cfg.processes} is more than {MAX_PROCESSES}")
+    _check_auth(cfg, fail)
+
+
+# RFC 8601 §2.2: authserv-id is a "value" (RFC 2045 token or quoted-string);
+# we take a token, as every implementation writes a host name there.
+_AUTHSERV_ID = re.compile(r"[!#-'*+.0-9A-Z^-~-]+")
+
+
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+def dns_domain(name: str) -> str:
+    """`name` normalised (normalize_domain) and checked as a DNS name: labels
+    of 1-63 letters, digits, hyphens (not first or last) or underscores,
+    253 octets at most (RFC 1035 §2.3.4). Raises ValueError."""
+    norm = normalize_domain(name)
+    if not norm or len(norm) > 253 or not all(_LABEL.fullmatch(label) for label in norm.split(".")):
+        raise ValueError(f'"{name}" is not a domain name')
+    return norm
+
+
+def _check_auth(cfg: config_pb2.Config, fail) -> None:
+    """Checks of Config.checks, Config.dkim_signing and Config.srs."""
+    c = cfg.checks
+    if not _AUTHSERV_ID.fullmatch(c.authserv_id):
+        fail("authserv_id", c.authserv_id, f'"{c.authserv_id}" is not a token (RFC 8601 §2.2), e.g. a host name')
+    for sealer in c.trusted_arc_sealer:
+        try:
+            dns_domain(sealer)
+        except ValueError as e:
+            fail("trusted_arc_sealer", sealer, str(e))
+    if c.dkim_min_rsa_bits < 1024:
+        fail("dkim_min_rsa_bits", None, f"{c.dkim_min_rsa_bits} is less than 1024 (RFC 8301 §3.2)")
+    for name, value in (
+        ("spf_timeout_seconds", c.spf_timeout_seconds),
+        ("dmarc_report_retention_seconds", c.dmarc_report_retention_seconds),
+        ("threshold", c.dnsbl.threshold),
+    ):
+        if value <= 0:
+            fail(name, None, f"must be greater than 0, not {value}")
+    for z in c.dnsbl.zone:
+        if not z.name.strip():
+            fail("zone", None, "every dnsbl zone needs a name")
+        try:
+            dns_domain(z.name)
+        except ValueError as e:
+            fail("name", z.name, str(e))
+        if z.weight <= 0:
+            fail("weight", None, f"must be greater than 0, not {z.weight}")
+    s = cfg.srs
+    try:
+        dns_domain(s.domain)
+    except ValueError as e:
+        fail("domain", s.domain, str(e))
+    if "." not in s.domain.strip(".") and s.enabled:
+        fail("domain", s.domain, f'"{s.domain}" is not a fully qualified domain (bounces must reach it)')
+    if not 4 <= s.hash_length <= 27:
+        fail("hash_length", None, f"{s.hash_length} is not between 4 and 27")
+    if not 1 <= s.max_age_days <= 1023:
+        fail("max_age_days", None, f"{s.max_age_days} is not between 1 and 1023")
+
+
+def _check_dns(cfg: config_pb2.Config, fail) -> None:
+    """Config.resolver and Config.dns (actors/dns.py)."""
+    for addr in cfg.resolver:
+        try:
+            parse_resolver_address(addr)
+        except ValueError as e:
+            fail("resolver", addr, str(e))
+    d = cfg.dns
+    if d.timeout_seconds <= 0:
+        fail("timeout_seconds", None, f"must be greater than 0, not {d.timeout_seconds}")
+    if d.attempts < 1:
+        fail("attempts", None, "must be at least 1")
+    for name in ("max_ttl_seconds", "max_negative_ttl_seconds"):
+        if getattr(d, name) < 0:
+            fail(name, None, f"must not be negative, not {getattr(d, name)}")
+    if d.purge_interval_seconds <= 0:
+        fail("purge_interval_seconds", None, f"must be greater than 0, not {d.purge_interval_seconds}")
+    # RFC 9520 §3.2: a resolution failure is cached at most 5 minutes.
+    if not 0 <= d.failure_ttl_seconds <= 300:
+        fail("failure_ttl_seconds", None, f"must be between 0 and 300, not {d.failure_ttl_seconds}")
 
 
 def _check_users(cfg: config_pb2.Config, fail) -> None:

@@ -35,9 +35,10 @@ from estafeta.proto import config_pb2, supervision_pb2
 from estafeta.store.blocking import configure_threadpool
 from estafeta.store.disk_client import DiskChannel
 from estafeta.store.queue import QueueStore
-from estafeta.supervisor import chaos, privileges, processes, registry
+from estafeta.supervisor import chaos, metrics, privileges, registry
+from estafeta.supervisor import processes as serving_processes
 from estafeta.supervisor.app import Paths, build_tree
-from estafeta.supervisor.config import listener_specs, process_count
+from estafeta.supervisor.config import listener_specs, parse_listen_address, process_count
 from estafeta.supervisor.log import setup_logging
 from estafeta.supervisor.osproc import die_with_parent
 from estafeta.supervisor.processes import signal_all
@@ -82,6 +83,11 @@ def _preflight(cfg: config_pb2.Config, paths: Paths, store: QueueStore) -> None:
             open_listening_socket(spec.address).close()
         except ListenError as e:
             raise StartupError(str(e)) from None
+    if cfg.http_address:
+        try:
+            open_listening_socket(parse_listen_address(cfg.http_address)).close()
+        except ListenError as e:
+            raise StartupError(f"http_address: {e}") from None
     try:
         store.recover()
     except OSError as e:
@@ -129,7 +135,7 @@ def _become_user(cfg: config_pb2.Config, paths: Paths, processes_n: int) -> None
             log.warning("not root: running as uid=%d, not as user=%s", os.geteuid(), who.name)
         return
     try:
-        processes.CHILD_SOCKETS = privileges.prebind(cfg, processes_n)
+        serving_processes.CHILD_SOCKETS = privileges.prebind(cfg, processes_n)
         changed = privileges.hand_over(paths.data_dir, who)
         privileges.drop(who)
     except (ListenError, privileges.PrivilegeError) as e:
@@ -171,7 +177,7 @@ def serve(
     """
     global RELOADER
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the reload handler is in place
-    setup_logging(cfg.log_level)
+    setup_logging(cfg.log_level, "json" if cfg.log_format == config_pb2.JSON else "text")
     tune_gc()
     processes = process_count(cfg)
     paths = paths_for(cfg)
@@ -190,6 +196,13 @@ def serve(
                 gauge_fd = QueueGauge.shared_memory()
             except (OSError, AttributeError) as e:  # no memfd_create: each process counts alone
                 log.warning("queue limits apply per process (no shared memory: %s)", e)
+    try:
+        # Before any metric exists, and before process 0 starts the others
+        # (they inherit PROMETHEUS_MULTIPROC_DIR); process 0 starts it empty.
+        metrics.setup(os.path.join(paths.data_dir, "metrics"), clean=process == 0)
+    except OSError as e:
+        log.error("cannot start: metrics directory: %s", e)
+        return 1
     configure_threadpool(THREADPOOL_SIZE)
     chaos.configure(cfg.chaos if cfg.chaos.crash else None)
     tracing = setup_tracing(cfg.tracing, paths.traces_db, hostname=cfg.hostname)
@@ -226,7 +239,7 @@ def serve(
     if process == 0:
         gevent.signal_handler(signal.SIGINT, on_signal, signal.SIGINT)
     tree = build_tree(cfg, paths, store, tracing.tracer, disk, process=process, processes=processes, gauge_fd=gauge_fd)
-    root = Supervisor.start(None, tree, on_escalate=on_escalate)
+    root = registry.register("root", Supervisor.start(None, tree, on_escalate=on_escalate))
     root.ask(supervision_pb2.WhichChildren())  # answered once every child has started
     log.info(
         "started hostname=%s data_dir=%s pid=%d process=%d/%d",

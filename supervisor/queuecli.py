@@ -109,17 +109,22 @@ def cmd_show(store: QueueStore, queue_id: str, out=sys.stdout) -> int:
     print(f"# {store.item_path(queue_id)}", file=out)
     out.write(text_format.MessageToString(item, as_utf8=True))
     print(f"# header of {store.body_path(queue_id)}", file=out)
+    out.write(read_header(store, item))
+    return 0
+
+
+def read_header(store: QueueStore, item: queue_pb2.QueueItem) -> str:
+    """The message's header section (up to the blank line, at most 256 KiB),
+    LF line endings, undecodable bytes replaced; "(body file missing)\n"
+    if there is no body."""
     try:
-        with open(store.body_path(queue_id), "rb") as f:
-            f.seek(item.delivery_headers_size)  # the delivery headers queued in front
+        with open(store.body_path(item.id), "rb") as f:
             head = f.read(256 * 1024)
     except FileNotFoundError:
-        print("(body file missing)", file=out)
-        return 0
+        return "(body file missing)\n"
     end = head.find(b"\r\n\r\n")
     head = head if end < 0 else head[: end + 2]
-    out.write(head.decode("utf-8", "replace").replace("\r\n", "\n"))
-    return 0
+    return head.decode("utf-8", "replace").replace("\r\n", "\n")
 
 
 def cmd_release(store: QueueStore, ids: list[str], out=sys.stdout) -> int:

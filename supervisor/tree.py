@@ -54,6 +54,7 @@ from pykka import ActorDeadError
 from pykka.messages import _ActorStop
 
 from estafeta.proto import supervision_pb2 as pb
+from estafeta.supervisor import metrics
 from estafeta.supervisor.actor import (
     Actor,
     Link,
@@ -156,7 +157,7 @@ class SupervisorSpec:
 class _Child:
     """A child's running state. Slotted: simple_one_for_one has thousands."""
 
-    __slots__ = ("spec", "id", "args", "ref", "urn", "cls", "restarts", "streak", "last", "pending")
+    __slots__ = ("spec", "id", "args", "ref", "urn", "cls", "restarts", "streak", "last", "pending", "last_error")
 
     def __init__(self, spec: ChildSpec, child_id: str, args: Message | None) -> None:
         self.spec = spec
@@ -169,6 +170,7 @@ class _Child:
         self.streak = 0  # consecutive restarts within the period (backoff)
         self.last: float | None = None  # clock() of the last restart
         self.pending = False  # waiting for RestartDue
+        self.last_error = ""  # why its last incarnation crashed or was killed
 
 
 class Supervisor(Actor):
@@ -205,7 +207,8 @@ class Supervisor(Actor):
         self._clock = clock
         self._simple = spec.strategy == "simple_one_for_one"
         self._children: dict[str, _Child] = {}  # in start order
-        self._restarts: deque[float] = deque()  # restart times within period
+        self._restarts: deque[tuple[float, str]] = deque()  # (time, child id) of restarts within period
+        self._last_crash = ""  # "<child id>: <error>" of the last crash of any child
         self._timers: dict[str, gevent.Greenlet] = {}
         self._seq = 0
         self._rng = random.Random()
@@ -251,7 +254,7 @@ class Supervisor(Actor):
         elif t is pb.RestartDue:
             self._restart_due(message.child_id)
         elif t is pb.WhichChildren:
-            return self._which_children()
+            return self._which_children(message.limit)
         elif t is pb.StopChild:
             return self._stop_child(message.child_id)
         else:
@@ -306,6 +309,11 @@ class Supervisor(Actor):
         c.urn = ""
         restart = c.spec.restart
         reason = msg.reason
+        if reason == pb.CRASH or reason == pb.KILLED:
+            c.last_error = msg.error or _REASON_TEXT[reason]
+            self._last_crash = f"{c.id}: {c.last_error}"
+            if reason == pb.CRASH:
+                metrics.count_crash(c.cls)
         if restart == "temporary":
             del self._children[c.id]
             return
@@ -320,9 +328,9 @@ class Supervisor(Actor):
         spec = self.spec
         now = self._clock()
         q = self._restarts
-        q.append(now)
+        q.append((now, c.id))
         horizon = now - spec.period
-        while q[0] <= horizon:
+        while q[0][0] <= horizon:
             q.popleft()
         if len(q) > spec.intensity:
             raise MaxRestartIntensity(
@@ -361,6 +369,7 @@ class Supervisor(Actor):
                 other.restarts + 1,
                 delay,
             )
+            metrics.count_restart(other.cls)
         if delay <= 0:
             self._start_group(restarting)
         else:
@@ -496,16 +505,43 @@ class Supervisor(Actor):
         urn = c.urn
         return pb.ChildExited(child_id=child_id, actor_urn=urn, reason=self._terminate(c))
 
-    def _which_children(self) -> pb.Children:
-        out = pb.Children()
-        for c in self._children.values():
+    def _which_children(self, limit: int = 0) -> pb.Children:
+        spec = self.spec
+        horizon = self._clock() - spec.period
+        in_window: dict[str, int] = {}
+        for t, cid in self._restarts:
+            if t > horizon:
+                in_window[cid] = in_window.get(cid, 0) + 1
+        children = list(self._children.values())
+        if limit and len(children) > limit:
+            # The ones worth seeing first: restarted, or not running.
+            notable = [c for c in children if c.restarts or c.ref is None]
+            if len(notable) < limit:
+                seen = {id(c) for c in notable}
+                notable += [c for c in children if id(c) not in seen][: limit - len(notable)]
+            children = notable[:limit]
+        out = pb.Children(
+            name=spec.name,
+            strategy=spec.strategy,
+            intensity=spec.intensity,
+            period_seconds=spec.period,
+            restarts_in_window=sum(in_window.values()),
+            total=len(self._children),
+            last_crash=self._last_crash,
+        )
+        for c in children:
+            alive = c.ref is not None and c.ref.is_alive()
             out.children.add(
                 child_id=c.id,
                 actor_class=c.cls,
-                alive=c.ref is not None and c.ref.is_alive(),
+                alive=alive,
                 restart=c.spec.restart,
                 restarts=c.restarts,
                 supervisor=c.spec.type == "supervisor",
+                restarts_in_window=in_window.get(c.id, 0),
+                last_error=c.last_error,
+                state="running" if alive else "restarting" if c.pending else "stopped",
+                actor_urn=c.urn if alive else "",
             )
         return out
 

@@ -16,3 +16,6 @@ import os  # noqa: E402
 import sys  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# The fixtures of the real peers' harnesses (tests/peers/), for every test.
+pytest_plugins = ["peers.smtp_sink", "peers.postfix_mx", "peers.dovecot"]

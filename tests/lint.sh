@@ -15,4 +15,4 @@ cd "$repo"
 tree=.venv/mypy-tree
 mkdir -p "$tree/estafeta"
 for d in actors proto store supervisor tracing; do ln -sfn "$repo/$d" "$tree/estafeta/$d"; done
-(cd "$tree" && "$repo/.venv/bin/mypy" --config-file "$repo/pyproject.toml" --cache-dir "$repo/.venv/mypy-cache" -p estafeta)
+(cd "$tree" && "$repo/.venv/bin/mypy" --config-file "$repo/pyproject.toml" --no-incremental -p estafeta)

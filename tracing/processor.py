@@ -37,6 +37,8 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from estafeta.store.spans import SpanStore
+from estafeta.store.tracesearch import IndexEntry, index_entry
+from estafeta.supervisor import metrics
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,18 @@ def span_to_row(span: ReadableSpan, cache: list | None = None) -> tuple:
         attrs.get("estafeta.queue_id") if attrs else None,
         attrs.get("estafeta.message_id") if attrs else None,
         cache[1],
+    )
+
+
+def span_index(span: ReadableSpan) -> IndexEntry:
+    """The span's search keys and outcome (store/tracesearch.py), read from
+    its attribute dicts directly rather than from the row's JSON."""
+    events = span._events
+    return index_entry(
+        span._name,
+        _STATUS.get(span._status.status_code, "UNSET"),
+        _attrs(span._attributes),
+        [(e.name, e.attributes) for e in events] if events else None,
     )
 
 
@@ -218,6 +232,7 @@ class StoreSpanProcessor(SpanProcessor):
 
     def _drop(self, n: int) -> None:
         self._dropped += n
+        metrics.count_spans_dropped(n)
         now = time.monotonic()
         if now - self._last_warn >= _WARN_EVERY_S:
             self._last_warn = now
@@ -255,6 +270,7 @@ class StoreSpanProcessor(SpanProcessor):
             # The batch is lost: count it, so the loss is visible.
             self._dropped_stored -= delta
             self._dropped += len(batch)
+            metrics.count_spans_dropped(len(batch))
             log.error("span store: writing %d spans failed: %s", len(batch), e)
             return False
         self.written += len(batch)
@@ -271,7 +287,9 @@ class StoreSpanProcessor(SpanProcessor):
         with self._db_lock:
             if batch or dropped:
                 cache = self._service_cache
-                self._store.insert([span_to_row(s, cache) for s in batch], dropped=dropped)
+                self._store.insert(
+                    [span_to_row(s, cache) for s in batch], dropped=dropped, index=[span_index(s) for s in batch]
+                )
             try:  # the batch is stored: a failed trim must not count it as lost
                 if cleanup == "full" or (
                     cleanup == "size" and self._max_bytes and self._store.used_bytes() > self._max_bytes

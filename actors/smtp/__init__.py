@@ -5,6 +5,11 @@ STARTTLS, AUTH).
 Bytes in, events and reply bytes out; no sockets, no gevent, no actors.
 `SmtpServer` is the state machine (its module docstring gives the driver
 contract); `Reply` and the standard replies live in `replies`.
+
+The client side (outbound SMTP and LMTP) is in the same style: `client`
+(SmtpClient, its events and Verdict), `clientreplies` (reading replies and
+EHLO keywords) and `transaction` (Envelope, the MAIL/RCPT lines, the
+client's own refusals, dot-stuffing); import them from those modules.
 """
 
 from estafeta.actors.smtp import replies

@@ -9,11 +9,11 @@ _out takes a reply that can never be an error, _events gets the events.
 from __future__ import annotations
 
 import binascii
-import re
 from collections import deque
 from typing import TYPE_CHECKING
 
 from estafeta.actors.smtp import replies as R
+from estafeta.actors.smtp.dsnparams import mail_dsn, rcpt_dsn, xtext_decode
 from estafeta.actors.smtp.events import AuthStart, DataStart, Event, Helo, MailFrom, Quit, RcptTo, Reset, StartTls
 from estafeta.actors.smtp.params import TRANSACTION_STATES, ServerParams, State
 from estafeta.actors.smtp.parser import (
@@ -28,8 +28,6 @@ from estafeta.actors.smtp.replies import Reply
 
 BAD_BODY = Reply(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
 BAD_SIZE = Reply(501, "5.5.4", "SIZE must be a number of octets")
-# RFC 3461 §4: xtext's hexchar is "+" and two upper-case hex digits.
-_XTEXT_HEX = re.compile(r"\+([0-9A-F]{2})")
 
 
 def decode_auth_param(value: str | None) -> str:
@@ -37,11 +35,10 @@ def decode_auth_param(value: str | None) -> str:
     "" for <>, else the mailbox. Raises ParseError (501 5.5.4)."""
     if not value:
         raise ParseError(R.BAD_AUTH_PARAM)
-    text = value
-    if "+" in text:
-        if text.count("+") != len(_XTEXT_HEX.findall(text)):
-            raise ParseError(R.BAD_AUTH_PARAM)
-        text = _XTEXT_HEX.sub(lambda m: chr(int(m.group(1), 16)), text)
+    try:
+        text = xtext_decode(value, "AUTH=")
+    except ParseError:
+        raise ParseError(R.BAD_AUTH_PARAM) from None
     if text == "<>":
         return ""
     path, end = parse_path(f"<{text}>", 0, R.BAD_AUTH_PARAM)
@@ -143,6 +140,8 @@ class Commands:
                         return
                 elif key == "SMTPUTF8" and value is None:  # RFC 6531 §3.4
                     utf8 = True
+                elif key in ("RET", "ENVID"):  # RFC 3461 §4.3, §4.4: checked below
+                    pass
                 elif key == "AUTH" and self._mechanisms:  # RFC 4954 §5, only where AUTH is offered
                     try:
                         auth = decode_auth_param(value)
@@ -158,7 +157,14 @@ class Commands:
         if not utf8 and not path.isascii():
             self._reply(R.NON_ASCII_ADDRESS)  # RFC 6531 §3.7.4.1
             return
-        self._events.append(MailFrom(path, params, size, utf8, body, auth))
+        dsn = None
+        if params and ("RET" in params or "ENVID" in params):
+            try:
+                dsn = mail_dsn(params)
+            except ParseError as e:
+                self._reply(e.reply)
+                return
+        self._events.append(MailFrom(path, params, size, utf8, body, dsn, auth))
 
     def _rcpt(self, arg: bytes) -> None:
         if self.state is not State.MAIL and self.state is not State.RCPT:
@@ -172,9 +178,20 @@ class Commands:
         except ParseError as e:
             self._reply(e.reply)
             return
-        if params:  # no RCPT parameter is offered (DSN's NOTIFY/ORCPT not yet)
-            self._reply(R.UNKNOWN_PARAMETER if self.esmtp else R.PARAMS_NEED_EHLO)
-        elif not self.smtputf8 and not path.isascii():
+        dsn = None
+        if params:  # RFC 3461 §4.1, §4.2: NOTIFY and ORCPT are the only RCPT parameters
+            if not self.esmtp:
+                self._reply(R.PARAMS_NEED_EHLO)
+                return
+            if not params.keys() <= {"NOTIFY", "ORCPT"}:
+                self._reply(R.UNKNOWN_PARAMETER)
+                return
+            try:
+                dsn = rcpt_dsn(params, smtputf8=self.smtputf8)
+            except ParseError as e:
+                self._reply(e.reply)
+                return
+        if not self.smtputf8 and not path.isascii():
             self._reply(R.NON_ASCII_ADDRESS)  # RFC 6531 §3.7.4.1
         else:
             first = self._rcpt_first
@@ -183,14 +200,14 @@ class Commands:
                 seen = self._rcpt_seen
                 if seen is None:
                     seen = self._rcpt_seen = {_rcpt_key(first)}
-                if key in seen:
-                    self._out.append(R.DUPLICATE_RCPT.wire)  # delivered once: no event
+                if key in seen:  # delivered once, with the first RCPT's DSN parameters: no event
+                    self._out.append(R.DUPLICATE_RCPT.wire)
                     return
             if self.recipient_count >= self.params.max_recipients:
                 self._reply(R.TOO_MANY_RECIPIENTS)  # RFC 5321 §4.5.3.1.10
             else:
                 self._rcpt_attempts += 1
-                self._events.append(RcptTo(path, params))
+                self._events.append(RcptTo(path, params, dsn))
 
     def _data_cmd(self, arg: bytes) -> None:
         state = self.state

@@ -10,8 +10,12 @@ if any, is already queued.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from estafeta.actors.smtp.replies import Reply
+
+if TYPE_CHECKING:
+    from estafeta.actors.smtp.dsnparams import MailDsn, RcptDsn
 
 
 class _SentinelType(type):
@@ -57,16 +61,18 @@ class MailFrom(Event):
     (§4.5.5); params: upper-case keyword -> value or None; size: SIZE= in
     bytes (RFC 1870) or None, already checked against max_message_size;
     smtputf8: the SMTPUTF8 parameter (RFC 6531); body: "7BIT", "8BITMIME"
-    (RFC 6152) or None; auth: the AUTH= parameter (RFC 4954 §5), xtext
-    decoded — "" for <>, a mailbox, or None when not given (accepted only
-    where AUTH is offered). Whether to trust it is the driver's call
-    (actors/policy.py auth_parameter)."""
+    (RFC 6152) or None; dsn: RET and ENVID decoded (RFC 3461 §4.3, §4.4),
+    or None when neither was given; auth: the AUTH= parameter (RFC 4954
+    §5), xtext decoded — "" for <>, a mailbox, or None when not given
+    (accepted only where AUTH is offered). Whether to trust it is the
+    driver's call (actors/policy.py auth_parameter)."""
 
     reverse_path: str
     params: dict[str, str | None] = field(default_factory=dict)
     size: int | None = None
     smtputf8: bool = False
     body: str | None = None
+    dsn: MailDsn | None = None
     auth: str | None = None
 
 
@@ -75,7 +81,8 @@ class RcptTo(Event):
     """RCPT TO (RFC 5321 §4.1.1.3): decide. accept() answers 250 2.1.5.
 
     forward_path: the mailbox as written (source route dropped), or a bare
-    "postmaster" in the case it was sent (§4.5.1); params: as in MailFrom.
+    "postmaster" in the case it was sent (§4.5.1); params: as in MailFrom;
+    dsn: NOTIFY and ORCPT decoded (RFC 3461 §4.1, §4.2), or None.
 
     A repeat of a forward-path already accepted in this transaction (the
     same local part, the domain in any case) is not an event: the protocol
@@ -87,6 +94,7 @@ class RcptTo(Event):
 
     forward_path: str
     params: dict[str, str | None] = field(default_factory=dict)
+    dsn: RcptDsn | None = None
 
     @property
     def is_postmaster(self) -> bool:

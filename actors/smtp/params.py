@@ -83,7 +83,7 @@ class ServerParams:
         reply = self._ehlo.get(key)
         if reply is None:
             # The keywords: RFC 2920, RFC 1870, RFC 6152, RFC 2034, RFC 6531,
-            # RFC 3207, RFC 4954, RFC 5321 §4.1.1.8 (HELP).
+            # RFC 3461 (DSN), RFC 3207, RFC 4954, RFC 5321 §4.1.1.8 (HELP).
             lines = [
                 self.hostname,
                 "PIPELINING",
@@ -91,6 +91,7 @@ class ServerParams:
                 "8BITMIME",
                 "ENHANCEDSTATUSCODES",
                 "SMTPUTF8",
+                "DSN",
             ]
             if starttls:
                 lines.append("STARTTLS")

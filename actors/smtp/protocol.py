@@ -108,8 +108,12 @@ from estafeta.actors.smtp.parser import has_control_characters, split_command
 from estafeta.actors.smtp.replies import Reply
 from estafeta.actors.smtp.security import Security, is_loopback
 
-#: RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with its CRLF.
-MAX_COMMAND_LINE = 512
+#: Longest command line taken, octets with its CRLF. RFC 5321 §4.5.3.1.4
+#: sets 512 and lets extensions raise it (§4.1.2, §4.5.3.1): RFC 3461 adds
+#: up to 500 to RCPT (NOTIFY, ORCPT) and 100 to MAIL (RET, ENVID), RFC 4954
+#: §5 500 to MAIL (AUTH=). 2048 covers them all, as Postfix's
+#: line_length_limit does.
+MAX_COMMAND_LINE = 2048
 #: RFC 4954 §4: an AUTH command or response line may be longer; 12288
 #: octets is "sufficient for deployed authentication mechanisms".
 MAX_AUTH_LINE = 12288

@@ -123,7 +123,7 @@ UNKNOWN_COMMAND = Reply(500, "5.5.1", "Command unrecognized")
 SYNTAX_ERROR = Reply(500, "5.5.2", "Syntax error")
 BAD_CHARACTERS = Reply(500, "5.5.2", "Syntax error: control characters or invalid UTF-8 in command")
 # RFC 5321 §4.5.3.1.4 (512 octets) and §4.5.3.1.9 ("500 Line too long").
-LINE_TOO_LONG = Reply(500, "5.5.6", "Line too long (command lines are limited to 512 octets)")
+LINE_TOO_LONG = Reply(500, "5.5.6", "Line too long (command lines are limited to 2048 octets)")
 NO_ARGUMENTS = Reply(501, "5.5.4", "Syntax error: no arguments allowed")
 NEED_DOMAIN = Reply(501, "5.5.4", "Syntax error: EHLO/HELO needs a domain or address literal")
 NEED_ARGUMENT = Reply(501, "5.5.4", "Syntax error: argument required")

@@ -11,6 +11,8 @@
 #   EXTRA='processes: 1' bash tests/bench/quick.sh
 #   CMD=/other/checkout/.venv/bin/estafeta bash tests/bench/quick.sh
 #   TMPDIR=/fresh bash tests/bench/quick.sh      # data directory under /fresh (a fresh block group)
+#   POLL=1 bash tests/bench/quick.sh             # meanwhile fetch /tree and /metrics every second, as a
+#                                                # browser on the tree page and a Prometheus scrape would
 #
 # Bounded: smtp-source sends N messages (timeout 120 s), the delivery wait
 # is at most 60 s. Traffic stays on 127.0.0.1.
@@ -20,8 +22,11 @@ N=${1:-3000}; C=${2:-10}; SIZE=${3:-1024}; PORT=${PORT:-2700}
 CMD=${CMD:-$repo/.venv/bin/estafeta}
 command -v smtp-source >/dev/null || [ -x /usr/sbin/smtp-source ] || bash "$repo/tests/install-deps.sh"
 D=$(mktemp -d "${TMPDIR:-/tmp}/estafeta-quick.XXXXXX")
-trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$D"' EXIT
-sed -e "s|/tmp/smtpbench/estafeta|$D|" -e "s|127.0.0.1:2600|127.0.0.1:$PORT|" "$repo/tests/bench/estafeta-bench.conf" > "$D/estafeta.conf"
+POLLER=
+trap 'kill $POLLER "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$D"' EXIT
+HTTP=$((PORT + 1))
+sed -e "s|/tmp/smtpbench/estafeta|$D|" -e "s|127.0.0.1:2600|127.0.0.1:$PORT|" -e "s|127.0.0.1:2601|127.0.0.1:$HTTP|" \
+    "$repo/tests/bench/estafeta-bench.conf" > "$D/estafeta.conf"
 printf '%s\n' "${EXTRA:-}" >> "$D/estafeta.conf"
 "$CMD" serve --config "$D/estafeta.conf" > "$D/estafeta.log" 2>&1 &
 PID=$!
@@ -52,6 +57,14 @@ while todo:
     print(p, name.replace(" ", "_"), st[11], st[12])
 PY
 }
+if [ -n "${POLL:-}" ]; then
+    (for _ in $(seq 600); do
+        curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$HTTP/tree?fragment=1"
+        curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$HTTP/metrics"
+        sleep 1
+    done) &
+    POLLER=$!
+fi
 snap > "$D/cpu0"
 T0=$(date +%s.%N)
 timeout 120 smtp-source -4 -s "$C" -m "$N" -l "$SIZE" -f bench@client.test -t user@bench.test -M client.test "127.0.0.1:$PORT"

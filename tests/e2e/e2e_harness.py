@@ -107,7 +107,8 @@ class DaemonError(AssertionError):
 
 
 class Daemon:
-    """One `estafeta serve` process on 127.0.0.1:<port>, data under
+    """One `estafeta serve` process on 127.0.0.1:<port> (its web page on
+    `http_address`, another free port), data under
     `data_dir`, config in `<root>/estafeta.conf`, stderr appended to
     `<root>/estafeta.log` (a marker line starts each run).
 
@@ -120,6 +121,10 @@ class Daemon:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
+        # The web page (Config.http_address, process 0) on a free port too,
+        # unless the test sets it ("" turns it off).
+        fields.setdefault("http_address", f"127.0.0.1:{free_port()}")
+        self.http_address = fields["http_address"]
         self.data_dir = Path(data_dir or self.root / "data")
         self.config_path = self.root / "estafeta.conf"
         self.log_path = self.root / "estafeta.log"
@@ -345,18 +350,21 @@ def maildir_files(mailbox: Path) -> list[Path]:
     return sorted(out)
 
 
-_FIELD = re.compile(rb"([!-9;-~]+):[ \t]*((?:[^\r\n]*\r\n)(?:[ \t][^\r\n]*\r\n)*)")
+_FIELD = re.compile(rb"([!-9;-~]+):[ \t]*((?:[^\r\n]*\r?\n)(?:[ \t][^\r\n]*\r?\n)*)")
 
 
 def split_delivered(data: bytes, added: int = 3) -> tuple[list[tuple[str, str]], bytes]:
     """Split a delivered file into its first `added` header fields (name,
-    unfolded value) and the rest, which must be the message as sent."""
+    unfolded value) and the rest, which must be the message as sent (with
+    LF line ends: Maildir files have them)."""
     fields, pos = [], 0
     for _ in range(added):
         m = _FIELD.match(data, pos)
         if not m:
             raise AssertionError(f"header field expected at byte {pos}: {data[pos : pos + 80]!r}")
-        fields.append((m.group(1).decode(), re.sub(rb"\r\n[ \t]", b" ", m.group(2)).decode("utf-8", "replace").strip()))
+        fields.append(
+            (m.group(1).decode(), re.sub(rb"\r?\n[ \t]", b" ", m.group(2)).decode("utf-8", "replace").strip())
+        )
         pos = m.end()
     return fields, data[pos:]
 
@@ -364,7 +372,8 @@ def split_delivered(data: bytes, added: int = 3) -> tuple[list[tuple[str, str]],
 def assert_delivered_copy(
     data: bytes, sent: bytes, recipient: str | None = None, reverse_path: str | None = None
 ) -> None:
-    """The delivered file is `sent` byte for byte, after Return-Path,
+    """The delivered file is `sent` byte for byte but for its line ends
+    (LF in a Maildir file, store/maildir.py), after Return-Path,
     Delivered-To (local delivery) and one Received (reception) header."""
     fields, rest = split_delivered(data)
     names = [n.lower() for n, _ in fields]
@@ -373,7 +382,8 @@ def assert_delivered_copy(
         assert fields[0][1] == f"<{reverse_path}>", fields[0]
     if recipient is not None:
         assert fields[1][1].lower() == recipient.lower(), fields[1]
-    assert rest == sent, f"body differs: delivered {len(rest)} bytes, sent {len(sent)}"
+    want = sent.replace(b"\r\n", b"\n")
+    assert rest == want, f"body differs: delivered {len(rest)} bytes, sent {len(sent)} ({len(want)} with LF ends)"
 
 
 def make_message(
@@ -397,13 +407,14 @@ def make_message(
     return head + body
 
 
-_MARKER_RX = re.compile(rb"^" + MARKER.encode() + rb": ([^\r\n]+)\r\n", re.M | re.I)
+_MARKER_RX = re.compile(rb"^" + MARKER.encode() + rb": ([^\r\n]+)\r?\n", re.M | re.I)
 
 
 def marker_of(data: bytes) -> str | None:
-    """The X-E2E-Marker value of a message (header section only)."""
-    end = data.find(b"\r\n\r\n")
-    m = _MARKER_RX.search(data, 0, end + 2 if end >= 0 else len(data))
+    """The X-E2E-Marker value of a message (header section only; CRLF or
+    LF line ends)."""
+    end = data.find(b"\n\r\n") if b"\r\n" in data[:200] else data.find(b"\n\n")
+    m = _MARKER_RX.search(data, 0, end + 1 if end >= 0 else len(data))
     return m.group(1).decode() if m else None
 
 

@@ -85,7 +85,7 @@ def test_swaks(daemon, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     (path,) = daemon.wait_delivered("localhost", "sw5", 1)
     data = path.read_bytes()
-    assert marker_of(data) == "swaks-body" and b"\r\n\r\nfirst line\r\nsecond line\r\n" in data
+    assert marker_of(data) == "swaks-body" and b"\n\nfirst line\nsecond line\n" in data
 
     # Relay attempt: swaks sees the 554 and fails (its exit code 24: RCPT).
     r = _swaks(daemon, "--to", "victim@remote.example")

@@ -177,33 +177,6 @@ def test_steady_state_put_remove_allocates_and_frees_no_inode(tmp_path, spy):
     assert w.spares.reused == 2 * 10 and w.spares.recycled == 2 * 12
 
 
-def test_a_body_with_another_link_is_unlinked_never_recycled(tmp_path, spy):
-    """A body delivered by a hard link into a Maildir (store/maildir.py) is
-    the delivered message: removing the item must not make it a spare that
-    a later put would overwrite."""
-    (tmp_path / "queue").mkdir()
-    (tmp_path / "mail").mkdir()
-    d = str(tmp_path / "queue")
-    w = BatchWriter(d, recycle=True)
-    mailbox = tmp_path / "mail" / "delivered"
-    for cycle in range(6):
-        qid = f"{cycle:04x}"
-        body = b"message %d\r\n" % cycle * 50
-        run(w, put_op(d, qid, body))
-        os.link(_paths(d, qid)[0], str(mailbox) + qid)  # the Maildir's link
-        recycled_before = w.spares.recycled
-        spy.calls.clear()
-        run(w, remove_op(d, qid))
-        assert live(d) == {}
-        assert [c[1] for c in spy.named("unlink")] == [_paths(d, qid)[0]]
-        assert w.spares.recycled == recycled_before + 1  # the item file only
-        check_pool(w)
-    for cycle in range(6):  # every delivered copy intact after the later puts
-        qid = f"{cycle:04x}"
-        assert read(str(mailbox) + qid) == b"message %d\r\n" % cycle * 50
-        assert os.stat(str(mailbox) + qid).st_nlink == 1
-
-
 def test_steady_state_through_queue_store(tmp_path, hub, spy):
     """QueueStore with a recycling writer (the hub threadpool path): put,
     update, remove cycles reach a steady state with no inode created or

@@ -68,6 +68,10 @@ def test_data_dir_override(tmp_path):
         ('local_domain { name: "a.test" }\nlocal_domain { name: "A.test" }\n', "listed twice"),
         ("max_recipients: 0\n", "max_recipients: must be greater than 0"),
         ('log_level: "loud"\n', 'e.conf:1: log_level: "loud" is not one of'),
+        ('\nhttp_address: "8025"\n', 'e.conf:2: http_address: "8025" is not "host:port"'),
+        ('smtp_address: "127.0.0.1:25"\nhttp_address: "127.0.0.1:25"\n', "http_address: is also an smtp_address"),
+        ('http_token_file: ""\n', "http_token_file: must name a file"),
+        ("log_format: YAML\n", 'Enum type "estafeta.LogFormat" has no value named YAML'),
     ],
 )
 def test_bad_config_names_file_line_and_field(tmp_path, text, expect):
@@ -103,3 +107,11 @@ def test_chaos_config_parses():
     assert [(c.actor, round(c.probability, 2)) for c in cfg.chaos.crash] == [("QueueItem", 0.3), ("LocalCourier", 0.1)]
     text_format.MessageToString(cfg)  # printable
     assert isinstance(cfg, config_pb2.Config)
+
+
+def test_monitoring_fields_default_and_parse():
+    cfg = parse_config('http_address: ""\nlog_format: JSON\nhttp_token_file: "/etc/estafeta/token"\n')
+    assert (cfg.http_address, cfg.http_token_file) == ("", "/etc/estafeta/token")
+    assert cfg.log_format == config_pb2.JSON
+    d = default_config()
+    assert (d.http_address, d.http_token_file, d.log_format) == ("127.0.0.1:8025", "http.token", config_pb2.TEXT)

@@ -26,6 +26,7 @@ from estafeta.proto import supervision_pb2 as pb
 from estafeta.store import disk_worker, queuefile
 from estafeta.store.disk_client import DiskChannel, DiskClient, Pending
 from estafeta.store.disk_worker import FRAME, encode_frame, split_frames
+from estafeta.store.queue import MaildirTarget as QueueTarget
 from estafeta.store.queue import QueueStore
 from estafeta.supervisor.actor import Link
 from estafeta.supervisor.tree import ChildSpec, Supervisor, SupervisorSpec
@@ -180,23 +181,32 @@ def test_queue_write_put_update_remove(client, tmp_path):
 def test_maildir_delivery(client, tmp_path):
     root = str(tmp_path / "mail")
     body = b"Subject: hi\r\n\r\n" + b"line\r\n" * 2000
-    r = client.call(delivery(root, "example.org/alice", "1.Q1R0.host", b"Return-Path: <a@b>\r\n", body=body))
+    lf = body.replace(b"\r\n", b"\n")  # Maildir files have LF line ends
+    r = client.call(delivery(root, "example.org/alice", "1.Q1R0.host", b"Return-Path: <a@b>\n", body=body))
     assert r.path == f"{root}/example.org/alice/new/1.Q1R0.host" and not r.already_there
-    assert read(r.path) == b"Return-Path: <a@b>\r\n" + body
+    assert read(r.path) == b"Return-Path: <a@b>\n" + lf
     assert os.listdir(f"{root}/example.org/alice/tmp") == []
-    # From the queue's body file (copied in the kernel).
+    # From the queue's body file.
     src = tmp_path / "00c1.body"
     src.write_bytes(body * 3)
-    r2 = client.call(delivery(root, "example.org/bob", "1.Q2R0.host", b"X: 1\r\n", body_path=str(src)))
-    assert read(r2.path) == b"X: 1\r\n" + body * 3 and not r2.already_there
+    r2 = client.call(delivery(root, "example.org/bob", "1.Q2R0.host", b"X: 1\n", body_path=str(src)))
+    assert read(r2.path) == b"X: 1\n" + lf * 3 and not r2.already_there
     # check_existing finds an earlier delivery, also once moved to cur/ with flags.
     again = client.call(delivery(root, "example.org/alice", "1.Q1R0.host", b"other", body=b"x", check_existing=True))
-    assert again.path == r.path and again.already_there and read(r.path) == b"Return-Path: <a@b>\r\n" + body
+    assert again.path == r.path and again.already_there and read(r.path) == b"Return-Path: <a@b>\n" + lf
     cur = f"{root}/example.org/bob/cur/1.Q2R0.host:2,S"
     os.rename(r2.path, cur)
     again = client.call(delivery(root, "example.org/bob", "1.Q2R0.host", body=b"x", check_existing=True))
     assert again.path == cur and again.already_there
     assert os.listdir(f"{root}/example.org/bob/new") == []
+
+
+def removal(store: QueueStore, queue_id: str) -> disk_pb2.QueueWrite:
+    """The QueueWrite that removes an item (what QueueStore puts in
+    MaildirDelivery.remove_after)."""
+    return disk_pb2.QueueWrite(
+        unlinks=[store.item_path(queue_id), store.body_path(queue_id)], directory=store.queue_dir
+    )
 
 
 def test_delivery_with_remove_after_removes_the_item_once_delivered(client, tmp_path):
@@ -221,11 +231,9 @@ def test_delivery_with_remove_after_removes_the_item_once_delivered(client, tmp_
         )
     )
     req = delivery(root, "example.org/u", "1.Q00c1R0.host", body_path=store.body_path("00c1"))
-    req.maildir.link = True
-    req.maildir.remove_after.CopyFrom(store.removal("00c1"))
+    req.maildir.remove_after.CopyFrom(removal(store, "00c1"))
     r = client.call(req)
-    assert r.removed and read(r.path) == b"Return-Path: <a@b>\r\n\r\nhi\r\n"
-    assert os.stat(r.path).st_nlink == 1
+    assert r.removed and read(r.path) == b"Return-Path: <a@b>\n\nhi\n"
     assert not os.path.exists(store.item_path("00c1")) and not os.path.exists(store.body_path("00c1"))
     # A delivery that fails leaves the item alone (it is retried later).
     client.call(
@@ -235,7 +243,7 @@ def test_delivery_with_remove_after_removes_the_item_once_delivered(client, tmp_
         )
     )
     bad = delivery(root, "../escape", "1.Q00c2R0.host", body_path=store.body_path("00c2"))
-    bad.maildir.remove_after.CopyFrom(store.removal("00c2"))
+    bad.maildir.remove_after.CopyFrom(removal(store, "00c2"))
     with pytest.raises(ValueError):
         client.call(bad)
     assert os.path.exists(store.item_path("00c2")) and os.path.exists(store.body_path("00c2"))
@@ -500,3 +508,41 @@ def test_disk_writer_restarted_with_a_new_worker_when_the_worker_dies(tmp_path):
     assert sup.stop(timeout=TIMEOUT)
     assert channel.client is None
     assert second._proc.returncode == 0  # noqa: SLF001  (closed: finished, then exited)
+
+
+def test_ping_is_answered_at_once(client):
+    """The readiness probe's round trip (DiskRequest.ping)."""
+    assert client.ping(TIMEOUT)
+    client.kill()
+    assert not client.ping(TIMEOUT)
+
+
+@pytest.mark.parametrize("with_worker", [True, False])
+def test_queue_store_delivers_maildirs_and_removes_the_item(client, tmp_path, with_worker):
+    """QueueStore.deliver_maildirs: each target gets its own copy (LF line
+    ends, its own headers); remove_item removes the item once every copy is
+    durable (one target: in the same request to the worker) and never when
+    one failed."""
+    channel = DiskChannel()
+    channel.client = client
+    qdir, root = tmp_path / "queue", str(tmp_path / "mail")
+    qdir.mkdir()
+    store = QueueStore(str(qdir), disk=channel if with_worker else None)
+    item = queue_pb2.QueueItem(id="00d1", state=queue_pb2.QUEUED, recipients=[queue_pb2.Recipient(address="u@x")])
+    store.put(item, b"Subject: s\r\n\r\nbody\r\n")
+    one = [QueueTarget("x.test/u", "1.Q00d1R0.h", b"Delivered-To: u@x.test\n")]
+    results, removed = store.deliver_maildirs("00d1", root, one, False, remove_item=True)
+    assert removed and read(results[0][0]) == b"Delivered-To: u@x.test\nSubject: s\n\nbody\n"
+    assert not os.path.exists(store.item_path("00d1")) and not os.path.exists(store.body_path("00d1"))
+    item.id = "00d2"
+    store.put(item, b"Subject: t\r\n\r\nbody\r\n")
+    several = [QueueTarget(f"x.test/v{i}", f"1.Q00d2R{i}.h", b"Delivered-To: v%d@x.test\n" % i) for i in range(3)]
+    bad = [*several, QueueTarget("../escape", "1.Q00d2R9.h", b"")]
+    results, removed = store.deliver_maildirs("00d2", root, bad, False, remove_item=True)
+    assert not removed and os.path.exists(store.item_path("00d2"))
+    assert isinstance(results[3], ValueError)
+    for i in range(3):
+        assert read(results[i][0]) == b"Delivered-To: v%d@x.test\nSubject: t\n\nbody\n" % i
+    results, removed = store.deliver_maildirs("00d2", root, several, True, remove_item=True)
+    assert removed and all(already for _, already in results)
+    assert not os.path.exists(store.item_path("00d2"))

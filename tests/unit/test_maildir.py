@@ -13,8 +13,10 @@ import pytest
 from estafeta.store import maildir, queuefile
 from estafeta.store.blocking import Request, configure_threadpool, run_blocking
 
-PREFIX = b"Return-Path: <alice@example.org>\r\nDelivered-To: bob@example.com\r\n"
+PREFIX = b"Return-Path: <alice@example.org>\nDelivered-To: bob@example.com\n"
 BODY = b"Received: from x\r\nSubject: hello\r\n\r\nline one\r\n.line two\r\n\r\n"
+#: What a Maildir file holds: the delivery headers, then BODY with LF ends.
+STORED = PREFIX + b"Received: from x\nSubject: hello\n\nline one\n.line two\n\n"
 
 
 def _name(i: int = 0) -> str:
@@ -32,7 +34,7 @@ def test_deliver_bytes(tmp_path):
     path, existed = maildir.deliver(root, "example.com/bob", _name(), PREFIX, BODY, None, False)
     box = tmp_path / "example.com" / "bob"
     assert (path, existed) == (str(box / "new" / _name()), False)
-    assert open(path, "rb").read() == PREFIX + BODY  # byte for byte: CRLF kept
+    assert open(path, "rb").read() == STORED  # LF line ends, as Postfix's local(8) writes
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     for d in (tmp_path / "example.com", box, box / "tmp", box / "new", box / "cur"):
         assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
@@ -44,7 +46,41 @@ def test_deliver_streams_a_large_body_file(tmp_path):
     src = tmp_path / "q.body"
     src.write_bytes(body)
     path, _ = maildir.deliver(str(tmp_path / "mail"), "example.com/bob", _name(), PREFIX, None, str(src), False)
-    assert open(path, "rb").read() == PREFIX + body
+    assert open(path, "rb").read() == PREFIX + body.replace(b"\r\n", b"\n")
+
+
+def test_line_ends_become_lf_even_across_read_chunks(tmp_path):
+    """CRLF becomes LF, a bare LF stays (no mixed ends from a client that
+    sent bare LFs); a CRLF cut by a read chunk's end is still one line end;
+    a lone CR is kept."""
+    chunk = maildir._CHUNK  # noqa: SLF001
+    body = b"a" * (chunk - 1) + b"\r\n" + b"mixed\nends\r\nlone\rcr\r\n" + b"b" * (chunk + 7) + b"\r"
+    src = tmp_path / "q.body"
+    src.write_bytes(body)
+    path, _ = maildir.deliver(str(tmp_path / "mail"), "example.com/bob", _name(), PREFIX, None, str(src), False)
+    assert open(path, "rb").read() == PREFIX + body.replace(b"\r\n", b"\n")
+    path2, _ = maildir.deliver(str(tmp_path / "mail"), "example.com/bob", _name(1), PREFIX, body, None, False)
+    assert open(path2, "rb").read() == PREFIX + body.replace(b"\r\n", b"\n")
+
+
+def test_named_tmp_files_where_o_tmpfile_is_missing(tmp_path, monkeypatch):
+    """Without O_TMPFILE a named tmp/<name> is written and renamed into
+    new/ (the spec's way); nothing is left in tmp/."""
+    monkeypatch.setattr(maildir, "_tmpfile_ok", False)
+    path, existed = maildir.deliver(str(tmp_path), "example.com/bob", _name(), PREFIX, BODY, None, False)
+    assert not existed and open(path, "rb").read() == STORED
+    assert os.listdir(tmp_path / "example.com" / "bob" / "tmp") == []
+    # an earlier delivery under the same name wins (its reply was lost)
+    assert maildir.deliver(str(tmp_path), "example.com/bob", _name(), PREFIX, b"other", None, False) == (path, True)
+    assert open(path, "rb").read() == STORED
+    assert os.listdir(tmp_path / "example.com" / "bob" / "tmp") == []
+
+
+def test_a_second_delivery_under_the_same_name_is_already_there(tmp_path):
+    root = str(tmp_path)
+    first, _ = maildir.deliver(root, "example.com/bob", _name(), PREFIX, BODY, None, False)
+    assert maildir.deliver(root, "example.com/bob", _name(), PREFIX, b"other", None, False) == (first, True)
+    assert open(first, "rb").read() == STORED
 
 
 def test_check_existing_finds_new_and_cur(tmp_path):
@@ -68,13 +104,13 @@ def test_check_existing_finds_new_and_cur(tmp_path):
     assert not existed and path == str(box / "new" / _name(1))
 
 
-def test_leftover_tmp_from_a_crash_is_replaced(tmp_path):
+def test_leftover_tmp_from_a_crash_does_not_get_in_the_way(tmp_path):
     root = str(tmp_path)
     maildir.deliver(root, "example.com/bob", _name(5), PREFIX, BODY, None, False)
     tmp = tmp_path / "example.com" / "bob" / "tmp" / _name()
-    tmp.write_bytes(b"torn half of an earl" * 100)
+    tmp.write_bytes(b"torn half of an earl" * 100)  # a named tmp/ file an older run left
     path, existed = maildir.deliver(root, "example.com/bob", _name(), PREFIX, BODY, None, True)
-    assert not existed and open(path, "rb").read() == PREFIX + BODY and not tmp.exists()
+    assert not existed and open(path, "rb").read() == STORED
 
 
 @pytest.mark.parametrize(
@@ -135,7 +171,7 @@ def test_concurrent_deliveries_share_directory_fsyncs(tmp_path):
     gevent.joinall(jobs, raise_error=True, timeout=20)
     new = tmp_path / "example.com" / "bob" / "new"
     assert sorted(os.listdir(new)) == sorted(_name(i) for i in range(40))
-    assert all((new / n).read_bytes() == PREFIX + BODY for n in os.listdir(new))
+    assert all((new / n).read_bytes() == STORED for n in os.listdir(new))
     assert maildir._dirsync(str(new)).fsyncs < 40  # noqa: SLF001
 
 
@@ -155,100 +191,17 @@ def test_deliver_batch_delivers_each_and_isolates_failures(tmp_path):
     calls.append(("example.com/u1", _name(7), BODY, None, False))  # the same copy twice in a batch
     calls.append(("../etc", _name(), BODY, None, False))  # unsafe: refused, the others go on
     reqs = [
-        Request((root, mailbox, name, PREFIX, body, body_path, check, False))
+        Request((root, mailbox, name, PREFIX, body, body_path, check))
         for mailbox, name, body, body_path, check in calls
     ]
     maildir.deliver_batch(reqs)
     for k in range(30):
         path, existed = reqs[k].result
         assert reqs[k].error is None and not existed
-        assert path.endswith("/new/" + _name(k)) and open(path, "rb").read() == PREFIX + BODY
+        assert path.endswith("/new/" + _name(k)) and open(path, "rb").read() == STORED
     assert isinstance(reqs[30].error, FileNotFoundError)
     assert reqs[31].result == (str(tmp_path / "mail/example.com/u0/new" / _name(99)), True)
-    assert reqs[32].result == reqs[7].result
+    assert reqs[32].result == (reqs[7].result[0], True)  # one file: the second finds the first
     assert isinstance(reqs[33].error, ValueError)
     for b in range(3):
         assert os.listdir(tmp_path / "mail" / "example.com" / f"u{b}" / "tmp") == []
-
-
-# ------------------------------------------------ delivery by hard link
-def _queued(tmp_path, body: bytes = BODY) -> str:
-    """A queue body file that is a whole Maildir file (headers in front)."""
-    q = tmp_path / "queue"
-    q.mkdir(exist_ok=True)
-    src = q / "0001.body"
-    src.write_bytes(PREFIX + body)
-    return str(src)
-
-
-def test_link_delivers_the_queued_file_itself(tmp_path):
-    src = _queued(tmp_path)
-    root = str(tmp_path / "mail")
-    path, existed = maildir.deliver(root, "example.com/bob", _name(), b"", None, src, False, True)
-    assert (path, existed) == (os.path.join(root, "example.com", "bob", "new", _name()), False)
-    assert open(path, "rb").read() == PREFIX + BODY
-    assert os.stat(path).st_ino == os.stat(src).st_ino and os.stat(src).st_nlink == 2
-    assert os.listdir(os.path.join(root, "example.com", "bob", "tmp")) == []  # no copy was made
-
-
-def test_link_again_is_already_there(tmp_path):
-    src = _queued(tmp_path)
-    root = str(tmp_path / "mail")
-    first, _ = maildir.deliver(root, "example.com/bob", _name(), b"", None, src, False, True)
-    # A retry whose first reply was lost, with or without the look-up first.
-    assert maildir.deliver(root, "example.com/bob", _name(), b"", None, src, False, True) == (first, True)
-    assert maildir.deliver(root, "example.com/bob", _name(), b"", None, src, True, True) == (first, True)
-    seen = first.replace("/new/", "/cur/") + ":2,S"  # read by a mail reader meanwhile
-    os.rename(first, seen)
-    assert maildir.deliver(root, "example.com/bob", _name(), b"", None, src, True, True) == (seen, True)
-
-
-def test_link_with_the_body_gone_raises_file_not_found(tmp_path):
-    root = str(tmp_path / "mail")
-    maildir.deliver(root, "example.com/bob", _name(1), PREFIX, BODY, None, False)  # the maildir exists
-    with pytest.raises(FileNotFoundError):
-        maildir.deliver(root, "example.com/bob", _name(), b"", None, str(tmp_path / "gone.body"), False, True)
-    with pytest.raises(FileNotFoundError):  # and where the maildir is not made yet
-        maildir.deliver(root, "example.com/new", _name(), b"", None, str(tmp_path / "gone.body"), False, True)
-
-
-@pytest.mark.parametrize("code", [errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP])
-def test_link_falls_back_to_a_copy_where_no_link_can_be_made(tmp_path, monkeypatch, code):
-    src = _queued(tmp_path)
-
-    def no_link(*args, **kwargs):
-        raise OSError(code, os.strerror(code))
-
-    monkeypatch.setattr(maildir.os, "link", no_link)
-    path, existed = maildir.deliver(str(tmp_path / "mail"), "example.com/bob", _name(), b"", None, src, False, True)
-    assert not existed and open(path, "rb").read() == PREFIX + BODY
-    assert os.stat(path).st_ino != os.stat(src).st_ino
-
-
-def test_link_other_errors_are_reported(tmp_path, monkeypatch):
-    src = _queued(tmp_path)
-
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(maildir.os, "link", full)
-    with pytest.raises(OSError) as e:
-        maildir.deliver(str(tmp_path / "mail"), "example.com/bob", _name(), b"", None, src, False, True)
-    assert e.value.errno == errno.ENOSPC
-
-
-def test_links_and_copies_in_one_batch_share_the_fsync_of_new(tmp_path, monkeypatch):
-    root = str(tmp_path / "mail")
-    src = _queued(tmp_path)
-    synced = []
-    real = queuefile.fsync_directory
-    monkeypatch.setattr(queuefile, "fsync_directory", lambda p: (synced.append(p), real(p))[1])
-    reqs = [
-        Request((root, "example.com/bob", _name(0), b"", None, src, False, True)),
-        Request((root, "example.com/bob", _name(1), PREFIX, BODY, None, False, False)),
-    ]
-    maildir.deliver_batch(reqs)
-    assert [r.error for r in reqs] == [None, None]
-    new = os.path.join(root, "example.com", "bob", "new")
-    assert sorted(os.listdir(new)) == sorted([_name(0), _name(1)])
-    assert synced.count(new) == 1

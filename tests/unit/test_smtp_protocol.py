@@ -286,6 +286,7 @@ def test_ehlo_reply_and_helo_reply():
         "8BITMIME",
         "ENHANCEDSTATUSCODES",
         "SMTPUTF8",
+        "DSN",
         "HELP",
     ]
     assert d.events == [Helo("client.test", True), NEED_DATA]
@@ -437,14 +438,21 @@ def test_eof_ends_the_conversation(state):
 
 
 # ------------------------------------------------------------------ limits
-def test_command_line_limit_is_512_octets_with_crlf():
+def test_command_line_limit_is_2048_octets_with_crlf():
+    """512 (RFC 5321 §4.5.3.1.4) plus what DSN and AUTH= may add (RFC 3461,
+    RFC 4954 §5): a RCPT with a long ORCPT is taken."""
     d = in_state("READY")
-    line = b"NOOP " + b"x" * (510 - 5)
-    assert len(line) + 2 == 512
+    line = b"NOOP " + b"x" * (2046 - 5)
+    assert len(line) + 2 == 2048
     assert d.cmd(line) == [250]
     assert d.cmd(line + b"x") == [500]
     d.feed(line + b"x\r\n")
-    assert d.replies() == [(500, "5.5.6", "5.5.6 Line too long (command lines are limited to 512 octets)")]
+    assert d.replies() == [(500, "5.5.6", "5.5.6 Line too long (command lines are limited to 2048 octets)")]
+    d = in_state("MAIL")
+    orcpt = b"ORCPT=rfc822;" + b"a" * 60 + b"@" + b"b" * 400 + b".test"
+    rcpt = b"RCPT TO:<" + b"a" * 60 + b"@mx.test> NOTIFY=SUCCESS,FAILURE,DELAY " + orcpt
+    assert 512 < len(rcpt) + 2 < 1012
+    assert d.cmd(rcpt) == [250]
 
 
 def test_endless_command_line_is_discarded_without_buffering():
@@ -452,7 +460,7 @@ def test_endless_command_line_is_discarded_without_buffering():
     chunk = b"y" * 4096
     for _ in range(256):  # 1 MiB without a line end
         d.feed(chunk)
-        assert len(d.server._buf) <= 4096 + 512  # white box: the input buffer stays bounded
+        assert len(d.server._buf) <= 4096 + smtp.MAX_COMMAND_LINE  # white box: the input buffer stays bounded
     assert d.codes() == []
     d.feed(b"tail\r\nNOOP\r\n")
     assert d.codes() == [500, 250]
@@ -499,7 +507,7 @@ def test_size_at_mail():
     assert d.cmd(b"RSET") == [250]
     for bad in (b"SIZE=", b"SIZE", b"SIZE=1x", b"SIZE=-1", b"BODY=BINARYMIME", b"SMTPUTF8=yes"):
         assert d.cmd(b"MAIL FROM:<a@b.test> " + bad) == [501], bad
-    assert d.cmd(b"MAIL FROM:<a@b.test> ENVID=x") == [555]  # unknown parameter
+    assert d.cmd(b"MAIL FROM:<a@b.test> XYZZY=x") == [555]  # unknown parameter
     assert d.cmd(b"MAIL FROM:<a@b.test> SIZE=99999999999999999999999") == [501]
 
 
@@ -509,7 +517,31 @@ def test_parameters_need_ehlo():
     assert d.cmd(b"MAIL FROM:<a@b.test>") == [250]
     assert d.cmd(b"RCPT TO:<b@mx.test> NOTIFY=NEVER") == [555]
     d = in_state("MAIL")
-    assert d.cmd(b"RCPT TO:<b@mx.test> NOTIFY=NEVER") == [555]  # DSN is not offered
+    assert d.cmd(b"RCPT TO:<b@mx.test> XYZZY=1") == [555]  # not a parameter RCPT takes
+
+
+def test_dsn_parameters_rfc_3461():
+    """MAIL RET/ENVID and RCPT NOTIFY/ORCPT are taken (DSN is offered)
+    and decoded into the events; bad values get 501 5.5.4."""
+    s = smtp.SmtpServer(smtp.ServerParams("mx.test", 10_000))
+    s.greet()
+    s.receive_data(
+        b"EHLO c.test\r\nMAIL FROM:<a@b.test> RET=hdrs ENVID=QQ+2B1\r\n"
+        b"RCPT TO:<b@mx.test> NOTIFY=success,FAILURE ORCPT=rfc822;B+40x@mx.test\r\n"
+        b"RCPT TO:<c@mx.test> NOTIFY=NEVER,DELAY\r\nRCPT TO:<d@mx.test> ORCPT=nonsense\r\n"
+        b"MAIL FROM:<x@b.test> RET=ALL\r\n"
+    )
+    events = []
+    while (e := s.next_event()) is not smtp.NEED_DATA:
+        events.append(e)
+        if isinstance(e, smtp.DECISIONS):
+            s.accept()
+    mail, rcpt = events[1], events[2]
+    assert (mail.dsn.ret, mail.dsn.envid) == ("HDRS", "QQ+1")
+    assert rcpt.dsn.notify == {"SUCCESS", "FAILURE"} and str(rcpt.dsn.orcpt) == "rfc822;B@x@mx.test"
+    assert [e for e in events if isinstance(e, smtp.RcptTo)] == [rcpt]  # the others were refused
+    codes = [line[:9] for line in s.data_to_send().split(b"\r\n") if line[:1] in (b"4", b"5")]
+    assert codes == [b"501 5.5.4", b"501 5.5.4", b"503 5.5.1"], codes
 
 
 @pytest.mark.parametrize("size, code", [(10_000, 250), (10_001, 552), (50_000, 552)])
@@ -750,7 +782,7 @@ CONVERSATION = (
     b"Received: x\r\nSubject: s\r\n\r\n..stuffed\r\n\r\n.\r\n"
     b"MAIL FROM:<>\r\nRCPT TO:<c@mx.test>\r\nDATA\r\n"
     b"evil\n.\r\nMAIL FROM:<x@y.test>\r\n.\r\n"
-    b"NOOP " + b"z" * 600 + b"\r\n"
+    b"NOOP " + b"z" * 2100 + b"\r\n"
     b"VRFY x\r\nBOGUS\r\n\r\nRSET\r\nQUIT\r\n"
 )
 

@@ -173,7 +173,7 @@ def test_render_trace_empty_and_unknown_link():
 def test_render_list():
     out = render_list(
         [
-            TraceSummary(TID, "smtp.transaction", T0, 2 * DAY, 6, True, ("Q1",), "abc@example.org"),
+            TraceSummary(TID, "smtp.transaction", T0, 2 * DAY, 6, True, ("Q1",), "abc@example.org", "bounced"),
             TraceSummary(SESSION_TID, None, T0 - S, 20 * MS, 1, False, (), None),
         ],
         dropped=12,
@@ -185,6 +185,7 @@ def test_render_list():
         "DURATION",
         "SPANS",
         "STATUS",
+        "OUTCOME",
         "QUEUE",
         "ID",
         "ROOT",
@@ -199,6 +200,7 @@ def test_render_list():
         "d",
         "6",
         "ERROR",
+        "bounced",
         "Q1",
         "smtp.transaction",
         "<abc@example.org>",
@@ -212,6 +214,7 @@ def test_render_list():
         "ms",
         "1",
         "ok",
+        "-",
         "-",
         "(root",
         "missing)",
@@ -317,3 +320,21 @@ def test_not_a_database(tmp_path, capsys):
     p.write_bytes(b"this is not sqlite" * 100)
     assert cmd_list(str(p), 20, False) == 2
     assert "cannot read the trace store" in capsys.readouterr().err
+
+
+def test_cmd_list_filters_like_the_web_page(db, capsys):
+    out = io.StringIO()
+    assert cmd_list(db, 20, False, out=out, key="bob@example.org") == 0
+    lines = out.getvalue().splitlines()
+    assert lines[1].split()[0] == TID and lines[-1] == "1 trace"
+    assert "delivered" in lines[1].split()  # the retry two days later delivered it
+    out = io.StringIO()
+    assert cmd_list(db, 20, False, out=out, key="example.org", outcome="deferred") == 0
+    assert out.getvalue().strip() == "no traces"
+    out = io.StringIO()
+    assert cmd_list(db, 20, False, out=out, since="2025-12-31T23:59:59.5", until="2026-01-02") == 0
+    assert [l.split()[0] for l in out.getvalue().splitlines()[1:-1]] == [TID]
+    assert cmd_list(db, 20, False, since="yesterday-ish") == 2
+    assert cmd_list(db, 20, False, outcome="lost") == 2
+    err = capsys.readouterr().err
+    assert '"yesterday-ish" is not a time' in err and 'outcome "lost" is not one of' in err

@@ -14,7 +14,8 @@ import sys
 from typing import TextIO
 
 from estafeta.store.spans import SpanStore, StoreMissing
-from estafeta.tracing.viewer.render import render_list, render_trace
+from estafeta.store.tracesearch import OUTCOMES
+from estafeta.tracing.viewer.render import parse_time, render_list, render_trace
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_NO_STORE = 0, 1, 2
 
@@ -30,18 +31,50 @@ def _open(db_path: str, err: TextIO) -> SpanStore | None:
 
 
 def cmd_list(
-    db_path: str, limit: int = 20, errors_only: bool = False, out: TextIO | None = None, err: TextIO | None = None
+    db_path: str,
+    limit: int = 20,
+    errors_only: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    *,
+    key: str = "",
+    since: str = "",
+    until: str = "",
+    outcome: str = "",
 ) -> int:
-    """Print the newest ``limit`` traces, one a line (only failed ones with
-    ``errors_only``), and the daemon's span drop counter. Exit status as
-    above; an empty store prints "no traces" and returns 0."""
+    """Print the newest ``limit`` traces, one a line, and the daemon's span
+    drop counter; filtered like the web page's search (SpanStore.search):
+    ``key`` a queue id, Message-ID, address, domain, client IP or trace
+    id; ``since``/``until`` times as render.parse_time reads them;
+    ``outcome``; ``errors_only``. Exit status as above, 2 also for a bad
+    filter (message on stderr); nothing found prints "no traces" and
+    returns 0."""
     out = out or sys.stdout
     err = err or sys.stderr
+    try:
+        since_ns = parse_time(since) if since else None
+        until_ns = parse_time(until) if until else None
+        if outcome and outcome not in OUTCOMES:
+            raise ValueError(f'outcome "{outcome}" is not one of {", ".join(OUTCOMES)}')
+    except ValueError as e:
+        err.write(f"estafeta: {e}\n")
+        return EXIT_NO_STORE
     store = _open(db_path, err)
     if store is None:
         return EXIT_NO_STORE
     try:
-        out.write(render_list(store.list_traces(limit, errors_only), dropped=store.dropped()))
+        if key or since_ns is not None or until_ns is not None or outcome:
+            found = store.search(
+                key,
+                since_ns=since_ns,
+                until_ns=until_ns,
+                outcome=outcome or None,
+                errors_only=errors_only,
+                limit=limit,
+            )
+        else:
+            found = store.list_traces(limit, errors_only)
+        out.write(render_list(found, dropped=store.dropped()))
     except sqlite3.Error as e:
         err.write(f"estafeta: cannot read the trace store {db_path}: {e}\n")
         return EXIT_NO_STORE

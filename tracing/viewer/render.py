@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from estafeta.store.spans import SpanRow, TraceSummary
@@ -47,6 +49,15 @@ KEY_ATTRIBUTES = (
     "server.address",
     "server.port",
     "estafeta.mailbox",
+    "estafeta.destination",
+    "estafeta.mx.hosts",
+    "dns.question.name",
+    "dns.response_code",
+    "dns.answers",
+    "tls.protocol.version",
+    "tls.cipher",
+    "estafeta.tls.verified",
+    "estafeta.outcome",
     "estafeta.next_attempt_in_s",
     "error.type",
 )
@@ -98,7 +109,7 @@ def _details(attrs: Mapping, *, all_attributes: bool) -> str:
     return " ".join(f"{k}={_value(attrs[k])}" for k in keys)
 
 
-def _tree(spans: Sequence[SpanRow]) -> list[tuple[int, SpanRow, bool, bool]]:
+def span_tree(spans: Sequence[SpanRow]) -> list[tuple[int, SpanRow, bool, bool]]:
     """(depth, span, orphan, under_orphan) in tree order: children under
     their parent, siblings by start time; spans whose parent is not in the
     trace (lost in a crash, or trimmed) come out at depth 0 with orphan=True,
@@ -178,7 +189,7 @@ def render_trace(
     # Rows: (name cell, start, duration, status, timeline, details).
     rows: list[tuple[str, str, str, str, str, str]] = []
     blank_timeline = " " * (TIMELINE_WIDTH + 2)
-    for depth, s, orphan, under_orphan in _tree(spans):
+    for depth, s, orphan, under_orphan in span_tree(spans):
         # An orphan's "! " mark shifts its subtree right by 2 to stay nested.
         pad = "  " * (depth + under_orphan)
         name = ("! " if orphan else "") + pad + s.name
@@ -233,7 +244,8 @@ def render_trace(
 
 def render_list(summaries: Sequence[TraceSummary], *, dropped: int = 0) -> str:
     """Traces one per line, like mailq: trace id, start (UTC), duration, span
-    count, status (ERROR if any span failed), queue id(s), root span name,
+    count, status (ERROR if any span failed), outcome (delivered, deferred,
+    bounced, refused, quarantined; "-" none yet), queue id(s), root span name,
     Message-ID; then a count line, with the store's drop counter when not 0."""
     lines = []
     if summaries:
@@ -244,13 +256,14 @@ def render_list(summaries: Sequence[TraceSummary], *, dropped: int = 0) -> str:
                 format_duration(t.duration_ns),
                 str(t.span_count),
                 "ERROR" if t.has_error else "ok",
+                t.outcome or "-",
                 ",".join(t.queue_ids) or "-",
                 t.root_name or "(root missing)",
                 f"<{t.message_id}>" if t.message_id else "-",
             )
             for t in summaries
         ]
-        heads = ("TRACE ID", "START", "DURATION", "SPANS", "STATUS", "QUEUE ID", "ROOT", "MESSAGE-ID")
+        heads = ("TRACE ID", "START", "DURATION", "SPANS", "STATUS", "OUTCOME", "QUEUE ID", "ROOT", "MESSAGE-ID")
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
         for r in [heads, *rows]:
             lines.append("  ".join(f"{v:<{w}}" for v, w in zip(r, widths, strict=True)).rstrip())
@@ -259,3 +272,31 @@ def render_list(summaries: Sequence[TraceSummary], *, dropped: int = 0) -> str:
     if dropped:
         lines[-1] += f"; {dropped} spans dropped by the daemon (span buffer full or store write failed)"
     return "\n".join(lines) + "\n"
+
+
+_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)", re.IGNORECASE)
+_UNIT_S = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_time(text: str, now: float | None = None) -> int:
+    """A time for the search's since/until, as ns since the epoch: an ISO
+    date or date-time ("2026-11-22", "2026-11-22T14:50", "2026-11-22
+    14:50:01", UTC unless it says otherwise, e.g. "+01:00"), Unix seconds
+    ("1795000000"), or an age ("90m", "2h", "3d", "1w": that long before
+    `now`). Raises ValueError with a readable reason."""
+    t = text.strip()
+    m = _RELATIVE.fullmatch(t)
+    if m:
+        now = time.time() if now is None else now
+        return int((now - float(m.group(1)) * _UNIT_S[m.group(2).lower()]) * _NS_PER_S)
+    if re.fullmatch(r"\d{9,11}(\.\d+)?", t):
+        return int(float(t) * _NS_PER_S)
+    try:
+        d = datetime.datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f'"{text}" is not a time: give 2026-11-22, 2026-11-22T14:50, Unix seconds, or an age like 2h or 3d'
+        ) from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=datetime.UTC)
+    return int(d.timestamp()) * _NS_PER_S + d.microsecond * 1000

@@ -1,0 +1,1 @@
+"""The monitoring web page (app.py), its waterfall layout and queue view."""
