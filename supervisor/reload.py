@@ -52,6 +52,11 @@ class Reloader:
     def names(self) -> list[str]:
         return [n for n, _ in self._steps]
 
+    def step(self, name: str) -> Callable[[], str] | None:
+        """The step registered as `name` (e.g. the ConfigReload, to add an
+        on_config hook), or None."""
+        return next((s for n, s in self._steps if n == name), None)
+
     def reload(self) -> list[tuple[str, bool, str]]:
         """Run every step now; returns (name, ok, note or error) each."""
         out = []

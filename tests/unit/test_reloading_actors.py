@@ -68,6 +68,7 @@ def test_certificate_watcher_and_the_reloader(tmp_path):
         ca.issue(["mx.test"]).install_certbot(certs, "mx.test")
         assert reloader.reload()[0] == ("certificates", True, "certificates")
         assert store.context is not first
+        assert reloader.step("absent") is not None and reloader.step("nothing") is None
         reloader.register("boom", lambda: 1 / 0)
         assert reloader.reload()[-1][:2] == ("boom", False)  # logged; the others ran
     finally:
