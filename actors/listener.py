@@ -43,6 +43,20 @@ class ListenError(Exception):
     """The address cannot be bound (in use, not local, no permission)."""
 
 
+#: Sockets bound before the daemon dropped its privileges
+#: (supervisor/privileges.py), by (host, port): open_listening_socket hands
+#: out a duplicate of one, so a restarted Listener finds it again.
+PREBOUND: dict[tuple[str, int], socket.socket] = {}
+
+
+def adopt_socket(fd: int) -> socket.socket:
+    """A listening socket inherited as file descriptor `fd` (a serving
+    process's, bound by the daemon), as a non-blocking stdlib socket."""
+    sock = _StdSocket(fileno=fd)
+    sock.setblocking(False)
+    return sock
+
+
 def open_listening_socket(addr: ListenAddress, reuse_port: bool = False) -> socket.socket:
     """Bind and listen on `addr`: a non-blocking stdlib socket (never block
     on it from the hub: wait for it to be readable first). Raises
@@ -51,7 +65,15 @@ def open_listening_socket(addr: ListenAddress, reuse_port: bool = False) -> sock
     `reuse_port`: SO_REUSEPORT, so that the daemon's serving processes
     (Config.processes) each listen on the address and the kernel spreads
     the connections over them. Only then: otherwise a second daemon on the
-    same port would start without noticing."""
+    same port would start without noticing.
+
+    An address in PREBOUND gets a duplicate of that socket instead (bound
+    while the daemon was root, supervisor/privileges.py)."""
+    prebound = PREBOUND.get((addr.host, addr.port))
+    if prebound is not None:
+        dup = prebound.dup()
+        dup.setblocking(False)
+        return dup
     family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
     try:
         infos = socket.getaddrinfo(addr.host, addr.port, family, socket.SOCK_STREAM)

@@ -15,7 +15,7 @@ TEXT: LogFormat
 JSON: LogFormat
 
 class Config(_message.Message):
-    __slots__ = ("hostname", "data_dir", "smtp_address", "max_data_size_bytes", "max_recipients", "local_domain", "max_queue_items", "max_queue_bytes", "chaos", "max_connections", "idle_timeout_seconds", "data_timeout_seconds", "max_errors", "shutdown_timeout_seconds", "tracing", "retry", "local_delivery_concurrency", "quarantine_after_crashes", "log_level", "processes", "queue_sweep_seconds", "resolver", "dns", "relay_network", "remote_smtp_port", "transport", "route", "outbound", "dsn", "checks", "dkim_signing", "srs", "http_address", "http_token_file", "log_format")
+    __slots__ = ("hostname", "data_dir", "smtp_address", "max_data_size_bytes", "max_recipients", "local_domain", "max_queue_items", "max_queue_bytes", "chaos", "max_connections", "idle_timeout_seconds", "data_timeout_seconds", "max_errors", "shutdown_timeout_seconds", "tracing", "retry", "local_delivery_concurrency", "quarantine_after_crashes", "log_level", "processes", "queue_sweep_seconds", "resolver", "dns", "relay_network", "remote_smtp_port", "transport", "route", "outbound", "dsn", "listener", "tls", "users_dir", "aliases_dir", "suffix_separators", "drop_characters", "limits", "user", "group", "directory_poll_seconds", "maildrop_poll_seconds", "auth", "checks", "dkim_signing", "srs", "http_address", "http_token_file", "log_format")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     DATA_DIR_FIELD_NUMBER: _ClassVar[int]
     SMTP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,18 @@ class Config(_message.Message):
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     OUTBOUND_FIELD_NUMBER: _ClassVar[int]
     DSN_FIELD_NUMBER: _ClassVar[int]
+    LISTENER_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
+    USERS_DIR_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_DIR_FIELD_NUMBER: _ClassVar[int]
+    SUFFIX_SEPARATORS_FIELD_NUMBER: _ClassVar[int]
+    DROP_CHARACTERS_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_POLL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAILDROP_POLL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
     CHECKS_FIELD_NUMBER: _ClassVar[int]
     DKIM_SIGNING_FIELD_NUMBER: _ClassVar[int]
     SRS_FIELD_NUMBER: _ClassVar[int]
@@ -80,13 +92,25 @@ class Config(_message.Message):
     route: _containers.RepeatedCompositeFieldContainer[RouteRule]
     outbound: Outbound
     dsn: Dsn
+    listener: _containers.RepeatedCompositeFieldContainer[Listener]
+    tls: Tls
+    users_dir: str
+    aliases_dir: str
+    suffix_separators: str
+    drop_characters: str
+    limits: Limits
+    user: str
+    group: str
+    directory_poll_seconds: float
+    maildrop_poll_seconds: float
+    auth: Auth
     checks: Checks
     dkim_signing: DkimSigning
     srs: Srs
     http_address: str
     http_token_file: str
     log_format: LogFormat
-    def __init__(self, hostname: _Optional[str] = ..., data_dir: _Optional[str] = ..., smtp_address: _Optional[_Iterable[str]] = ..., max_data_size_bytes: _Optional[int] = ..., max_recipients: _Optional[int] = ..., local_domain: _Optional[_Iterable[_Union[LocalDomain, _Mapping]]] = ..., max_queue_items: _Optional[int] = ..., max_queue_bytes: _Optional[int] = ..., chaos: _Optional[_Union[Chaos, _Mapping]] = ..., max_connections: _Optional[int] = ..., idle_timeout_seconds: _Optional[float] = ..., data_timeout_seconds: _Optional[float] = ..., max_errors: _Optional[int] = ..., shutdown_timeout_seconds: _Optional[float] = ..., tracing: _Optional[_Union[Tracing, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., local_delivery_concurrency: _Optional[int] = ..., quarantine_after_crashes: _Optional[int] = ..., log_level: _Optional[str] = ..., processes: _Optional[int] = ..., queue_sweep_seconds: _Optional[float] = ..., resolver: _Optional[_Iterable[str]] = ..., dns: _Optional[_Union[Dns, _Mapping]] = ..., relay_network: _Optional[_Iterable[str]] = ..., remote_smtp_port: _Optional[int] = ..., transport: _Optional[_Iterable[_Union[Transport, _Mapping]]] = ..., route: _Optional[_Iterable[_Union[RouteRule, _Mapping]]] = ..., outbound: _Optional[_Union[Outbound, _Mapping]] = ..., dsn: _Optional[_Union[Dsn, _Mapping]] = ..., checks: _Optional[_Union[Checks, _Mapping]] = ..., dkim_signing: _Optional[_Union[DkimSigning, _Mapping]] = ..., srs: _Optional[_Union[Srs, _Mapping]] = ..., http_address: _Optional[str] = ..., http_token_file: _Optional[str] = ..., log_format: _Optional[_Union[LogFormat, str]] = ...) -> None: ...
+    def __init__(self, hostname: _Optional[str] = ..., data_dir: _Optional[str] = ..., smtp_address: _Optional[_Iterable[str]] = ..., max_data_size_bytes: _Optional[int] = ..., max_recipients: _Optional[int] = ..., local_domain: _Optional[_Iterable[_Union[LocalDomain, _Mapping]]] = ..., max_queue_items: _Optional[int] = ..., max_queue_bytes: _Optional[int] = ..., chaos: _Optional[_Union[Chaos, _Mapping]] = ..., max_connections: _Optional[int] = ..., idle_timeout_seconds: _Optional[float] = ..., data_timeout_seconds: _Optional[float] = ..., max_errors: _Optional[int] = ..., shutdown_timeout_seconds: _Optional[float] = ..., tracing: _Optional[_Union[Tracing, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., local_delivery_concurrency: _Optional[int] = ..., quarantine_after_crashes: _Optional[int] = ..., log_level: _Optional[str] = ..., processes: _Optional[int] = ..., queue_sweep_seconds: _Optional[float] = ..., resolver: _Optional[_Iterable[str]] = ..., dns: _Optional[_Union[Dns, _Mapping]] = ..., relay_network: _Optional[_Iterable[str]] = ..., remote_smtp_port: _Optional[int] = ..., transport: _Optional[_Iterable[_Union[Transport, _Mapping]]] = ..., route: _Optional[_Iterable[_Union[RouteRule, _Mapping]]] = ..., outbound: _Optional[_Union[Outbound, _Mapping]] = ..., dsn: _Optional[_Union[Dsn, _Mapping]] = ..., listener: _Optional[_Iterable[_Union[Listener, _Mapping]]] = ..., tls: _Optional[_Union[Tls, _Mapping]] = ..., users_dir: _Optional[str] = ..., aliases_dir: _Optional[str] = ..., suffix_separators: _Optional[str] = ..., drop_characters: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., user: _Optional[str] = ..., group: _Optional[str] = ..., directory_poll_seconds: _Optional[float] = ..., maildrop_poll_seconds: _Optional[float] = ..., auth: _Optional[_Union[Auth, _Mapping]] = ..., checks: _Optional[_Union[Checks, _Mapping]] = ..., dkim_signing: _Optional[_Union[DkimSigning, _Mapping]] = ..., srs: _Optional[_Union[Srs, _Mapping]] = ..., http_address: _Optional[str] = ..., http_token_file: _Optional[str] = ..., log_format: _Optional[_Union[LogFormat, str]] = ...) -> None: ...
 
 class Transport(_message.Message):
     __slots__ = ("name", "smarthost", "lmtp", "mda")
@@ -315,3 +339,57 @@ class Srs(_message.Message):
     hash_length: int
     max_age_days: int
     def __init__(self, enabled: _Optional[bool] = ..., domain: _Optional[str] = ..., hash_length: _Optional[int] = ..., max_age_days: _Optional[int] = ...) -> None: ...
+
+class Listener(_message.Message):
+    __slots__ = ("address", "mode")
+    class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        SMTP: _ClassVar[Listener.Mode]
+        SUBMISSION: _ClassVar[Listener.Mode]
+        SUBMISSIONS: _ClassVar[Listener.Mode]
+    SMTP: Listener.Mode
+    SUBMISSION: Listener.Mode
+    SUBMISSIONS: Listener.Mode
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    mode: Listener.Mode
+    def __init__(self, address: _Optional[str] = ..., mode: _Optional[_Union[Listener.Mode, str]] = ...) -> None: ...
+
+class Tls(_message.Message):
+    __slots__ = ("cert_dir", "self_signed", "reload_poll_seconds")
+    CERT_DIR_FIELD_NUMBER: _ClassVar[int]
+    SELF_SIGNED_FIELD_NUMBER: _ClassVar[int]
+    RELOAD_POLL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    cert_dir: str
+    self_signed: bool
+    reload_poll_seconds: float
+    def __init__(self, cert_dir: _Optional[str] = ..., self_signed: _Optional[bool] = ..., reload_poll_seconds: _Optional[float] = ...) -> None: ...
+
+class Limits(_message.Message):
+    __slots__ = ("connections_per_minute", "connections_at_once", "auth_failures_per_minute", "auth_failures_per_day", "auth_failures_before_delay", "auth_failure_delay_seconds", "messages_per_user_hour", "recipients_per_user_hour", "exempt_loopback")
+    CONNECTIONS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_AT_ONCE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FAILURES_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FAILURES_PER_DAY_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FAILURES_BEFORE_DELAY_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FAILURE_DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_PER_USER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENTS_PER_USER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    EXEMPT_LOOPBACK_FIELD_NUMBER: _ClassVar[int]
+    connections_per_minute: _containers.RepeatedScalarFieldContainer[int]
+    connections_at_once: _containers.RepeatedScalarFieldContainer[int]
+    auth_failures_per_minute: _containers.RepeatedScalarFieldContainer[int]
+    auth_failures_per_day: _containers.RepeatedScalarFieldContainer[int]
+    auth_failures_before_delay: int
+    auth_failure_delay_seconds: float
+    messages_per_user_hour: int
+    recipients_per_user_hour: int
+    exempt_loopback: bool
+    def __init__(self, connections_per_minute: _Optional[_Iterable[int]] = ..., connections_at_once: _Optional[_Iterable[int]] = ..., auth_failures_per_minute: _Optional[_Iterable[int]] = ..., auth_failures_per_day: _Optional[_Iterable[int]] = ..., auth_failures_before_delay: _Optional[int] = ..., auth_failure_delay_seconds: _Optional[float] = ..., messages_per_user_hour: _Optional[int] = ..., recipients_per_user_hour: _Optional[int] = ..., exempt_loopback: _Optional[bool] = ...) -> None: ...
+
+class Auth(_message.Message):
+    __slots__ = ("mechanism",)
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    mechanism: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, mechanism: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -5,6 +5,8 @@
     estafeta queue list | dump [ID ...] | show ID | flush [ID ...] | hold|release|delete ID ... [--bounce]
     estafeta traces list [KEY] [--since T] [--until T] [--outcome O] [--errors] [--limit N] | show KEY
     estafeta dkim keygen DOMAIN [--selector S] [--algorithm A] | check DOMAIN
+    estafeta user add|passwd|remove|list ... ; estafeta alias resolve ADDRESS  (supervisor/usercli.py)
+    estafeta sendmail [sendmail options] [RECIPIENT ...]                       (supervisor/sendmail.py)
 
 gevent's monkey patching comes first, before anything imports threading,
 ssl or pykka (DESIGN.md, "Known hazards"). Errors are one line on stderr
@@ -27,14 +29,27 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="overrides the config's data_dir")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"estafeta {version('estafeta')}"
+    except PackageNotFoundError:
+        return "estafeta (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from estafeta.supervisor import usercli
+
     ap = argparse.ArgumentParser(prog="estafeta", description="estafeta mail transfer agent")
+    ap.add_argument("--version", action="version", version=_version())
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the daemon (SMTP on 127.0.0.1:2525 by default)")
     _common(p)
     # Internal: serving process I of N, started by the daemon PID (Config on stdin).
     p.add_argument("--process", metavar="I/N/PID", help=argparse.SUPPRESS)
     p.add_argument("--gauge-fd", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--listen-fds", help=argparse.SUPPRESS)
     p = sub.add_parser("config", help="print or check configuration")
     csub = p.add_subparsers(dest="action", required=True)
     csub.add_parser("defaults", help="print the whole default configuration")
@@ -79,10 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
     from estafeta.supervisor import dkimcli
 
     dkimcli.add_parser(sub, _common)
+    usercli.add_parsers(sub, _common)
+    sub.add_parser("sendmail", help="sendmail-compatible submission (estafeta sendmail -t < message)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # sendmail's command line is its own (-oi, -t, -f addr): not argparse's.
+    if os.path.basename(sys.argv[0]) == "sendmail" or argv[:1] == ["sendmail"]:
+        from estafeta.supervisor import sendmail
+
+        return sendmail.main(argv[1:] if argv[:1] == ["sendmail"] else argv)
+    if argv[:1] == ["serve"]:
+        import signal
+
+        # Until the daemon's reload handler is in place, SIGHUP must not kill it.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
@@ -106,12 +134,16 @@ def _run(args) -> int:
     if args.command == "serve" and getattr(args, "process", None):
         from estafeta.supervisor.daemon import serve_child
 
-        return serve_child(args.process, args.gauge_fd)
+        return serve_child(args.process, args.gauge_fd, args.listen_fds)
     cfg = load_config(args.config, args.data_dir)
     if args.command == "serve":
         from estafeta.supervisor.daemon import serve
 
-        return serve(cfg)
+        return serve(cfg, config_path=args.config)
+    if args.command in ("user", "alias"):
+        from estafeta.supervisor import usercli
+
+        return usercli.run(args, cfg)
     data_dir = os.path.abspath(cfg.data_dir)
     if args.command == "dkim":
         from estafeta.supervisor import dkimcli

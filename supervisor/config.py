@@ -24,6 +24,21 @@ from estafeta.proto import config_pb2
 #: The defaults of repeated fields, which proto2 cannot express in the .proto.
 DEFAULT_SMTP_ADDRESS = ("127.0.0.1:2525",)
 DEFAULT_LOCAL_DOMAINS = ("localhost",)
+#: Zero configuration (no smtp_address, no listener in the file): these
+#: submission listeners besides DEFAULT_SMTP_ADDRESS, on loopback high ports.
+DEFAULT_SUBMISSION_LISTENERS = (
+    ("127.0.0.1:2587", config_pb2.Listener.SUBMISSION),
+    ("127.0.0.1:2465", config_pb2.Listener.SUBMISSIONS),
+)
+#: Limits' per-level lists (mox's smtpserver and mox-/limitauth.go numbers).
+DEFAULT_LIMITS = {
+    "connections_per_minute": (300, 900, 2700),
+    "connections_at_once": (30, 90, 270),
+    "auth_failures_per_minute": (10, 30, 90),
+    "auth_failures_per_day": (50, 150, 450),
+}
+#: SASL mechanisms estafeta implements (actors/auth), in the default order.
+AUTH_MECHANISMS = ("SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "LOGIN")
 
 #: Actor classes that `chaos { crash { actor: ... } }` may name.
 CHAOS_ACTORS = frozenset(
@@ -74,6 +89,56 @@ def parse_listen_address(text: str) -> ListenAddress:
     return ListenAddress(host, port)
 
 
+def check_domain(name: str) -> str:
+    """dns_domain(name) that is also a host name (RFC 1123 §2.1: letters,
+    digits and hyphens; no underscore), as the hostname and local domains
+    must be: "not a host name" and "exa mple" are refused. Raises
+    ValueError with a readable reason."""
+    norm = dns_domain(name)
+    if "_" in norm:
+        raise ValueError(f'"{name}" is not a host name (no underscores, RFC 1123 §2.1)')
+    return norm
+
+
+@dataclass(frozen=True)
+class ListenerSpec:
+    """One listening address and its mode (Config.smtp_address entries are
+    SMTP listeners; Config.listener entries carry their own mode).
+
+    name: "smtp", "submission", "submissions" when the mode has one address,
+    else "<mode>.<address>" (the registry names "listener.<name>",
+    "sessions.<name>"); text: the address as written; mode: a
+    config_pb2.Listener.Mode value."""
+
+    name: str
+    text: str
+    address: ListenAddress
+    mode: int
+
+
+_MODE_NAMES = {
+    config_pb2.Listener.SMTP: "smtp",
+    config_pb2.Listener.SUBMISSION: "submission",
+    config_pb2.Listener.SUBMISSIONS: "submissions",
+}
+
+
+def listener_specs(cfg: config_pb2.Config) -> list[ListenerSpec]:
+    """Every listener of `cfg`: smtp_address first (SMTP), then listener
+    entries, in file order. Raises ValueError for a bad address."""
+    pairs = [(a, config_pb2.Listener.SMTP) for a in cfg.smtp_address]
+    pairs += [(entry.address, entry.mode) for entry in cfg.listener]
+    per_mode: dict[int, int] = {}
+    for _, mode in pairs:
+        per_mode[mode] = per_mode.get(mode, 0) + 1
+    out = []
+    for text, mode in pairs:
+        base = _MODE_NAMES[mode]
+        name = base if per_mode[mode] == 1 else f"{base}.{text}"
+        out.append(ListenerSpec(name, text, parse_listen_address(text), mode))
+    return out
+
+
 def parse_resolver_address(text: str) -> ListenAddress:
     """Parse one Config.resolver entry: "127.0.0.1:53" or "[::1]:53" (the
     host must be an IP address: a resolver's name would need a resolver).
@@ -115,11 +180,21 @@ def _fill_defaults(msg) -> None:
 
 def apply_defaults(cfg: config_pb2.Config) -> config_pb2.Config:
     """Fill what the .proto cannot default: hostname (the OS's), the
-    repeated smtp_address and local_domain; returns cfg."""
+    repeated smtp_address (and, with no listener either, the zero-config
+    submission listeners), local_domain, the Limits lists and the AUTH
+    mechanisms; returns cfg."""
     if not cfg.HasField("hostname") or not cfg.hostname:
         cfg.hostname = socket.getfqdn() or "localhost"
-    if not cfg.smtp_address:
+    if not cfg.smtp_address and not cfg.listener:
         cfg.smtp_address.extend(DEFAULT_SMTP_ADDRESS)
+        for address, mode in DEFAULT_SUBMISSION_LISTENERS:
+            cfg.listener.add(address=address, mode=mode)
+    for name, levels in DEFAULT_LIMITS.items():
+        values = getattr(cfg.limits, name)
+        if not values:
+            values.extend(levels)
+    if not cfg.auth.mechanism:
+        cfg.auth.mechanism.extend(AUTH_MECHANISMS)
     if not cfg.local_domain:
         for name in DEFAULT_LOCAL_DOMAINS:
             cfg.local_domain.add(name=name)
@@ -158,17 +233,26 @@ def _check(cfg: config_pb2.Config, where: str, text: str) -> None:
         loc = f"{where}:{line}" if line else where
         raise ConfigError(f"{loc}: {field}: {why}")
 
+    if not cfg.hostname.strip():
+        fail("hostname", None, "must not be empty")
+    try:
+        check_domain(cfg.hostname)
+    except ValueError as e:
+        fail("hostname", cfg.hostname, str(e))
+    if not cfg.data_dir.strip():
+        fail("data_dir", None, "must not be empty (a directory path)")
     for addr in cfg.smtp_address:
         try:
             parse_listen_address(addr)
         except ValueError as e:
             fail("smtp_address", addr, str(e))
+    _check_users(cfg, fail)
     seen = set()
     for d in cfg.local_domain:
         if not d.name:
             fail("local_domain", None, "every local_domain needs a name")
         try:
-            norm = normalize_domain(d.name)
+            norm = check_domain(d.name)
         except ValueError as e:
             fail("name", d.name, str(e))
         if norm in seen:
@@ -293,6 +377,68 @@ def _check_dns(cfg: config_pb2.Config, fail) -> None:
     # RFC 9520 §3.2: a resolution failure is cached at most 5 minutes.
     if not 0 <= d.failure_ttl_seconds <= 300:
         fail("failure_ttl_seconds", None, f"must be between 0 and 300, not {d.failure_ttl_seconds}")
+
+
+def _check_users(cfg: config_pb2.Config, fail) -> None:
+    """Semantic checks of the fields 50-69 (listeners, TLS, users, aliases,
+    limits, AUTH, privileges); `fail(field, value, why)` raises."""
+    bound: dict[tuple[str, int], str] = {}
+    for entry in cfg.listener:
+        if not entry.address:
+            fail("listener", None, "every listener needs an address")
+        try:
+            parse_listen_address(entry.address)
+        except ValueError as e:
+            fail("address", entry.address, str(e))
+    for spec in listener_specs(cfg):
+        key = (spec.address.host, spec.address.port)
+        if key in bound:
+            fail(
+                "address" if spec.text not in cfg.smtp_address else "smtp_address",
+                spec.text,
+                f"{spec.text} is listed twice (as {bound[key]} and {spec.name})",
+            )
+        bound[key] = spec.name
+    for name in ("directory_poll_seconds", "maildrop_poll_seconds"):
+        if getattr(cfg, name) <= 0:
+            fail(name, None, f"must be greater than 0, not {getattr(cfg, name)}")
+    if cfg.tls.reload_poll_seconds <= 0:
+        fail("reload_poll_seconds", None, f"must be greater than 0, not {cfg.tls.reload_poll_seconds}")
+    if cfg.tls.cert_dir and not os.path.isdir(cfg.tls.cert_dir):
+        fail("cert_dir", cfg.tls.cert_dir, f'"{cfg.tls.cert_dir}" is not a directory')
+    both = set(cfg.suffix_separators) & set(cfg.drop_characters)
+    if both:
+        name = "drop_characters" if cfg.HasField("drop_characters") else "suffix_separators"
+        fail(name, None, f"{''.join(sorted(both))!r} is both a drop character and a suffix separator")
+    for chars, field in ((cfg.suffix_separators, "suffix_separators"), (cfg.drop_characters, "drop_characters")):
+        bad = [c for c in chars if c in '@"\\ ' or not c.isprintable() or not c.isascii()]
+        if bad:
+            fail(field, None, f"{bad[0]!r} cannot be used (printable ASCII other than @, quote, backslash, space)")
+    for name in DEFAULT_LIMITS:
+        values = getattr(cfg.limits, name)
+        if len(values) != 3:
+            fail(name, None, f"needs 3 numbers (the /32, /26, /21 and /64, /48, /32 levels), not {len(values)}")
+    if cfg.limits.auth_failure_delay_seconds < 0:
+        fail("auth_failure_delay_seconds", None, "must not be negative")
+    for mech in cfg.auth.mechanism:
+        if mech.upper() not in AUTH_MECHANISMS:
+            fail("mechanism", mech, f'unknown SASL mechanism "{mech}" (one of: {", ".join(AUTH_MECHANISMS)})')
+    if cfg.group and not cfg.user:
+        fail("group", cfg.group, "needs `user` too")
+    if cfg.user:
+        import pwd
+
+        try:
+            pwd.getpwuid(int(cfg.user)) if cfg.user.isdigit() else pwd.getpwnam(cfg.user)
+        except (KeyError, OverflowError):
+            fail("user", cfg.user, f'no such user "{cfg.user}"')
+    if cfg.group:
+        import grp
+
+        try:
+            grp.getgrgid(int(cfg.group)) if cfg.group.isdigit() else grp.getgrnam(cfg.group)
+        except (KeyError, OverflowError):
+            fail("group", cfg.group, f'no such group "{cfg.group}"')
 
 
 #: Most serving processes (Config.processes): a queue id names its process

@@ -4,7 +4,13 @@ Signals: the first SIGTERM or SIGINT stops accepting, lets open sessions
 finish (Config.shutdown_timeout_seconds), lets queue items finish their
 current attempt, flushes spans and exits 0. A second signal exits at once
 (status 128 + signal number). Neither loses accepted mail: every message
-was fsync'd before its 250, and deliveries are idempotent.
+was fsync'd before its 250, and deliveries are idempotent. SIGHUP reloads
+what can be reloaded (supervisor/reload.py: users, aliases, certificates,
+the config file) in every serving process, and never stops the daemon.
+
+Privileges: started as root with Config.user, the daemon binds its
+listening sockets, hands the data directory to the user and drops to it
+before anything else starts (supervisor/privileges.py).
 
 Exit status: 0 after a requested stop; 1 if the root supervisor gave up
 (a child exceeded its restart intensity) or start-up failed (the reason is
@@ -29,12 +35,14 @@ from estafeta.proto import config_pb2, supervision_pb2
 from estafeta.store.blocking import configure_threadpool
 from estafeta.store.disk_client import DiskChannel
 from estafeta.store.queue import QueueStore
-from estafeta.supervisor import chaos, metrics, registry
+from estafeta.supervisor import chaos, metrics, privileges, registry
+from estafeta.supervisor import processes as serving_processes
 from estafeta.supervisor.app import Paths, build_tree
-from estafeta.supervisor.config import parse_listen_address, process_count
+from estafeta.supervisor.config import listener_specs, parse_listen_address, process_count
 from estafeta.supervisor.log import setup_logging
 from estafeta.supervisor.osproc import die_with_parent
 from estafeta.supervisor.processes import signal_all
+from estafeta.supervisor.reload import ConfigReload, Reloader, ask_reload
 from estafeta.supervisor.tree import Supervisor
 from estafeta.tracing.setup import setup_tracing
 
@@ -70,9 +78,9 @@ def _preflight(cfg: config_pb2.Config, paths: Paths, store: QueueStore) -> None:
             os.makedirs(d, mode=0o700, exist_ok=True)
         except OSError as e:
             raise StartupError(f"cannot create {d}: {e.strerror}") from None
-    for addr in cfg.smtp_address:
+    for spec in listener_specs(cfg):
         try:
-            open_listening_socket(parse_listen_address(addr)).close()
+            open_listening_socket(spec.address).close()
         except ListenError as e:
             raise StartupError(str(e)) from None
     if cfg.http_address:
@@ -112,14 +120,63 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
-def serve(cfg: config_pb2.Config, process: int = 0, gauge_fd: int | None = None) -> int:
+def _become_user(cfg: config_pb2.Config, paths: Paths, processes_n: int) -> None:
+    """Config.user: as root, bind the listeners, hand the data directory
+    over and drop privileges (supervisor/privileges.py); not root: only a
+    warning unless already that user. Raises StartupError."""
+    try:
+        who = privileges.identity(cfg)
+    except privileges.PrivilegeError as e:
+        raise StartupError(str(e)) from None
+    if who is None:
+        return
+    if os.geteuid() != 0:
+        if os.geteuid() != who.uid:
+            log.warning("not root: running as uid=%d, not as user=%s", os.geteuid(), who.name)
+        return
+    try:
+        serving_processes.CHILD_SOCKETS = privileges.prebind(cfg, processes_n)
+        changed = privileges.hand_over(paths.data_dir, who)
+        privileges.drop(who)
+    except (ListenError, privileges.PrivilegeError) as e:
+        raise StartupError(str(e)) from None
+    except OSError as e:
+        raise StartupError(f"cannot hand {paths.data_dir} to {who.name}: {e}") from None
+    if changed:
+        log.info("data directory handed to user=%s entries=%d", who.name, changed)
+
+
+def _reloader(cfg: config_pb2.Config, process: int, config_path: str | None) -> Reloader:
+    """The SIGHUP steps of this serving process (supervisor/reload.py)."""
+    reloader = Reloader()
+    reloader.register("directory", ask_reload("directory"))
+    reloader.register("certificates", ask_reload("certificates"))
+    if process == 0 and config_path:
+        reloader.register("config", ConfigReload(os.path.abspath(config_path), cfg))
+    return reloader
+
+
+#: This process's SIGHUP steps, for the application to add its own
+#: (RELOADER.register(name, step)); set by serve().
+RELOADER: Reloader | None = None
+
+
+def serve(
+    cfg: config_pb2.Config,
+    process: int = 0,
+    gauge_fd: int | None = None,
+    config_path: str | None = None,
+) -> int:
     """Run the daemon until signalled; returns the exit status.
 
     `process`: which serving process this is (Config.processes). 0 is the
     daemon itself: it checks the data directory and cleans the queue
     before anything starts, and its tree starts processes 1..N-1
     (supervisor/processes.py), which run this with their number.
+    `config_path`: the file to read again on SIGHUP (process 0).
     """
+    global RELOADER
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the reload handler is in place
     setup_logging(cfg.log_level, "json" if cfg.log_format == config_pb2.JSON else "text")
     tune_gc()
     processes = process_count(cfg)
@@ -130,6 +187,7 @@ def serve(cfg: config_pb2.Config, process: int = 0, gauge_fd: int | None = None)
     if process == 0:
         try:
             _preflight(cfg, paths, store)
+            _become_user(cfg, paths, processes)
         except StartupError as e:
             log.error("cannot start: %s", e)
             return 1
@@ -169,7 +227,16 @@ def serve(cfg: config_pb2.Config, process: int = 0, gauge_fd: int | None = None)
         status["code"] = 1
         stop.set()
 
+    reloader = RELOADER = _reloader(cfg, process, config_path)
+
+    def on_hup() -> None:
+        log.info("SIGHUP: reloading %s", ",".join(reloader.names))
+        if process == 0:
+            signal_all(signal.SIGHUP)  # every serving process reloads its own tables
+        reloader.trigger()
+
     gevent.signal_handler(signal.SIGTERM, on_signal, signal.SIGTERM)
+    gevent.signal_handler(signal.SIGHUP, on_hup)
     if process == 0:
         gevent.signal_handler(signal.SIGINT, on_signal, signal.SIGINT)
     tree = build_tree(cfg, paths, store, tracing.tracer, disk, process=process, processes=processes, gauge_fd=gauge_fd)
@@ -198,12 +265,14 @@ def serve(cfg: config_pb2.Config, process: int = 0, gauge_fd: int | None = None)
     return status["code"]
 
 
-def serve_child(number: str, gauge_fd: int | None = None) -> int:
+def serve_child(number: str, gauge_fd: int | None = None, listen_fds: str | None = None) -> int:
     """`estafeta serve --process I/N/PID`: serving process I, started by the
     daemon (supervisor/processes.py) with its Config on stdin (binary
-    protobuf). Dies with the daemon; ignores SIGINT (the daemon forwards
-    a stop as SIGTERM)."""
+    protobuf), and with `listen_fds` the sockets the daemon bound for it
+    before dropping privileges. Dies with the daemon; ignores SIGINT (the
+    daemon forwards a stop as SIGTERM)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # serve() installs the reload handler
     try:
         index, _count, parent = (int(x) for x in number.split("/"))
     except ValueError as e:
@@ -217,4 +286,6 @@ def serve_child(number: str, gauge_fd: int | None = None) -> int:
     except (ValueError, DecodeError) as e:
         print(f"estafeta: bad --process start ({e})", file=sys.stderr)
         return 2
+    if listen_fds:
+        privileges.adopt(listen_fds)
     return serve(cfg, process=index, gauge_fd=gauge_fd)

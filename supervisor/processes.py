@@ -37,6 +37,9 @@ log = logging.getLogger("estafeta.daemon")
 
 #: Child processes running now (for the daemon's signal handler).
 _live: set[subprocess.Popen] = set()
+#: Listening sockets the daemon bound before dropping privileges
+#: (supervisor/privileges.py prebind): each child gets its own.
+CHILD_SOCKETS: dict | None = None
 
 
 def signal_all(signum: int) -> None:
@@ -48,6 +51,10 @@ def signal_all(signum: int) -> None:
                 proc.send_signal(signum)
             except OSError:
                 pass
+
+
+def _ignore_sighup() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 class ServingProcessExit(Exception):
@@ -88,7 +95,16 @@ class ServingProcess(Actor):
         if self._gauge_fd is not None:
             cmd += ["--gauge-fd", str(self._gauge_fd)]
             fds = (self._gauge_fd,)
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, close_fds=True, pass_fds=fds)
+        if CHILD_SOCKETS:
+            from estafeta.supervisor.privileges import child_arguments
+
+            listen_fds, socket_fds = child_arguments(CHILD_SOCKETS, self._index)
+            cmd += ["--listen-fds", listen_fds]
+            fds += socket_fds
+        # SIGHUP ignored from the start: a reload signal that comes while the
+        # child is still starting must not kill it (its serve() then takes
+        # SIGHUP as a reload; ignored dispositions survive exec).
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, close_fds=True, pass_fds=fds, preexec_fn=_ignore_sighup)
         self._proc = proc
         _live.add(proc)
         try:

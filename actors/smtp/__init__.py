@@ -1,5 +1,6 @@
 """Sans-I/O SMTP server protocol (RFC 5321 and the extensions estafeta
-offers: PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8).
+offers: PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8,
+STARTTLS, AUTH).
 
 Bytes in, events and reply bytes out; no sockets, no gevent, no actors.
 `SmtpServer` is the state machine (its module docstring gives the driver
@@ -16,6 +17,10 @@ from estafeta.actors.smtp.events import (
     CLOSED,
     DECISIONS,
     NEED_DATA,
+    AuthAborted,
+    Authenticated,
+    AuthResponse,
+    AuthStart,
     ConnectionClosed,
     DataStart,
     Event,
@@ -27,17 +32,23 @@ from estafeta.actors.smtp.events import (
     Quit,
     RcptTo,
     Reset,
+    StartTls,
 )
-from estafeta.actors.smtp.params import ServerParams, State
+from estafeta.actors.smtp.params import Mode, ServerParams, State
 from estafeta.actors.smtp.parser import ParseError, is_postmaster
-from estafeta.actors.smtp.protocol import MAX_COMMAND_LINE, SmtpServer
+from estafeta.actors.smtp.protocol import MAX_AUTH_LINE, MAX_COMMAND_LINE, SmtpServer
 from estafeta.actors.smtp.replies import Reply, shutting_down, timed_out, too_many_errors
 
 __all__ = [
     "CLOSED",
     "DECISIONS",
+    "MAX_AUTH_LINE",
     "MAX_COMMAND_LINE",
     "NEED_DATA",
+    "AuthAborted",
+    "AuthResponse",
+    "AuthStart",
+    "Authenticated",
     "ConnectionClosed",
     "DataStart",
     "Event",
@@ -45,6 +56,7 @@ __all__ = [
     "MailFrom",
     "MessageReceived",
     "MessageRejected",
+    "Mode",
     "ParseError",
     "ProtocolUsageError",
     "Quit",
@@ -53,6 +65,7 @@ __all__ = [
     "Reset",
     "ServerParams",
     "SmtpServer",
+    "StartTls",
     "State",
     "is_postmaster",
     "replies",

@@ -11,10 +11,13 @@ line in Python:
   §4.1.1.4 allow only <CRLF>.<CRLF>. Two regexes with a literal first byte
   (so the regex engine skips ahead like memchr) find them; the message is
   refused at its real end and never split;
-- text lines longer than 1000 octets with CRLF (RFC 5321 §4.5.3.1.6): LF-free
-  500-octet windows are looked for with bytes.find (a line of 1000+ octets
-  must contain one), and only such a window is checked exactly by regex;
 - size: once the content passes the maximum, it is no longer kept.
+
+Text lines longer than 1000 octets (RFC 5321 §4.5.3.1.6) are accepted as
+they are, neither refused nor split: the RFC allows a server to refuse
+them, but real mail has them (generated HTML, long base64 without line
+breaks), and Postfix and Exim accept it; splitting would break DKIM
+signatures and the content.
 
 The buffer handed in is the protocol's input buffer, set up to start with
 b"\\r\\n" (the end of the DATA command line), so an empty message (".\\r\\n"
@@ -25,12 +28,9 @@ from __future__ import annotations
 
 import re
 
-from estafeta.actors.smtp.replies import MESSAGE_TOO_BIG, SMUGGLING, TEXT_LINE_TOO_LONG, Reply
+from estafeta.actors.smtp.replies import MESSAGE_TOO_BIG, SMUGGLING, Reply
 
 END_OF_DATA = b"\r\n.\r\n"
-#: RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF,
-#: "not counting the leading dot duplicated for transparency".
-MAX_TEXT_LINE = 1000
 
 # Every line that begins with a dot starts with b"\n." in the buffer (the
 # buffer starts with the DATA line's CRLF): the end marker, a dot-stuffed
@@ -39,11 +39,6 @@ MAX_TEXT_LINE = 1000
 _DOT_LINE = re.compile(rb"\n\.")
 # A CR followed by a dot is a bare CR: \r.\r, \r.\n, \r.\r\n.
 _SMUGGLE_CR = re.compile(rb"\r\.[\r\n]")
-# A line (LF to LF, so its CR counts as one of the 1000) of 999 octets plus
-# CRLF or more; a dot-stuffing dot is skipped first (possessively).
-_LONG_LINE = re.compile(rb"\n\.?+[^\n]{%d}" % MAX_TEXT_LINE)
-# Any run of >= 2*_WINDOW - 1 LF-free octets contains an aligned window.
-_WINDOW = MAX_TEXT_LINE // 2
 
 # What a b"\n." is (see _classify).
 _MORE, _END, _SMUGGLE, _STUFFED, _PLAIN = range(5)
@@ -92,20 +87,6 @@ def has_smuggling(buf: bytes | bytearray, start: int, end: int) -> bool:
     return _SMUGGLE_CR.search(buf, start, end) is not None
 
 
-def has_long_line(buf: bytes | bytearray, start: int, end: int) -> bool:
-    """True if a line that begins after the LF at buf[start] and lies in
-    buf[start:end] is over MAX_TEXT_LINE octets with its CRLF (a dot-stuffing
-    dot not counted). Cost: one bytes.find per 500 octets, which stops at
-    the first LF, so ordinary text is skimmed."""
-    find = buf.find
-    for s in range(start, end - _WINDOW + 1, _WINDOW):
-        if find(10, s, s + _WINDOW) < 0:  # 10: LF (an int needle is cheaper to parse)
-            line_start = buf.rfind(10, start, s)
-            if _LONG_LINE.match(buf, line_start, end) is not None:
-                return True
-    return False
-
-
 def unstuff(content: bytes) -> bytes:
     """Undo dot-stuffing (RFC 5321 §4.5.2): the first dot of every line that
     begins with one is removed. `content` is the data up to and including
@@ -135,17 +116,17 @@ class DataReader:
 
     feed(buf) is called whenever buf grew; buf[0:2] is b"\r\n" at the
     start. It returns the index of the end marker, or -1. Once an error is
-    known (`error`: a Reply: SMUGGLING, MESSAGE_TOO_BIG or
-    TEXT_LINE_TOO_LONG, the first found wins) the content is no longer
-    checked nor kept: feed() trims buf to its last 4 octets (enough to find
-    a marker straddling chunks), so memory stays bounded by one chunk.
+    known (`error`: a Reply: SMUGGLING or MESSAGE_TOO_BIG, the first found
+    wins) the content is no longer checked nor kept: feed() trims buf to
+    its last 4 octets (enough to find a marker straddling chunks), so
+    memory stays bounded by one chunk.
 
     Cost per octet: one search for b"\n." (which finds the end marker,
-    dot-stuffing and LF smuggling at once), one for b"\r.", and the
-    long-line windows; unstuffing only when a stuffed line was seen.
+    dot-stuffing and LF smuggling at once) and one for b"\r."; unstuffing
+    only when a stuffed line was seen.
     """
 
-    __slots__ = ("max_size", "error", "size", "dotted", "_offset", "_scan", "_searched", "_checked", "_line_start")
+    __slots__ = ("max_size", "error", "size", "dotted", "_offset", "_scan", "_searched", "_checked")
 
     def __init__(self, max_size: int):
         self.max_size = max_size  # bytes of content (CRLFs and stuffing dots included)
@@ -156,7 +137,6 @@ class DataReader:
         self._scan = 0  # where the next b"\n." search starts
         self._searched = 0  # where the next end-marker search starts (after an error)
         self._checked = 0  # where the next b"\r." search starts
-        self._line_start = 1  # the LF that starts the line not yet fully checked
 
     def _dots(self, buf: bytearray, n: int) -> int:
         """Classify the b"\n." found in buf[:n] from _scan on; returns the
@@ -191,13 +171,6 @@ class DataReader:
             self.error = SMUGGLING
             return
         self._checked = max(checked, end - 4)
-        line_start = self._line_start
-        if has_long_line(buf, line_start, end):
-            self.error = TEXT_LINE_TOO_LONG
-            return
-        last = buf.rfind(b"\n", line_start, end)
-        if last >= 0:
-            self._line_start = last
 
     def feed(self, buf: bytearray) -> int:
         """Scan what arrived; returns the index of b"\r\n.\r\n" (the

@@ -111,7 +111,7 @@ BYE = Reply(221, "2.0.0", "Bye")
 HELP = Reply(
     214,
     "2.0.0",
-    "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP\n"
+    "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA RSET NOOP QUIT VRFY HELP\n"
     "See RFC 5321 (https://www.rfc-editor.org/rfc/rfc5321)",
 )
 # RFC 5321 §3.5.3: a server that will not verify answers 252 ("will accept
@@ -149,15 +149,39 @@ NON_ASCII_ADDRESS = Reply(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 pa
 # Message content (end of data: RFC 5321 §4.3.2 lists 554 for a failed DATA).
 # RFC 5321 §6.3 / RFC 5598: too many Received headers means a loop; X.4.6 routing loop.
 MAIL_LOOP = Reply(554, "5.4.6", "Too many Received headers: mail loop detected")
-# RFC 5321 §4.5.3.1.6 (1000 octets with CRLF). 554 is the DATA failure code of
-# §4.3.2; X.6.0 (RFC 3463 §3.7) says the content, not the envelope, is at fault,
-# so the sender's bounce points at the message.
-TEXT_LINE_TOO_LONG = Reply(554, "5.6.0", "Message has a line longer than 1000 octets (RFC 5321 §4.5.3.1.6)")
 # SMTP smuggling (SEC Consult, 2023; CVE-2023-51764 and kin): RFC 5321 §2.3.8
 # and §4.1.1.4 make <CRLF>.<CRLF> the only end of data; a bare CR or LF next to
 # a lone dot is what other servers may take as one. 554 (§4.3.2) with X.5.2
 # (RFC 3463 §3.6: syntax error), like Postfix and chasquid's bare-LF refusals.
 SMUGGLING = Reply(554, "5.5.2", "Bare CR or LF in an end-of-data sequence refused (SMTP smuggling)")
+
+
+# RFC 5321 §4.1.1.3 says nothing of a repeated RCPT; delivering once is what
+# Postfix's cleanup does (duplicate_filter). Answered by the protocol itself.
+DUPLICATE_RCPT = Reply(250, "2.1.5", "Ok (duplicate recipient: delivered once)")
+
+# STARTTLS (RFC 3207 §4).
+READY_FOR_TLS = Reply(220, "2.0.0", "Ready to start TLS")
+TLS_ACTIVE = Reply(503, "5.5.1", "Bad sequence of commands: TLS already active")
+TLS_IN_TRANSACTION = Reply(503, "5.5.1", "Bad sequence of commands: mail transaction in progress")
+# RFC 3207 §4: 454 "TLS not available due to temporary reason".
+TLS_NOT_AVAILABLE = Reply(454, "4.7.0", "TLS not available due to temporary reason")
+
+# AUTH (RFC 4954 §4, §6; RFC 3463 and RFC 4954's X.7.8, X.7.11).
+AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+AUTH_ALREADY = Reply(503, "5.5.1", "Bad sequence of commands: already authenticated")
+AUTH_IN_TRANSACTION = Reply(503, "5.5.1", "Bad sequence of commands: AUTH is not permitted in a mail transaction")
+AUTH_NOT_ENABLED = Reply(503, "5.5.1", "Authentication not enabled")
+AUTH_NEEDS_TLS = Reply(538, "5.7.11", "Encryption required for requested authentication mechanism")
+AUTH_UNKNOWN_MECHANISM = Reply(504, "5.5.4", "Unrecognized authentication type")
+AUTH_SYNTAX = Reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]")
+AUTH_CANCELLED = Reply(501, "5.0.0", "Authentication cancelled")
+AUTH_BAD_BASE64 = Reply(501, "5.5.2", "Cannot decode base64 response")
+AUTH_BAD_FINAL = Reply(501, "5.5.2", "Expected an empty response")
+AUTH_LINE_TOO_LONG = Reply(500, "5.5.6", "Authentication Exchange line is too long")
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+BAD_AUTH_PARAM = Reply(501, "5.5.4", "Bad AUTH= parameter: xtext of <> or a mailbox (RFC 4954 §5)")
 
 
 def too_many_errors(hostname: str) -> Reply:

@@ -289,28 +289,6 @@ def test_has_smuggling_window_start_sees_behind():
 
 
 @pytest.mark.parametrize(
-    "line, too_long",
-    [
-        (b"x" * 998, False),  # 1000 octets with CRLF: the limit
-        (b"x" * 999, True),
-        (b"." + b"x" * 998, False),  # the stuffing dot does not count (§4.5.3.1.6)
-        (b"." + b"x" * 999, True),
-        (b"x" * 5000, True),
-        (b"x" * 600 + b"\r" + b"x" * 600, True),  # a bare CR does not end a line
-    ],
-)
-def test_has_long_line(line, too_long):
-    buf = b"\r\nshort\r\n" + line + b"\r\nshort\r\n"
-    assert D.has_long_line(buf, 1, len(buf)) is too_long
-
-
-def test_has_long_line_many_lines_just_under():
-    buf = b"\r\n" + (b"y" * 998 + b"\r\n") * 50
-    assert not D.has_long_line(buf, 1, len(buf))
-    assert D.has_long_line(buf + b"z" * 1000, 1, len(buf) + 1000)
-
-
-@pytest.mark.parametrize(
     "stuffed, message",
     [
         (b"", b""),
@@ -350,9 +328,6 @@ def _model(content_and_end: bytes, max_size: int):
         return e, D.MESSAGE_TOO_BIG, None
     if _MODEL_SMUGGLE.search(inside):
         return e, D.SMUGGLING, None
-    lines = inside[2:].split(b"\n")
-    if any(len(l[1:] if l.startswith(b".") else l) + 1 > D.MAX_TEXT_LINE for l in lines[:-1]):
-        return e, D.TEXT_LINE_TOO_LONG, None
     return e, None, D.unstuff(inside[2:])
 
 
@@ -381,7 +356,7 @@ def test_data_reader_matches_the_model_in_any_chunking(pieces, cuts):
     exp_error, exp_message = expected[1], expected[2]
     if exp_error is None:
         assert got == (None, exp_message)
-    else:  # which error is reported first may differ; that one is refused is what matters
+    else:  # which error is reported first may differ (size and smuggling); that one is refused is what matters
         assert got[0] is not None and got[1] is None
         if exp_error is D.SMUGGLING:
-            assert got[0] in (D.SMUGGLING, D.TEXT_LINE_TOO_LONG)
+            assert got[0] is D.SMUGGLING
