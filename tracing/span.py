@@ -174,6 +174,15 @@ class EstafetaSpan(sdk_trace._Span):  # noqa: SLF001 - the SDK's span class, see
             return BoundedList.from_seq(limits.max_links, valid)  # the oldest dropped, counted
         return tuple(valid) if valid else _NONE  # within the limit: a tuple reads the same
 
+    def add_event(self, name: str, attributes=None, timestamp: int | None = None) -> None:
+        """The SDK's add_event, its attribute table made by
+        SpanAttributes.new (plain values stored as they are, the limits
+        kept) and then made immutable, as the SDK's is."""
+        limits = self._limits
+        table = SpanAttributes.new(limits.max_event_attributes, limits.max_attribute_length, attributes)
+        table._immutable = True  # noqa: SLF001
+        self._add_event(sdk_trace.Event(name=name, attributes=table, timestamp=timestamp))
+
     # The SDK's _add_event/_add_link (ended-span check included), making
     # the list on the first event or link.
     def _add_event(self, event) -> None:

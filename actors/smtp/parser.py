@@ -21,27 +21,31 @@ import re
 from estafeta.actors.smtp.replies import NEED_DOMAIN, Reply
 
 _NONASCII = "\u0080-\U0010ffff"
+# No possessive quantifiers (*+, ++): CPython 3.11 before 3.11.3 matched
+# some of them wrongly (gh-101955), and Debian 12's python3 is 3.11.2.
+# Every repetition below is unambiguous (a dot or hyphen must be followed
+# by a character the repetition cannot take), so backtracking stays linear.
 # RFC 5321 §4.1.2 atext (RFC 5322 §3.2.3) + RFC 6531 UTF8-non-ascii.
 _ATEXT = rf"[A-Za-z0-9!#$%&'*+\-/=?^_`{{|}}~{_NONASCII}]"
-_DOT_STRING = rf"{_ATEXT}++(?:\.{_ATEXT}++)*+"
+_DOT_STRING = rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
 # qtextSMTP = %d32-33 / %d35-91 / %d93-126; quoted-pairSMTP = "\" %d32-126.
-_QUOTED = rf'"(?:[\x20\x21\x23-\x5b\x5d-\x7e{_NONASCII}]|\\[\x20-\x7e])*+"'
+_QUOTED = rf'"(?:[\x20\x21\x23-\x5b\x5d-\x7e{_NONASCII}]|\\[\x20-\x7e])*"'
 _LET_DIG = rf"[A-Za-z0-9{_NONASCII}]"
 # sub-domain = Let-dig [Ldh-str]: no leading or trailing hyphen.
-_SUB_DOMAIN = rf"{_LET_DIG}(?:-*+{_LET_DIG})*+"
-_DOMAIN = rf"{_SUB_DOMAIN}(?:\.{_SUB_DOMAIN})*+"
+_SUB_DOMAIN = rf"{_LET_DIG}(?:-*{_LET_DIG})*"
+_DOMAIN = rf"{_SUB_DOMAIN}(?:\.{_SUB_DOMAIN})*"
 # address-literal = "[" ... "]" with dcontent = %d33-90 / %d94-126; the
 # IPv4 / IPv6 / General forms are checked by _check_literal.
-_ADDRESS_LITERAL = r"\[[\x21-\x5a\x5e-\x7e]++\]"
+_ADDRESS_LITERAL = r"\[[\x21-\x5a\x5e-\x7e]+\]"
 _PATH = (
-    rf"<(?:@{_DOMAIN}(?:,@{_DOMAIN})*+:)?"  # A-d-l: source route, ignored (§4.1.1.3, App. C)
+    rf"<(?:@{_DOMAIN}(?:,@{_DOMAIN})*:)?"  # A-d-l: source route, ignored (§4.1.1.3, App. C)
     rf"(?P<mailbox>(?P<local>{_DOT_STRING}|{_QUOTED})@(?P<domain>{_DOMAIN}|{_ADDRESS_LITERAL}))>"
 )
 _PATH_RE = re.compile(_PATH)
 _POSTMASTER_RE = re.compile(r"<(?P<mailbox>postmaster)>", re.IGNORECASE)
 # esmtp-param = esmtp-keyword ["=" esmtp-value]; value: CHAR but "=", SP, CTL
 # (RFC 5321 §4.1.2), plus UTF-8 (RFC 6531 §3.3).
-_PARAM_RE = re.compile(rf"(?P<key>[A-Za-z0-9][A-Za-z0-9-]*+)(?:=(?P<value>[\x21-\x3c\x3e-\x7e{_NONASCII}]++))?")
+_PARAM_RE = re.compile(rf"(?P<key>[A-Za-z0-9][A-Za-z0-9-]*)(?:=(?P<value>[\x21-\x3c\x3e-\x7e{_NONASCII}]+))?")
 _LDH_STR = re.compile(r"[A-Za-z0-9-]*[A-Za-z0-9]")
 _IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 # Controls that never belong in a command line (TAB and SP do; CR/LF are

@@ -504,6 +504,7 @@ def test_estafeta_span_attributes_events_and_limits_as_in_the_sdk():
         span.set_attribute("b", True)  # the table is full: "a" goes
         span.set_attributes({"n": 2, "z": None})  # n moves to the end; None kept: f goes
         span.add_event("e", {"k": "v"})
+        span.add_event("e2", {"long": "abcdefgh", "seq": ["x", "yyyyyyy"], "n": 3, "none": None, "f": 1.5})
         span.add_link(linked.get_span_context(), {"why": "test"})
         span.set_status(Status(StatusCode.ERROR, "bad"))
         span.end()
@@ -517,6 +518,9 @@ def test_estafeta_span_attributes_events_and_limits_as_in_the_sdk():
     assert dict(y.attributes) == {"t": ("x", "yyyyy"), "b": True, "n": 2, "z": None}
     assert x.dropped_attributes == y.dropped_attributes == 2  # a, f
     assert [(e.name, dict(e.attributes)) for e in x.events] == [(e.name, dict(e.attributes)) for e in y.events]
+    # (max_span_attribute_length is for spans: event values are not cut)
+    assert dict(y.events[1].attributes) == {"long": "abcdefgh", "seq": ("x", "yyyyyyy"), "n": 3, "none": None, "f": 1.5}
+    assert [e.dropped_attributes for e in x.events] == [e.dropped_attributes for e in y.events] == [0, 0]
     assert (y.status.status_code, y.status.description) == (StatusCode.ERROR, "bad")
     assert [dict(k.attributes) for k in x.links] == [dict(k.attributes) for k in y.links] == [{}, {"why": "test"}]
     assert y.dropped_links == 0 and ended == []
