@@ -329,6 +329,7 @@ class QueueItem(Actor):
                     mailbox=item.recipients[i].mailbox,
                     notify=item.recipients[i].notify,
                     original_recipient=item.recipients[i].original_recipient,
+                    pipe_command=item.recipients[i].pipe_command,
                 )
                 for i in indices
             ],

@@ -229,10 +229,24 @@ def _with(text: str, output: bytes | bytearray) -> str:
     return f"{text}: {excerpt}" if excerpt else text
 
 
+#: Seconds a pipe alias's command may run (chasquid's 30 s).
+PIPE_TIMEOUT = 30.0
+
+
+def pipe_command(command_line: str) -> MdaCommand:
+    """The MdaCommand of a pipe alias ("name: | /usr/bin/handler --work",
+    actors/aliases.py): the line split on spaces, no shell and no quoting
+    or expansion (chasquid's docs/aliases.md: "no quotes or escaping
+    expansion will be performed"), PIPE_TIMEOUT. Raises ValueError for an
+    empty one."""
+    return MdaCommand(tuple(command_line.split()), timeout=PIPE_TIMEOUT)
+
+
 class MdaCourier(Actor):
     """Delivers Deliver requests of route MDA (registered "courier.mda.<n>"):
-    runs the transport's command once per recipient (run_mda), in a
-    `courier.mda` span under the attempt. `commands`: MdaCommand by
+    runs the transport's command once per recipient (run_mda), or a pipe
+    alias's own command (DeliverRecipient.pipe_command, pipe_command()), in
+    a `courier.mda` span under the attempt. `commands`: MdaCommand by
     transport name (Config.transport mda); `store`: for the body file."""
 
     def __init__(self, link: Link | None, commands: dict[str, MdaCommand], store: QueueStore, tracer: trace.Tracer):
@@ -247,16 +261,19 @@ class MdaCourier(Actor):
         raise TypeError(f"MdaCourier cannot handle {type(message).__name__}")
 
     def _deliver(self, m: messages_pb2.Deliver) -> messages_pb2.DeliveryResult:
-        command = self._commands[m.route.transport]
+        transport = self._commands.get(m.route.transport)
         body_path = self._store.body_path(m.queue_id)
         out = messages_pb2.DeliveryResult()
         with self._tracer.start_span(
             "courier.mda",
             context=extract(m.trace),
             kind=SpanKind.CLIENT,
-            attributes={"estafeta.queue_id": m.queue_id, "estafeta.transport": m.route.transport},
+            attributes={"estafeta.queue_id": m.queue_id, "estafeta.transport": m.route.transport or "pipe"},
         ) as span:
             for r in m.recipients:
+                command = pipe_command(r.pipe_command) if r.pipe_command else transport
+                if command is None:  # a route naming a transport that is gone (config changed)
+                    raise KeyError(f"no MDA transport named {m.route.transport!r}")
                 result = run_mda(
                     command,
                     m.reverse_path,
@@ -279,7 +296,7 @@ class MdaCourier(Actor):
                         index=r.index,
                         outcome=outcome,
                         reply=common_pb2.Reply(code=reply.code, enhanced=reply.enhanced, text=reply.text),
-                        detail=f"mda:{m.route.transport}",
+                        detail=f"pipe:{r.pipe_command}" if r.pipe_command else f"mda:{m.route.transport}",
                     )
                 )
         return out
