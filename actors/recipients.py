@@ -60,7 +60,6 @@ def queue_recipients(
             rcpt.status = queue_pb2.FAILED
             rcpt.done_at = time.time() if now is None else now
             rcpt.last_error = f"{reply.code} {reply.enhanced} {reply.text}" if reply is not None else "550 5.1.1"
-            rcpt.last_detail = f"alias of <{given}>"
             if dsn is None or dsn.wants(FAILURE):
                 rcpt.dsn_due = FAILED
         if orcpt:
