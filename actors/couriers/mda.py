@@ -61,8 +61,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 @dataclass(frozen=True)
 class MdaCommand:
-    """argv: program and arguments (the %...% words above are replaced);
-    shell: argv[0] is run by /bin/sh -c; timeout: seconds for the whole
+    """argv: program and arguments (the %...% words above are replaced
+    unless `substitute` is False); shell: argv[0] is run by /bin/sh -c;
+    timeout: seconds for the whole
     delivery (chasquid's default is 30 s; Postfix's pipe 1000 s);
     output_limit: octets of output kept for the reply text."""
 
@@ -70,6 +71,9 @@ class MdaCommand:
     shell: bool = False
     timeout: float = 60.0
     output_limit: int = 4096
+    #: Replace the %...% words in argv (False: run argv as it is, as a
+    #: pipe alias's command is run).
+    substitute: bool = True
 
     def __post_init__(self):
         if not self.argv or not self.argv[0]:
@@ -102,6 +106,8 @@ def expand_argv(command: MdaCommand, reverse_path: str, recipient: str) -> list[
     """The argv to run (see the module docstring for the substitutions)."""
     if command.shell:
         return ["/bin/sh", "-c", command.argv[0], "estafeta-mda", *command.argv[1:]]
+    if not command.substitute:
+        return list(command.argv)
     f_user, f_domain = _split(reverse_path)
     t_user, t_domain = _split(recipient)
     values = {
@@ -239,7 +245,7 @@ def pipe_command(command_line: str) -> MdaCommand:
     or expansion (chasquid's docs/aliases.md: "no quotes or escaping
     expansion will be performed"), PIPE_TIMEOUT. Raises ValueError for an
     empty one."""
-    return MdaCommand(tuple(command_line.split()), timeout=PIPE_TIMEOUT)
+    return MdaCommand(tuple(command_line.split()), timeout=PIPE_TIMEOUT, substitute=False)
 
 
 class MdaCourier(Actor):
