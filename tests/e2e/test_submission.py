@@ -294,3 +294,21 @@ def test_auth_before_tls_from_a_remote_client(tmp_path):
     assert out["login"][0] == 235 and out["mail_tls"][0] == 250
     assert "authenticated from=198.51.100.10 user=alice@example.test" in out["log"]
     assert out["stopped"] == 0
+
+
+def test_the_auth_parameter_is_kept_in_the_queue(host_factory):
+    """RFC 4954 §5: the AUTH= value kept with the message (QueueItem.auth):
+    the user's own claim, else the user; an untrusted claim becomes <>."""
+    host = host_factory(
+        aliases={"example.test": "sales: alice, bob\n"}, retry="{ initial_seconds: 3600 max_seconds: 3600 }"
+    )
+    host.daemon.block_mailbox("localhost", "held")  # the messages stay queued
+    with host.starttls() as c:
+        c.login("alice@example.test", "alice-pw")
+        for auth in ("AUTH=sales@example.test", "AUTH=boss@bank.test", None):
+            c.sendmail("alice@example.test", ["held@localhost"], MESSAGE, mail_options=[auth] if auth else [])
+    host.daemon.wait_log(r"deferred id=\w+ to=<held@localhost>")
+    dump = host.daemon.cli("queue", "dump")
+    assert dump.returncode == 0, dump.stderr
+    assert re.findall(r'^auth: "(.*)"$', dump.stdout, re.M) == ["sales@example.test", "alice@example.test"], dump.stdout
+    assert dump.stdout.count('protocol: "ESMTPSA"') == 3
