@@ -92,23 +92,7 @@ class MaildropSubmission:
         if not self._gauge.admits(len(dropped.message)):
             raise QueueFullError("the queue is full")
         login = login_of(dropped.uid)
-        final = RecipientSet()
-        recipients: list[queue_pb2.Recipient] = []
-        for address in env.recipient:
-            res = self._directory.resolve(address)  # local submission: remote addresses are allowed
-            if res.accepted:
-                recipients += queue_recipients(final.add(res), address)
-            else:  # accepted by sendmail, so bounced now (the sender learns why)
-                recipients.append(
-                    queue_pb2.Recipient(
-                        address=address,
-                        status=queue_pb2.FAILED,
-                        last_error=str(res.reply),
-                        dsn_due=FAILED,
-                        done_at=time.time(),
-                    )
-                )
-                log.warning("maildrop id=%s to=<%s> refused: %s", dropped.drop_id, address, res.reply)
+        recipients = self._recipients(dropped)
         queue_id = self._enqueuer.new_id()
         span = self._tracer.start_span(
             "maildrop.pickup",
@@ -153,6 +137,30 @@ class MaildropSubmission:
             dropped.drop_id,
         )
         return item
+
+    def _recipients(self, dropped: maildrop.Dropped) -> list[queue_pb2.Recipient]:
+        """The queue recipients of a dropped message: each address resolved
+        (a local submission may name remote addresses), each final
+        recipient once; an address refused (unknown local user) FAILED at
+        once with a DSN due, as sendmail already accepted it."""
+        final = RecipientSet()
+        recipients: list[queue_pb2.Recipient] = []
+        for address in dropped.envelope.recipient:
+            res = self._directory.resolve(address)
+            if res.accepted:
+                recipients += queue_recipients(final.add(res), address)
+                continue
+            recipients.append(
+                queue_pb2.Recipient(
+                    address=address,
+                    status=queue_pb2.FAILED,
+                    last_error=str(res.reply),
+                    dsn_due=FAILED,
+                    done_at=time.time(),
+                )
+            )
+            log.warning("maildrop id=%s to=<%s> refused: %s", dropped.drop_id, address, res.reply)
+        return recipients
 
 
 def login_of(uid: int) -> str:

@@ -106,6 +106,32 @@ class _Transaction:
         self.auth = auth
 
 
+def _queued(txn: _Transaction, item: queue_pb2.QueueItem) -> None:
+    """The transaction's message is durably queued as `item`: its span gets
+    the queue id, Message-ID and recipients as given, and ends; the log
+    says so."""
+    given = txn.given
+    attrs: dict[str, str | int | list[str]] = {
+        "estafeta.queue_id": item.id,
+        "smtp.rcpt_count": len(given),
+        "smtp.rcpt_to": given,
+    }
+    if item.message_id:
+        attrs["estafeta.message_id"] = item.message_id
+    txn.span.set_attributes(attrs)
+    txn.span.end()
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "queued id=%s from=<%s> to=%s size=%d message_id=%s%s",
+            item.id,
+            txn.reverse_path,
+            ",".join(f"<{r.address}>" for r in txn.recipients),
+            item.body_size,
+            kv(item.message_id or "-"),
+            f" user={txn.client.identity}" if txn.client.identity else "",
+        )
+
+
 class Transactions:
     """The mail transactions of one session, in order (one open at a
     time). `env`: the session's SessionEnv (actors/session.py); `peer`:
@@ -235,27 +261,8 @@ class Transactions:
             self.end(f"queue write failed: {e}", error=True)
             proto.reject(QUEUE_WRITE_ERROR)
             return
-        span = txn.span
-        attrs: dict[str, str | int | list[str]] = {
-            "estafeta.queue_id": queue_id,
-            "smtp.rcpt_count": len(given),
-            "smtp.rcpt_to": given,
-        }
-        if item.message_id:
-            attrs["estafeta.message_id"] = item.message_id
-        span.set_attributes(attrs)
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "queued id=%s from=<%s> to=%s size=%d message_id=%s%s",
-                queue_id,
-                txn.reverse_path,
-                ",".join(f"<{r.address}>" for r in txn.recipients),
-                item.body_size,
-                kv(item.message_id or "-"),
-                f" user={txn.client.identity}" if txn.client.identity else "",
-            )
         self.txn = None
-        span.end()
+        _queued(txn, item)
         metrics.count_accepted()
         proto.accept(smtp.Reply(250, "2.0.0", f"Ok: queued as {queue_id}"))
 
