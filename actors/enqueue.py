@@ -1,5 +1,6 @@
 """Putting a message into the queue: the one way in, for SMTP sessions,
-the DSNs the queue makes, and (later) the maildrop of `estafeta sendmail`.
+the DSNs the queue makes, and the maildrop of `estafeta sendmail`
+(actors/pickup.py).
 
 `Enqueuer.enqueue(queue_id, envelope, body, parent)` builds the
 QueueItem (envelope, per-recipient status, the trace it belongs to),
@@ -51,7 +52,8 @@ class Envelope:
     reverse-path ("" is <>), the accepted recipients (queue_pb2.Recipient,
     PENDING, with mailbox, NOTIFY, ORCPT), the transaction's parameters
     (SMTPUTF8, BODY=, RFC 3461 RET and ENVID) and who sent it (client
-    address, EHLO name, the RFC 3848 protocol keyword)."""
+    address, EHLO name, the RFC 3848 protocol keyword), and the AUTH= value
+    to pass on (actors/policy.py auth_parameter)."""
 
     reverse_path: str
     recipients: list[queue_pb2.Recipient]
@@ -64,6 +66,8 @@ class Envelope:
     protocol: str = ""
     kind: queue_pb2.QueueItem.Kind = queue_pb2.QueueItem.KIND_MESSAGE
     dsn_for: str = ""
+    #: The AUTH= value to pass on (RFC 4954 §5; QueueItem.auth): "" is <>.
+    auth: str = ""
 
 
 class Enqueuer:
@@ -106,6 +110,7 @@ class Enqueuer:
             dsn_envid=envelope.dsn_envid,
             kind=envelope.kind,
             dsn_for=envelope.dsn_for,
+            auth=envelope.auth,
         )
         ctx = trace.set_span_in_context(parent) if parent is not None else None
         # start_span, not start_as_current_span: contexts travel in messages

@@ -99,3 +99,15 @@ def test_group_splits_smtp_deliveries_at_the_recipient_limit():
     ]
     groups = router.group(enumerate(rcpts), t)
     assert [g[1] for g in groups] == [[0, 1], [2, 3], [4], [5, 6, 7]]  # Maildir copies are not split
+
+
+def test_a_pipe_alias_goes_to_the_mda_courier_whatever_the_rules():
+    t = table(
+        TRANSPORTS + 'route { domain: "*" transport: "relay" } route { domain: "example.org" transport: "local" }'
+    )
+    piped = queue_pb2.Recipient(address="list@example.org", pipe_command="/usr/bin/handler --work")
+    assert router.route(piped, t) == RouteKey(MDA, "pipe", "") == router.PIPE
+    assert router.group([(0, piped), (1, rcpt("bob@example.org", "example.org/bob"))], t) == [
+        (router.PIPE, [0]),
+        (RouteKey(MAILDIR, "", ""), [1]),
+    ]
