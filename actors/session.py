@@ -120,6 +120,7 @@ class SmtpSession(Actor):
     _auth: AuthExchange | None = None
     #: The connection's tls-exporter channel binding once TLS is on (RFC 9266).
     _channel_binding: bytes | None = None
+    _tls = False  # True once the socket is wrapped in TLS (reads may be buffered)
 
     def __init__(self, link: Link | None, env: SessionEnv, start: messages_pb2.StartSession):
         super().__init__(link)
@@ -218,6 +219,12 @@ class SmtpSession(Actor):
                 self._awaiting_command = idle
                 self.wait_since = _monotonic()
                 try:
+                    if out and not self._tls:
+                        # A reply just went out: the client's next line cannot be
+                        # here yet. Wait for it instead of a recv() that fails with
+                        # EAGAIN first (an exception raised and caught in gevent);
+                        # a TLS socket may hold decrypted bytes: read at once.
+                        self._sock._wait(self._sock._read_event)  # type: ignore[union-attr]  # gevent socket
                     data = self._sock.recv(65536)
                 except SessionTimedOut:
                     self._close(proto, smtp.Reply(421, "4.4.2", f"{env.hostname} Timeout, closing connection"))
@@ -298,6 +305,7 @@ class SmtpSession(Actor):
         # The TLS socket owns the descriptor from here on (and _serve closes
         # it), also when the handshake fails or is timed out.
         tls = self._sock = ctx.wrap_socket(self._sock, server_side=True, do_handshake_on_connect=False)
+        self._tls = True
         self.wait_limit = env.idle_timeout
         self.wait_since = _monotonic()
         try:

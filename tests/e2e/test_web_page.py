@@ -114,10 +114,14 @@ def test_search_trace_waterfall_and_live_tree_in_chromium(daemon_factory, tmp_pa
         box = b.find_element(By.ID, "q")
         box.send_keys(rcpt)
         b.find_element(By.ID, "go").click()
-        link = chromium.wait_for(b, lambda b: b.find_element(By.CSS_SELECTOR, "#results a.trace-link"), what="a result")
+        chromium.wait_for(b, lambda b: b.find_element(By.CSS_SELECTOR, "#results a.trace-link"), what="a result")
         assert rcpt in b.find_element(By.ID, "results").text
         chromium.shot(b, pages / "search.png")
-        link.click()
+        # Found again at the click: the results may have been drawn anew
+        # meanwhile (a stale element then counts as "not yet").
+        chromium.wait_for(
+            b, lambda b: b.find_element(By.CSS_SELECTOR, "#results a.trace-link").click() or True, what="the click"
+        )
         chromium.wait_for(
             b, lambda b: b.find_elements(By.CSS_SELECTOR, "#waterfall details.span"), what="the waterfall"
         )
