@@ -6,6 +6,7 @@
     │                        same tree in a child OS process  permanent
     ├── disk                 DiskWriter: the disk worker process  permanent
     ├── dns                  DnsResolver: the caching resolver    permanent
+    ├── reports              DmarcReports: DMARC evaluations -> dmarc.db  with checks  permanent
     ├── directory            Directory                      permanent
     ├── couriers (one_for_one, 1000 / 10 s)
     │   ├── courier.maildir.N  LocalCourier x local_delivery_concurrency  permanent
@@ -77,6 +78,7 @@ from estafeta.store.queue import QueueStore
 from estafeta.supervisor import registry
 from estafeta.supervisor.config import parse_listen_address
 from estafeta.supervisor.control import ControlServer, QueueHandler
+from estafeta.supervisor.mailauth import mail_auth
 from estafeta.supervisor.processes import ServingProcess
 from estafeta.supervisor.tree import ChildSpec, Supervisor, SupervisorSpec
 
@@ -241,7 +243,8 @@ def build_tree(
     couriers, pool = _couriers(cfg, paths, store, tracer, dns_view, routes, journal, n)
     gauge = QueueGauge(cfg.max_queue_items, cfg.max_queue_bytes, slot=process, memfd=gauge_fd)
     directory = DirectoryView()
-    enqueuer = Enqueuer(store, tracer)
+    auth = mail_auth(cfg, paths.data_dir, dns_view, tracer, process)
+    enqueuer = Enqueuer(store, tracer, auth.outbound)
     item_env = ItemEnv(
         store=store,
         tracer=tracer,
@@ -382,6 +385,7 @@ def build_tree(
                 restart="permanent",
                 shutdown=5.0,
             ),
+            *auth.children,
             ChildSpec(
                 id="directory",
                 start=_registered("directory", lambda link, _a: Directory.start(link, cfg, directory)),
