@@ -265,8 +265,12 @@ class QueueItem(Actor):
         Returns (a courier removed the item's files with its delivery,
         {index: relayed without DSN} of the recipients decided now)."""
         env, item = self._env, self._item
-        pending = [(i, r) for i, r in enumerate(item.recipients) if r.status == queue_pb2.PENDING]
-        groups = router.group(pending, env.routes)
+        rcpts = item.recipients
+        if len(rcpts) == 1 and rcpts[0].status == queue_pb2.PENDING:  # the common case, without the grouping
+            groups = [(router.route(rcpts[0], env.routes), [0])]
+        else:
+            pending = [(i, r) for i, r in enumerate(rcpts) if r.status == queue_pb2.PENDING]
+            groups = router.group(pending, env.routes)
         check_existing = not self._fresh or item.attempts > 1
         self._fresh = False
         parent = inject(span)
@@ -304,7 +308,9 @@ class QueueItem(Actor):
         their final dot and its reply (store/inflight.py): the at-least-once
         duplicate RFC 5321 §6.1 leaves no way around."""
         journal = self._env.journal
-        maybe = journal.maybe_delivered(self._id) if journal is not None else None
+        if journal is None or not journal.unsettled:
+            return
+        maybe = journal.maybe_delivered(self._id)
         if not maybe:
             return
         for request in requests:
@@ -363,7 +369,10 @@ class QueueItem(Actor):
         rcpt.last_detail = result.detail
         if result.outcome == DELIVERED:
             rcpt.status, rcpt.done_at = queue_pb2.DELIVERED, now
-            log.info("delivered id=%s to=<%s> via=%s reply=%s", self._id, rcpt.address, result.detail or "-", kv(text))
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "delivered id=%s to=<%s> via=%s reply=%s", self._id, rcpt.address, result.detail or "-", kv(text)
+                )
             return True
         if result.outcome == PERMANENT:
             rcpt.status, rcpt.done_at, rcpt.last_error = queue_pb2.FAILED, now, text
@@ -436,6 +445,9 @@ class QueueItem(Actor):
         is queued; and the one delay warning. A crash before the item is
         written again sends a DSN twice, never none."""
         env, item = self._env, self._item
+        warn_after = env.retry.delay_warning_seconds
+        if not (pending and warn_after > 0) and not any(r.dsn_due for r in item.recipients):
+            return  # nothing owed (nearly always)
         failed, succeeded = [], []
         for r in item.recipients:
             if r.dsn_due == bounces.FAILED:
@@ -448,7 +460,6 @@ class QueueItem(Actor):
                 env.bouncer.send(item, reports, span)
                 for report in reports:
                     report.recipient.dsn_due = ""
-        warn_after = env.retry.delay_warning_seconds
         if pending and warn_after > 0 and not item.delay_dsn_sent_at and now - item.created_at >= warn_after:
             until = item.created_at + env.retry.give_up_after_seconds
             delayed = [

@@ -46,6 +46,7 @@ import glob
 import logging
 import os
 import time
+from bisect import bisect_left
 from typing import Any
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -186,12 +187,7 @@ def _observe(name: str, labels: tuple[str, ...], value: float) -> None:
     bounds = _BUCKETS[name]
     if tally is None:
         tally = _observed[key] = [0.0] * (len(bounds) + 2)  # the buckets, +Inf, the sum
-    for i, bound in enumerate(bounds):
-        if value <= bound:
-            tally[i] += 1
-            break
-    else:
-        tally[len(bounds)] += 1
+    tally[bisect_left(bounds, value)] += 1  # the first bucket with value <= its bound (+Inf past the last)
     tally[-1] += value
 
 

@@ -71,11 +71,14 @@ class CourierPool:
         whereis: Callable = registry.whereis,
     ):
         self._free: dict[int, gevent.queue.Queue] = {}
+        #: kind -> the registered names of its couriers, by number.
+        self._names: dict[int, list[str]] = {}
         for kind, n in sizes.items():
             q: gevent.queue.Queue = gevent.queue.Queue()
             for i in range(n):
                 q.put(i)
             self._free[kind] = q
+            self._names[kind] = [courier_name(kind, i) for i in range(n)]
         self._per_destination = max(1, per_destination)
         self._slots: dict[tuple[int, str], gevent.lock.BoundedSemaphore] = {}
         self._timeouts = timeouts
@@ -105,13 +108,12 @@ class CourierPool:
             n = free.get(timeout=timeout)
         except gevent.queue.Empty:
             return temporary_results(request, 451, "4.4.5", "all couriers busy, try again later")
+        name = self._names[kind][n]
         try:
-            courier = self._whereis(courier_name(kind, n))
+            courier = self._whereis(name)
             return courier.ask(request, timeout=timeout)
         except Exception as e:  # noqa: BLE001 - restarting, crashed or timed out: retried later
-            log.warning(
-                "courier %s failed id=%s error=%s: %s", courier_name(kind, n), request.queue_id, type(e).__name__, e
-            )
+            log.warning("courier %s failed id=%s error=%s: %s", name, request.queue_id, type(e).__name__, e)
             return temporary_results(request, 451, "4.3.0", f"courier failed: {type(e).__name__}: {e}")
         finally:
             free.put(n)

@@ -34,6 +34,7 @@ each connection (`smtp.connect` with its commands and replies,
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass, field
 
@@ -87,6 +88,9 @@ class SmtpEnv:
     tracer: trace.Tracer
     transport_options: dict[str, ClientOptions] = field(default_factory=dict)
     connections: ConnectionCache = field(default_factory=ConnectionCache)
+    #: transport name -> its targets when they need no DNS (an IP address,
+    #: a Unix socket), found once.
+    fixed_targets: dict[str, list[tuple[str, str, int]]] = field(default_factory=dict)
 
 
 def client_timeouts(t: config_pb2.ClientTimeouts) -> Timeouts:
@@ -177,15 +181,22 @@ class SmtpCourier(Actor):
                 return [], plan.error, env.mx_options
             return [(h.name, a, env.remote_port) for h, a in plan.attempts()], None, env.mx_options
         options = env.transport_options[route.transport]
+        fixed = env.fixed_targets.get(route.transport)
+        if fixed is not None:  # a Unix socket or an IP address: nothing to look up
+            return fixed, None, options
         t = env.routes.transport(route.transport)
         address = t.smarthost.address if t.WhichOneof("kind") == "smarthost" else t.lmtp.address
         if address.startswith("/"):
-            return [("localhost", address, 0)], None, options
+            fixed = env.fixed_targets[route.transport] = [("localhost", address, 0)]
+            return fixed, None, options
         listen = parse_listen_address(address)
         plan = mx.plan_host(listen.host, env.dns, context=ctx)
         if plan.error is not None:
             return [], plan.error, options
-        return [(h.name, a, listen.port) for h, a in plan.attempts()], None, options
+        targets = [(h.name, a, listen.port) for h, a in plan.attempts()]
+        if _is_ip(listen.host):  # not a name: the same next time
+            env.fixed_targets[route.transport] = targets
+        return targets, None, options
 
     # ------------------------------------------------------------ delivery
     def _deliver(self, m: messages_pb2.Deliver) -> messages_pb2.DeliveryResult:
@@ -294,3 +305,12 @@ class SmtpCourier(Actor):
                 for r in m.recipients
             ]
         )
+
+
+def _is_ip(host: str) -> bool:
+    """True for an IP address (IPv6 with or without brackets)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

@@ -326,10 +326,12 @@ class _Connection:
                 seconds = timeouts.for_step(client.awaiting)
                 try:
                     out = client.data_to_send()
-                    self.sock.settimeout(seconds)
+                    sock = self.sock
+                    if sock.timeout != seconds:
+                        sock.settimeout(seconds)
                     if out:
-                        self.sock.sendall(out)
-                    data = self.sock.recv(65536)
+                        _send(sock, out)
+                    data = sock.recv(65536)
                 except TimeoutError:
                     client.timed_out(seconds)
                 except OSError as e:
@@ -410,7 +412,8 @@ class _Connection:
             client.abort(f"cannot read the queued message: {e}")
             return
         try:
-            self.sock.settimeout(seconds)
+            if self.sock.timeout != seconds:
+                self.sock.settimeout(seconds)
             while True:
                 try:
                     chunk = body.read(CHUNK)
@@ -425,13 +428,22 @@ class _Connection:
                         except OSError as e:
                             client.abort(f"cannot record the end of data as in flight: {_why(e)}")
                             return
-                    self.sock.sendall(last + client.end_content())
+                    _send(self.sock, last + client.end_content())
                     return
-                self.sock.sendall(client.send_content(chunk))
+                _send(self.sock, client.send_content(chunk))
         except TimeoutError:
             client.timed_out(seconds)
         except OSError as e:
             client.connection_lost(_why(e))
+
+
+def _send(sock, data: bytes) -> None:
+    """sendall, one send() first: a command group or a small message fits
+    the socket buffer, and gevent's sendall() asks the kernel for SO_SNDBUF
+    (a getsockopt) on every call. Raises OSError, TimeoutError."""
+    n = sock.send(data)
+    if n < len(data):
+        sock.sendall(memoryview(data)[n:])
 
 
 def _why(e: BaseException) -> str:
