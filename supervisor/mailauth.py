@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from opentelemetry import trace
 
+from estafeta.actors.checks.dmarc import org_domain
 from estafeta.actors.checks.outbound import Outbound
 from estafeta.actors.checks.session import MailAuth
 from estafeta.actors.dns import DnsView
@@ -47,6 +48,9 @@ def mail_auth(
     0 trims the report store). Raises OSError when the SRS secret cannot be
     made or read (Config.srs.enabled)."""
     outbound = Outbound.from_config(cfg)
+    # The Public Suffix List (DMARC's and the signer's organisational
+    # domains) is parsed now, not by the first message (~50 ms).
+    org_domain("example.com")
     reports = ReportBuffer()
     checks = MailAuth.from_config(cfg, dns_view, tracer, reports)
     children = []
