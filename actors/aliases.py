@@ -48,6 +48,8 @@ log = logging.getLogger("estafeta.directory")
 ALIASES_FILE = "aliases"
 #: Alias levels followed before giving up (chasquid's recursion limit).
 MAX_DEPTH = 10
+#: Resolutions a Resolver remembers (see Resolver._resolved).
+RESOLVED_CACHE = 4096
 
 UNKNOWN_USER = Reply(550, "5.1.1", "No such user here")
 ALIAS_LOOP = Reply(550, "5.4.6", "Alias loop detected")  # RFC 3463 X.4.6 routing loop
@@ -267,6 +269,11 @@ class Resolver:
     aliases: AliasTable
     rules: AddressRules
     primary: str = "localhost"
+    #: Resolutions already made, by (address, catch_all): the tables are a
+    #: snapshot, so an address resolves the same until a new Resolver is
+    #: published, and a server's recipients repeat (a resolution costs
+    #: ~6 us, a lookup here ~0.1 us). Bounded: emptied at RESOLVED_CACHE.
+    _resolved: dict = field(default_factory=dict, repr=False, compare=False)
 
     def is_local(self, domain: str) -> bool:
         """True if `domain` (any spelling) is a local domain."""
@@ -279,6 +286,15 @@ class Resolver:
         """Resolve a forward-path (without brackets) to its final
         recipients (see the module docstring). `catch_all=False` ignores
         catch-all aliases (for "is this address the user's?" questions)."""
+        key = (address, catch_all)
+        res = self._resolved.get(key)
+        if res is None:
+            if len(self._resolved) >= RESOLVED_CACHE:
+                self._resolved.clear()
+            res = self._resolved[key] = self._resolve(address, catch_all)
+        return res
+
+    def _resolve(self, address: str, catch_all: bool) -> Resolution:
         local, domain = split_address(address)
         if not domain:
             if local.lower() != "postmaster":

@@ -37,6 +37,8 @@ from opentelemetry import trace
 from estafeta.actors import dsn
 from estafeta.actors.directory import DirectoryView
 from estafeta.actors.enqueue import Enqueuer, Envelope
+from estafeta.actors.recipients import queue_recipients
+from estafeta.actors.smtp.dsnparams import NEVER, RcptDsn
 from estafeta.proto import common_pb2, config_pb2, queue_pb2
 from estafeta.store.queue import QueueStore
 from estafeta.supervisor.log import kv
@@ -44,6 +46,9 @@ from estafeta.supervisor.log import kv
 log = logging.getLogger("estafeta.queue")
 
 FAILED, DELAYED, DELIVERED, RELAYED = "failed", "delayed", "delivered", "relayed"
+#: A DSN's recipients ask for no DSN themselves (NOTIFY=NEVER): a failure
+#: of the DSN is a double bounce (above), never a DSN of a DSN.
+_NO_DSN_OF_A_DSN = RcptDsn(notify=frozenset({NEVER}))
 _NOTIFY = {FAILED: "FAILURE", DELAYED: "DELAY", DELIVERED: "SUCCESS", RELAYED: "SUCCESS"}
 
 
@@ -151,9 +156,16 @@ class Bouncer:
         )
         return self._queue(item, reports, self._postmaster, queue_pb2.QueueItem.KIND_DOUBLE_BOUNCE, parent)
 
-    def _queue(self, item: queue_pb2.QueueItem, reports: list[Report], to: str, kind: int, parent: trace.Span) -> str:
-        verdict = self._directory.check(to, relay=True)
-        rcpt = queue_pb2.Recipient(address=to, mailbox=verdict.mailbox, status=queue_pb2.PENDING, notify=["NEVER"])
+    def _queue(
+        self, item: queue_pb2.QueueItem, reports: list[Report], to: str, kind: int, parent: trace.Span
+    ) -> str | None:
+        res = self._directory.resolve(to)  # a local sender's DSN goes where its mail goes
+        if not res.accepted:
+            log.warning(
+                "dropped dsn for=%s to=<%s> reason=%s", item.id, to, kv(f"{res.reply} (the sender is not deliverable)")
+            )
+            return None
+        recipients = queue_recipients(res.recipients, to, _NO_DSN_OF_A_DSN)
         original = self.store.read_body(item.id)
         message = dsn.build_dsn_for_item(
             reporting_mta=self._hostname,
@@ -167,7 +179,7 @@ class Bouncer:
         queue_id = self._enqueuer.new_id()
         envelope = Envelope(
             reverse_path="",
-            recipients=[rcpt],
+            recipients=recipients,
             smtputf8=item.smtputf8,
             client_address="",
             helo=self._hostname,

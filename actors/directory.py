@@ -10,15 +10,11 @@ at the files' stamps and publishes new tables when one changed (no
 restart); a `Reload` (SIGHUP) reads them all at once. A file that fails to
 load keeps its domain's previous tables, and the error is logged.
 
-`check_recipient` is the config-only decision of the first version (one
-mailbox per address, no users or aliases), kept for its callers.
-
-Replies (RFC 5321 §4.2.2, enhanced codes RFC 3463):
-- non-local domain, address literal: 554 5.7.1 relay access denied (this
-  server is never an open relay);
-- a domain with a user list, local part not in it: 550 5.1.1;
-- a local part that cannot be a Maildir folder name: 553 5.1.3;
-- `postmaster`, bare or @ any local domain, is always accepted (§4.5.1).
+RCPT decisions (who is local, which mailbox, relay or not) are
+actors/policy.py's RelayPolicy over the published Resolver; refusals are
+the resolver's: 550 5.1.1 unknown user, 553 5.1.3 a local part that
+cannot be a mailbox, 550 5.4.6 an alias loop; `postmaster`, bare or @ any
+local domain, is always accepted (RFC 5321 §4.5.1).
 """
 
 from __future__ import annotations
@@ -31,89 +27,21 @@ import gevent
 from estafeta.actors.addresses import AddressRules
 from estafeta.actors.aliases import AliasFiles, Resolution, Resolver
 from estafeta.actors.users import UserCredentials, UserFiles, UserTable
-from estafeta.proto import common_pb2, config_pb2, messages_pb2, reload_pb2
+from estafeta.proto import config_pb2, reload_pb2
 from estafeta.store.blocking import run_blocking
 from estafeta.supervisor.actor import Actor, Link
 from estafeta.supervisor.config import normalize_domain
 
 log = logging.getLogger("estafeta.directory")
 
-RELAY_DENIED = common_pb2.Reply(code=554, enhanced="5.7.1", text="Relay access denied")
-UNKNOWN_USER = common_pb2.Reply(code=550, enhanced="5.1.1", text="No such user here")
-BAD_MAILBOX = common_pb2.Reply(code=553, enhanced="5.1.3", text="Local part cannot be a mailbox name")
-
-
-def _unquote_local_part(local: str) -> str:
-    """`"john doe"` -> `john doe` (RFC 5321 §4.1.2 Quoted-string)."""
-    if len(local) >= 2 and local[0] == '"' and local[-1] == '"':
-        inner = local[1:-1]
-        out, i = [], 0
-        while i < len(inner):
-            if inner[i] == "\\" and i + 1 < len(inner):
-                i += 1
-            out.append(inner[i])
-            i += 1
-        return "".join(out)
-    return local
-
-
-def mailbox_local_part(local: str) -> str | None:
-    """The Maildir folder name for a local part, or None if it cannot be one.
-
-    Lower-cased (local parts are compared case-insensitively here, as most
-    MTAs do for their own domains); refused: empty, over 64 octets
-    (RFC 5321 §4.5.3.1.1), leading ".", "/" or control characters — nothing
-    may escape <data_dir>/mail/<domain>/.
-    """
-    name = _unquote_local_part(local).lower()
-    if not name or name[0] == "." or len(name.encode("utf-8")) > 64:
-        return None
-    if "/" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return None
-    return name
-
 
 class LocalDomains:
-    """The local domains of a Config: name -> allowed users (None = all)."""
+    """The local domains of a Config, normalised (A-label, lower case), in
+    file order; `primary`: the first, the domain of a bare "postmaster"."""
 
     def __init__(self, cfg: config_pb2.Config):
-        self.domains: dict[str, frozenset[str] | None] = {}
-        for d in cfg.local_domain:
-            users = frozenset(u.lower() for u in d.user) or None
-            self.domains[normalize_domain(d.name)] = users
+        self.domains: list[str] = list(dict.fromkeys(normalize_domain(d.name) for d in cfg.local_domain))
         self.primary = next(iter(self.domains), "localhost")
-
-
-def check_recipient(domains: LocalDomains, address: str, relay: bool = False) -> messages_pb2.RecipientVerdict:
-    """Decide RCPT TO:<address> (forward-path without brackets). `relay`:
-    the client may send to other domains (Config.relay_network): a
-    recipient in a non-local domain is then accepted with no mailbox (the
-    router sends it to its MX). Address literals are never relayed to."""
-    local, at, domain = address.rpartition("@")
-    if not at:
-        # RFC 5321 §4.5.1: bare "postmaster" must be accepted.
-        if address.lower() == "postmaster":
-            return messages_pb2.RecipientVerdict(accepted=True, mailbox=f"{domains.primary}/postmaster")
-        return messages_pb2.RecipientVerdict(accepted=False, reply=BAD_MAILBOX)
-    if domain.startswith("["):
-        return messages_pb2.RecipientVerdict(accepted=False, reply=RELAY_DENIED)
-    try:
-        dom = normalize_domain(domain)
-    except ValueError:
-        return messages_pb2.RecipientVerdict(
-            accepted=False, reply=common_pb2.Reply(code=553, enhanced="5.1.2", text="Bad destination domain")
-        )
-    if dom not in domains.domains:
-        if relay and local:
-            return messages_pb2.RecipientVerdict(accepted=True)
-        return messages_pb2.RecipientVerdict(accepted=False, reply=RELAY_DENIED)
-    name = mailbox_local_part(local)
-    if name is None:
-        return messages_pb2.RecipientVerdict(accepted=False, reply=BAD_MAILBOX)
-    users = domains.domains[dom]
-    if users is not None and name not in users and name != "postmaster":
-        return messages_pb2.RecipientVerdict(accepted=False, reply=UNKNOWN_USER)
-    return messages_pb2.RecipientVerdict(accepted=True, mailbox=f"{dom}/{name}")
 
 
 def domains_dir(cfg: config_pb2.Config, field: str) -> str:
@@ -166,20 +94,19 @@ class DirectoryTables:
 class DirectoryView:
     """The Directory's current tables, published for sessions to read at
     RCPT TO and AUTH (like an ETS table with one writer: the Directory actor
-    replaces `domains` and `resolver` with new objects, never changing one
+    replaces `resolver` with a new object, never changing one
     in place, so a reader always sees one whole version).
 
-    check(address): check_recipient on the config's domains (first
-    version); resolve(address): the final recipients with users and
-    aliases (actors/aliases.py); credentials: the SASL mechanisms'
-    credential port over the current users; users: the current UserTable.
+    resolver: the current Resolver (None before the Directory started);
+    resolve(address): the final recipients with users and aliases
+    (actors/aliases.py); credentials: the SASL mechanisms' credential port
+    over the current users; users: the current UserTable.
     """
 
-    __slots__ = ("domains", "resolver", "credentials")
+    __slots__ = ("resolver", "credentials")
 
-    def __init__(self, domains: LocalDomains | None = None):
-        self.domains = domains
-        self.resolver: Resolver | None = None
+    def __init__(self, resolver: Resolver | None = None):
+        self.resolver = resolver
         self.credentials = UserCredentials(self._users)
 
     def _users(self) -> UserTable:
@@ -188,13 +115,6 @@ class DirectoryView:
     @property
     def users(self) -> UserTable:
         return self._users()
-
-    def check(self, address: str, relay: bool = False) -> messages_pb2.RecipientVerdict:
-        """Decide RCPT TO:<address> (see check_recipient). Raises
-        RuntimeError before the Directory has published its tables."""
-        if self.domains is None:
-            raise RuntimeError("directory not started")
-        return check_recipient(self.domains, address, relay)
 
     def resolve(self, address: str) -> Resolution:
         """The final recipients of RCPT TO:<address> (Resolver.resolve):
@@ -214,7 +134,6 @@ class Directory(Actor):
 
     def __init__(self, link: Link | None, cfg: config_pb2.Config, view: DirectoryView | None = None):
         super().__init__(link)
-        self._domains = LocalDomains(cfg)
         self._view = view
         self._tables = DirectoryTables(cfg)
         self._poll_seconds = cfg.directory_poll_seconds or 5.0
@@ -240,7 +159,6 @@ class Directory(Actor):
 
     def _publish(self) -> None:
         if self._view is not None:
-            self._view.domains = self._domains
             self._view.resolver = self._tables.resolver
 
     def _poll(self) -> None:

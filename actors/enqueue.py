@@ -1,5 +1,6 @@
 """Putting a message into the queue: the one way in, for SMTP sessions,
-the DSNs the queue makes, and (later) the maildrop of `estafeta sendmail`.
+the DSNs the queue makes, and the maildrop of `estafeta sendmail`
+(actors/pickup.py).
 
 `Enqueuer.enqueue(queue_id, envelope, body, parent)` builds the
 QueueItem (envelope, per-recipient status, the trace it belongs to),
@@ -73,7 +74,8 @@ class Envelope:
     reverse-path ("" is <>), the accepted recipients (queue_pb2.Recipient,
     PENDING, with mailbox, NOTIFY, ORCPT), the transaction's parameters
     (SMTPUTF8, BODY=, RFC 3461 RET and ENVID) and who sent it (client
-    address, EHLO name, the RFC 3848 protocol keyword)."""
+    address, EHLO name, the RFC 3848 protocol keyword), and the AUTH= value
+    to pass on (actors/policy.py auth_parameter)."""
 
     reverse_path: str
     recipients: list[queue_pb2.Recipient]
@@ -86,6 +88,8 @@ class Envelope:
     protocol: str = ""
     kind: queue_pb2.QueueItem.Kind = queue_pb2.QueueItem.KIND_MESSAGE
     dsn_for: str = ""
+    #: The AUTH= value to pass on (RFC 4954 §5; QueueItem.auth): "" is <>.
+    auth: str = ""
     #: DKIM-sign the message at enqueue (mail of our users: authenticated,
     #: relay_network clients, `estafeta sendmail`; our DSNs).
     sign: bool = False
@@ -152,6 +156,7 @@ class Enqueuer:
             dsn_envid=envelope.dsn_envid,
             kind=envelope.kind,
             dsn_for=envelope.dsn_for,
+            auth=envelope.auth,
         )
 
     def _authenticate(self, queue_id: str, envelope: Envelope, body: bytes, span: trace.Span) -> bytes:

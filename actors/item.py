@@ -274,7 +274,11 @@ class QueueItem(Actor):
         check_existing = not self._fresh or item.attempts > 1
         self._fresh = False
         parent = inject(span)
-        requests = [self._request(key, indices, check_existing, parent, len(groups) == 1) for key, indices in groups]
+        # A DSN still owed (a recipient failed before delivery, e.g. an alias
+        # target naming nobody) needs the body after the deliveries: no
+        # courier may remove the files with its delivery then.
+        only = len(groups) == 1 and not any(r.dsn_due for r in item.recipients)
+        requests = [self._request(key, indices, check_existing, parent, only) for key, indices in groups]
         if len(requests) == 1:
             results = [self._ask_courier(requests[0])]
         else:
@@ -335,6 +339,7 @@ class QueueItem(Actor):
                     mailbox=item.recipients[i].mailbox,
                     notify=item.recipients[i].notify,
                     original_recipient=item.recipients[i].original_recipient,
+                    pipe_command=item.recipients[i].pipe_command,
                     folder=item.recipients[i].folder,
                 )
                 for i in indices

@@ -1,13 +1,26 @@
 """Listener actor: accepts TCP connections and starts an SmtpSession for each.
 
-One Listener per configured address ("smtp_address"), a permanent child of
-that address's listener supervisor, next to the simple_one_for_one
-supervisor of its sessions (registered as "sessions.<name>"). The accept
-loop runs in its own greenlet so the actor's inbox stays free (stop, ...).
+One Listener per listening address (supervisor/config.py listener_specs:
+every smtp_address, an SMTP-mode listener, and every `listener` entry with
+its mode), a permanent child of that address's listener supervisor, next
+to the simple_one_for_one supervisor of its sessions (registered as
+"sessions.<name>"). The accept loop runs in its own greenlet so the
+actor's inbox stays free (stop, ...).
 
-Connection limit: past Config.max_connections open sessions a new
-connection gets "421 4.3.2 Too many connections" and is closed
-(RFC 5321 §3.8 allows 421 at the greeting).
+Refusals at accept, before any session (RFC 5321 §3.8 allows 421 at the
+greeting), each logged ("connection refused from=... reason=...") and
+counted (metrics.count_connection_refused):
+
+- past Config.max_connections open sessions: "421 4.3.2 Too many
+  connections" (reason max_connections);
+- the limits against abuse (actors/limits.py connection_opened, shared by
+  the serving processes): 421 4.7.0, reasons rate_limited (connections per
+  minute), connections_at_once, auth_failures (a submission listener, for
+  a network that failed AUTH too often).
+
+On a SUBMISSIONS listener (TLS from the first byte, RFC 8314) a refused
+connection is closed without a reply: a plaintext 421 is not what a TLS
+client can read, and a handshake per refusal is what a flood would want.
 """
 
 from __future__ import annotations
@@ -18,11 +31,14 @@ import socket
 import gevent
 from gevent import monkey
 
+from estafeta.actors import limits as abuse
 from estafeta.actors.session import ConnectionSlots
+from estafeta.actors.smtp import Mode, Reply
 from estafeta.proto import messages_pb2
 from estafeta.supervisor import metrics, registry
 from estafeta.supervisor.actor import Actor, Link
 from estafeta.supervisor.config import ListenAddress
+from estafeta.supervisor.log import kv
 from estafeta.supervisor.tree import start_child
 
 log = logging.getLogger("estafeta.listener")
@@ -93,24 +109,44 @@ def open_listening_socket(addr: ListenAddress, reuse_port: bool = False) -> sock
     return sock
 
 
+#: Connection refusals by the limits, and their reasons (metrics, log).
+_LIMIT_REASONS = {
+    id(abuse.TOO_FAST): "rate_limited",
+    id(abuse.TOO_MANY): "connections_at_once",
+    id(abuse.AUTH_BLOCKED_CONNECT): "auth_failures",
+}
+_TOO_MANY_CONNECTIONS = Reply(421, "4.3.2", "Too many connections, try again later")
+
+
 class Listener(Actor):
-    """Accepts on one address; starts sessions under "sessions.<name>"."""
+    """Accepts on one address; starts sessions under "sessions.<name>".
+    `mode`: the listener's (smtp.Mode); `limits`: the limits against abuse
+    (None: none, tests)."""
 
     def __init__(
-        self, link: Link | None, name: str, addr: ListenAddress, slots: ConnectionSlots, reuse_port: bool = False
+        self,
+        link: Link | None,
+        name: str,
+        addr: ListenAddress,
+        slots: ConnectionSlots,
+        reuse_port: bool = False,
+        mode: Mode = Mode.SMTP,
+        limits: abuse.Limits | None = None,
     ):
         super().__init__(link)
         self._name = name
         self._addr = addr
         self._slots = slots
         self._reuse_port = reuse_port
+        self._mode = mode
+        self._limits = limits
         self._sock: socket.socket | None = None
         self._loop: gevent.Greenlet | None = None
 
     def on_start(self) -> None:
         self._sock = open_listening_socket(self._addr, self._reuse_port)
         self._loop = gevent.spawn(self._accept_loop)
-        log.info("listening %s on %s", self._name, self._addr)
+        log.info("listening %s on %s mode=%s", self._name, self._addr, self._mode.name)
 
     def on_stop(self) -> None:
         self._close()
@@ -157,18 +193,17 @@ class Listener(Actor):
 
     def _start_session(self, fd: int, peer: tuple, fixed_local: tuple | None, sessions: str) -> None:
         """Hand the accepted connection `fd` to a new session, or refuse it
-        (421 past max_connections; closed when no session can start)."""
+        (see the module docstring; closed when no session can start)."""
         if not self._slots.try_acquire():
-            log.warning("connection refused from=%s:%s reason=max_connections", peer[0], peer[1])
-            metrics.count_connection_refused("max_connections")
-            conn = socket.socket(self._sock.family, socket.SOCK_STREAM, 0, fileno=fd)
-            try:
-                conn.sendall(b"421 4.3.2 Too many connections, try again later\r\n")
-            except OSError:
-                pass  # gone already
-            finally:
-                conn.close()
+            self._refuse(fd, peer, _TOO_MANY_CONNECTIONS, "max_connections")
             return
+        limits = self._limits
+        if limits is not None:
+            refusal = limits.connection_opened(peer[0], submission=self._mode is not Mode.SMTP)
+            if refusal is not None:
+                self._slots.release()
+                self._refuse(fd, peer, refusal, _LIMIT_REASONS.get(id(refusal), "limits"))
+                return
         metrics.count_connection(self._name)
         if fixed_local is None:
             probe = _StdSocket(self._sock.family, socket.SOCK_STREAM, 0, fileno=fd)
@@ -192,4 +227,20 @@ class Listener(Actor):
             log.warning("cannot start session: %s", e)
         if not ok:
             self._slots.release()
+            if limits is not None:
+                limits.connection_closed(peer[0])
             socket.close(start.fd)
+
+    def _refuse(self, fd: int, peer: tuple, reply: Reply, reason: str) -> None:
+        """Answer `reply` (not on a SUBMISSIONS listener) and close."""
+        log.warning("connection refused from=%s:%s listener=%s reason=%s reply=%s",
+                    peer[0], peer[1], self._name, reason, kv(str(reply)))  # fmt: skip
+        metrics.count_connection_refused(reason)
+        conn = socket.socket(self._sock.family, socket.SOCK_STREAM, 0, fileno=fd)
+        try:
+            if self._mode is not Mode.SUBMISSIONS:
+                conn.sendall(reply.wire)
+        except OSError:
+            pass  # gone already
+        finally:
+            conn.close()

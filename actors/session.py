@@ -1,16 +1,28 @@
 """SmtpSession actor: one per accepted connection.
 
-It owns the socket, feeds the sans-I/O protocol (actors/smtp), and asks
-other actors for the decisions the protocol leaves to it:
+It owns the socket and drives the sans-I/O protocol (actors/smtp) over
+it: the greeting, the TLS of the connection (STARTTLS, RFC 3207; implicit
+TLS on a SUBMISSIONS listener, RFC 8314 §3.3), the idle and DATA timeouts
+and the graceful shutdown. The decisions the protocol leaves to its
+driver go to two helpers:
 
-- MAIL FROM: the QueueManager's QueueGauge (back-pressure, 452 4.3.1);
-- RCPT TO: the Directory's DirectoryView (local? relay denied? user?);
-  both are tables those actors publish and only they write (Erlang's
-  ETS pattern), read here instead of an ask per command;
-- end of DATA: the item and body are written durably by the QueueStore
-  (fsync'd, group commit) *before* "250 ... queued as <id>" goes out
-  (RFC 5321 §4.1.1.4, §6.1: once 250 is sent the message must not be lost),
-  then `Enqueued` is told to the QueueManager.
+- the mail transactions (MAIL, RCPT, end of DATA: policy, limits, the
+  queue): actors/transaction.py `Transactions`;
+- the AUTH exchanges (RFC 4954: mechanisms, limits, delays):
+  actors/auth/exchange.py `AuthExchange`, made at the first AUTH.
+
+The session's states, as the protocol keeps them (ServerParams.mode is
+the listener's):
+
+    connect ──(SUBMISSIONS: TLS handshake)──> 220 greeting
+    GREETED ─EHLO─> READY ─STARTTLS─> 220, handshake ─> GREETED over TLS
+                      │    (bytes pipelined behind STARTTLS are dropped
+                      │     unread; EHLO again: RFC 3207 §4.2)
+                      └─AUTH (over TLS, or plaintext from loopback)─> 235
+                         ─> READY authenticated ─MAIL─> transaction
+
+A failed handshake closes the connection without a reply (RFC 3207
+§4.1); one that takes longer than the idle timeout too.
 
 The conversation runs inside the actor's first message (`StartSession`),
 so one greenlet serves one connection. On shutdown the supervisor
@@ -18,56 +30,39 @@ so one greenlet serves one connection. On shutdown the supervisor
 one inside a transaction finishes it (bounded by the shutdown timeout)
 and then gets 421.
 
-Tracing: the connection is one trace ("smtp.session"); every transaction
-(MAIL .. end of DATA) starts a new trace ("smtp.transaction", linked to the
-session span) that the message keeps for its whole life in the queue.
+Tracing: the connection is one trace ("smtp.session": peer, listener,
+HELO, TLS version and cipher, the authenticated user); every transaction
+is a trace of its own (actors/transaction.py).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
-import time
+import ssl
 from dataclasses import dataclass
-from email.utils import formatdate
 from time import monotonic as _monotonic
 
 from opentelemetry import trace
-from opentelemetry.trace import Link as SpanLink
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from estafeta.actors import smtp
+from estafeta.actors.auth.exchange import AuthEnv, AuthExchange
 from estafeta.actors.directory import DirectoryView
-from estafeta.actors.enqueue import Enqueuer, Envelope
-from estafeta.actors.queue import QUEUE_FULL, QueueGauge
+from estafeta.actors.enqueue import Enqueuer
+from estafeta.actors.limits import Limits
+from estafeta.actors.policy import RelayPolicy
+from estafeta.actors.queue import QueueGauge
 from estafeta.actors.timeouts import IdleWatch, SessionTimedOut
-from estafeta.proto import common_pb2, messages_pb2, queue_pb2
-from estafeta.supervisor import metrics
+from estafeta.actors.tls import CertStore, channel_binding, connection_info
+from estafeta.actors.transaction import Transactions
+from estafeta.proto import messages_pb2
 from estafeta.supervisor.actor import Actor, Link, ShutdownRequested
 from estafeta.supervisor.log import kv
 
 log = logging.getLogger("estafeta.session")
 
 _EMPTY_CONTEXT = trace.set_span_in_context(trace.INVALID_SPAN)
-
-
-QUEUE_WRITE_ERROR = smtp.Reply(451, "4.3.0", "Error: queue file write error, try again later")
-
-
-#: Refusal reasons (metrics, the estafeta.refused span attribute) by the
-#: enhanced status code of the reply (RFC 3463).
-_REASONS = {"5.7.1": "relay_denied", "5.1.1": "unknown_user", "5.1.2": "bad_domain", "5.1.3": "bad_address"}
-
-
-def refusal_reason(reply: common_pb2.Reply) -> str:
-    """The reason a recipient or message was refused, for metrics and
-    trace search: "relay_denied", "unknown_user", ... or "refused_<code>"."""
-    return _REASONS.get(reply.enhanced) or f"refused_{reply.code}"
-
-
-def _reply(r: common_pb2.Reply) -> smtp.Reply:
-    return smtp.Reply(r.code, r.enhanced, r.text)
 
 
 class ConnectionSlots:
@@ -94,7 +89,8 @@ class ConnectionSlots:
 
 @dataclass
 class SessionEnv:
-    """What every session of a listener shares (read-only)."""
+    """What every session of a listener shares (read-only). One per
+    listener (its `params` carry the mode); the rest is the process's."""
 
     hostname: str
     params: smtp.ServerParams
@@ -105,60 +101,32 @@ class SessionEnv:
     slots: ConnectionSlots
     watch: IdleWatch  # idle and DATA timeouts of every session
     gauge: QueueGauge  # published by the QueueManager (back-pressure)
-    directory: DirectoryView  # published by the Directory (RCPT TO)
-    #: Client networks that may relay (Config.relay_network).
-    relay_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-
-
-class _DateCache:
-    """RFC 5322 date for Received headers, recomputed once a second."""
-
-    def __init__(self):
-        self._sec = -1
-        self._text = ""
-
-    def now(self) -> str:
-        sec = int(time.time())
-        if sec != self._sec:
-            self._sec, self._text = sec, formatdate(sec, localtime=True)
-        return self._text
-
-
-_dates = _DateCache()
-
-
-class _Transaction:
-    """Envelope being built between MAIL and the end of DATA."""
-
-    __slots__ = ("span", "reverse_path", "recipients", "smtputf8", "body_type", "dsn_ret", "dsn_envid")
-
-    def __init__(self, span, mail: smtp.MailFrom):
-        self.span = span
-        self.reverse_path = mail.reverse_path
-        self.recipients: list[queue_pb2.Recipient] = []
-        self.smtputf8 = bool(mail.smtputf8)
-        self.body_type = mail.body or ""
-        dsn = mail.dsn  # RFC 3461 §4.3, §4.4, decoded by the protocol
-        self.dsn_ret = (dsn.ret or "") if dsn else ""
-        self.dsn_envid = (dsn.envid or "") if dsn else ""
+    directory: DirectoryView  # published by the Directory (RCPT TO, AUTH)
+    policy: RelayPolicy  # relay and sender policy (Config.relay_network)
+    limits: Limits | None = None  # against abuse (Config.limits), shared by the processes
+    certs: CertStore | None = None  # TLS certificates (STARTTLS, SUBMISSIONS); None: no TLS
+    auth: AuthEnv | None = None  # AUTH (SUBMISSION and SUBMISSIONS listeners)
 
 
 class SmtpSession(Actor):
     """Serves one SMTP connection (temporary child of a listener's sessions
-    supervisor). Constructed with the shared SessionEnv and the StartSession
-    that names the socket; the conversation starts when StartSession is told.
+    supervisor). Constructed with the listener's SessionEnv and the
+    StartSession that names the socket; the conversation starts when
+    StartSession is told.
     """
 
     interruptible_on_shutdown = True
+    #: The AUTH exchanges, made at the first AUTH (most sessions have none).
+    _auth: AuthExchange | None = None
+    #: The connection's tls-exporter channel binding once TLS is on (RFC 9266).
+    _channel_binding: bytes | None = None
 
     def __init__(self, link: Link | None, env: SessionEnv, start: messages_pb2.StartSession):
         super().__init__(link)
         self._env = env
         self._start = start
-        self._txn: _Transaction | None = None
-        #: Whether the client may relay (Config.relay_network); None: not
-        #: looked at yet.
-        self._relay: bool | None = None
+        self._txns: Transactions | None = None
+        self._sock: socket.socket | None = None
         #: True only while blocked reading the next command outside a
         #: transaction: the one point where a shutdown may cut in.
         self._awaiting_command = False
@@ -182,19 +150,25 @@ class SmtpSession(Actor):
             return None
         raise TypeError(f"SmtpSession cannot handle {type(message).__name__}")
 
+    @property
+    def greenlet(self):
+        """The greenlet serving this connection (for the IdleWatch)."""
+        return self._greenlet
+
     # ------------------------------------------------------------ the loop
     def _serve(self, start: messages_pb2.StartSession) -> None:
         env = self._env
+        peer = start.peer_address
         # Family and type given: socket(fileno=) alone would probe them
         # with getsockname and two getsockopt calls.
-        family = socket.AF_INET6 if ":" in start.peer_address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM, 0, fileno=start.fd)
+        family = socket.AF_INET6 if ":" in peer else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM, 0, fileno=start.fd)
         span = env.tracer.start_span(
             "smtp.session",
             context=_EMPTY_CONTEXT,
             kind=SpanKind.SERVER,
             attributes={
-                "network.peer.address": start.peer_address,
+                "network.peer.address": peer,
                 "network.peer.port": start.peer_port,
                 "server.address": start.local_address,
                 "server.port": start.local_port,
@@ -202,50 +176,51 @@ class SmtpSession(Actor):
             },
         )
         self._session_span = span
-        log.info("connection from=%s:%d listener=%s", start.peer_address, start.peer_port, start.listener)
-        proto = smtp.SmtpServer(env.params, start.peer_address)
+        log.info("connection from=%s:%d listener=%s", peer, start.peer_port, start.listener)
+        txns = self._txns = Transactions(env, peer, span)
         env.watch.add(self)
         try:
+            implicit = env.params.mode is smtp.Mode.SUBMISSIONS
+            if implicit and not self._handshake():  # RFC 8314 §3.3: TLS from the first byte
+                return
+            proto = smtp.SmtpServer(env.params, peer, tls=implicit, channel_binding=self._channel_binding is not None)
             proto.greet()
-            self._converse(sock, proto)
+            self._converse(proto)
         except OSError as e:
             span.set_attribute("error.type", type(e).__name__)
-            log.info("disconnected from=%s:%d error=%s", start.peer_address, start.peer_port, kv(e))
+            log.info("disconnected from=%s:%d error=%s", peer, start.peer_port, kv(e))
         finally:
             env.watch.remove(self)
-            if self._txn is not None:
-                self._end_transaction("connection closed during transaction", error=True)
+            if txns.txn is not None:
+                txns.end("connection closed during transaction", error=True)
             try:
-                sock.close()
+                self._sock.close()
             finally:
                 env.slots.release()
+                if env.limits is not None:
+                    env.limits.connection_closed(peer)
                 span.end()
 
-    @property
-    def greenlet(self):
-        """The greenlet serving this connection (for the IdleWatch)."""
-        return self._greenlet
-
-    def _converse(self, sock: socket.socket, proto: smtp.SmtpServer) -> None:
+    def _converse(self, proto: smtp.SmtpServer) -> None:
         env = self._env
         while True:
             event = proto.next_event()
             if event is smtp.NEED_DATA:
                 out = proto.data_to_send()
                 if out:
-                    self._send(sock, out)
-                idle = not proto.in_data and self._txn is None
+                    self._send(out)
+                idle = not proto.in_data and self._txns.txn is None
                 if idle and self.shutdown_pending:
-                    self._close(sock, proto, smtp.Reply(421, "4.3.2", f"{env.hostname} Service shutting down"))
+                    self._close(proto, smtp.Reply(421, "4.3.2", f"{env.hostname} Service shutting down"))
                     return
                 # RFC 5321 §4.5.3.2.6/7: the IdleWatch enforces these.
                 self.wait_limit = env.data_timeout if proto.in_data else env.idle_timeout
                 self._awaiting_command = idle
                 self.wait_since = _monotonic()
                 try:
-                    data = sock.recv(65536)
+                    data = self._sock.recv(65536)
                 except SessionTimedOut:
-                    self._close(sock, proto, smtp.Reply(421, "4.4.2", f"{env.hostname} Timeout, closing connection"))
+                    self._close(proto, smtp.Reply(421, "4.4.2", f"{env.hostname} Timeout, closing connection"))
                     return
                 except ShutdownRequested:
                     continue  # shutdown_pending is set: the check above replies 421
@@ -259,16 +234,20 @@ class SmtpSession(Actor):
             elif event is smtp.CLOSED:
                 out = proto.data_to_send()
                 if out:
-                    self._send(sock, out)
+                    self._send(out)
                 return
+            elif type(event) is smtp.StartTls:
+                if not self._start_tls(proto):
+                    return
             else:
                 self._handle(event, proto)
 
-    def _send(self, sock: socket.socket, data: bytes) -> None:
+    def _send(self, data: bytes) -> None:
         """sendall, timed out by the IdleWatch (idle timeout) if the client
         stops reading. Raises OSError (ConnectionError, or TimeoutError)."""
         self.wait_limit = self._env.idle_timeout
         self.wait_since = _monotonic()
+        sock = self._sock
         try:
             # One send() first: a reply nearly always fits the socket buffer,
             # and gevent's sendall() asks the kernel for SO_SNDBUF each time.
@@ -280,170 +259,99 @@ class SmtpSession(Actor):
         finally:
             self.wait_since = None
 
-    def _close(self, sock, proto: smtp.SmtpServer, reply: smtp.Reply) -> None:
+    def _close(self, proto: smtp.SmtpServer, reply: smtp.Reply) -> None:
         proto.close(reply)
         out = proto.data_to_send()
         if out:
-            self._send(sock, out)
+            self._send(out)
+
+    # ---------------------------------------------------------------- TLS
+    def _start_tls(self, proto: smtp.SmtpServer) -> bool:
+        """STARTTLS (RFC 3207 §4): 220, the handshake, then the protocol
+        starts over from before EHLO. False: the connection is to close (a
+        failed handshake gets no reply, §4.1)."""
+        certs = self._env.certs
+        if certs is None or certs.context is None:
+            proto.reject(smtp.replies.TLS_NOT_AVAILABLE)
+            return True
+        proto.accept()  # queues the 220 and drops what was pipelined behind STARTTLS
+        self._send(proto.data_to_send())
+        dropped = proto.starttls_discarded
+        if dropped:  # the CVE-2011-0411 injection pattern, or a broken client
+            self._session_span.add_event("starttls.discarded", {"estafeta.octets": dropped})
+            log.warning("starttls from=%s discarded=%d reason=%s", self._start.peer_address, dropped,
+                        kv("commands pipelined after STARTTLS are not executed (RFC 3207 §4.2)"))  # fmt: skip
+        if not self._handshake():
+            return False
+        proto.tls_started(channel_binding=self._channel_binding is not None)
+        return True
+
+    def _handshake(self) -> bool:
+        """Wrap the socket in TLS with the listener's certificates (SNI
+        picks one), bounded by the idle timeout. False if it failed (logged,
+        on the trace)."""
+        env, start = self._env, self._start
+        ctx = env.certs.context if env.certs is not None else None
+        if ctx is None:
+            log.error("tls unavailable from=%s listener=%s: no certificate", start.peer_address, start.listener)
+            return False
+        # The TLS socket owns the descriptor from here on (and _serve closes
+        # it), also when the handshake fails or is timed out.
+        tls = self._sock = ctx.wrap_socket(self._sock, server_side=True, do_handshake_on_connect=False)
+        self.wait_limit = env.idle_timeout
+        self.wait_since = _monotonic()
+        try:
+            tls.do_handshake()
+        except (ssl.SSLError, OSError, SessionTimedOut) as e:
+            self._session_span.set_attribute("error.type", "tls_handshake")
+            log.info("tls handshake failed from=%s:%d error=%s", start.peer_address, start.peer_port, kv(e))
+            return False
+        finally:
+            self.wait_since = None
+        self._channel_binding = channel_binding(tls)
+        info = connection_info(tls)
+        self._txns.tls = info
+        self._session_span.set_attributes(info.span_attributes())
+        if self._auth is not None:
+            self._auth.channel_binding = self._channel_binding
+        log.info("tls from=%s version=%s cipher=%s", start.peer_address, info.version, info.cipher)
+        return True
 
     # ---------------------------------------------------------- decisions
     def _handle(self, event, proto: smtp.SmtpServer) -> None:
-        if isinstance(event, smtp.MailFrom):
-            self._on_mail(event, proto)
-        elif isinstance(event, smtp.RcptTo):
-            self._on_rcpt(event, proto)
-        elif isinstance(event, smtp.DataStart):
+        kind = type(event)
+        txns = self._txns
+        if kind is smtp.MailFrom:
+            txns.mail(event, proto)
+        elif kind is smtp.RcptTo:
+            txns.rcpt(event, proto)
+        elif kind is smtp.DataStart:
             proto.accept()
-        elif isinstance(event, smtp.MessageReceived):
-            self._on_message(event, proto)
-        elif isinstance(event, smtp.Helo):
+        elif kind is smtp.MessageReceived:
+            txns.message(event, proto)
+        elif kind is smtp.Helo:
             self._session_span.set_attribute("smtp.helo", event.name)
-        elif isinstance(event, smtp.MessageRejected):
-            metrics.count_refused(event.reason)
-            if self._txn is not None:
-                self._txn.span.set_attribute("estafeta.refused", event.reason)
-                self._end_transaction(f"message refused: {event.reason}", error=True)
-        elif isinstance(event, smtp.Reset):
-            if self._txn is not None:
-                self._end_transaction("reset")
+        elif kind is smtp.MessageRejected:
+            txns.rejected(event)
+        elif kind is smtp.Reset:
+            txns.end("reset")
+        elif kind is smtp.AuthStart:
+            self._auth_exchange().start(event, proto)
+        elif kind is smtp.AuthResponse:
+            self._auth_exchange().respond(event, proto)
+        elif kind is smtp.Authenticated:
+            self._auth_exchange().authenticated(event)
+        elif kind is smtp.AuthAborted:
+            self._auth_exchange().aborted(event)
         # Quit, ConnectionClosed: nothing to decide.
 
-    def _on_mail(self, event: smtp.MailFrom, proto: smtp.SmtpServer) -> None:
-        if self._txn is not None:
-            self._end_transaction("new MAIL")
-        span = self._env.tracer.start_span(
-            "smtp.transaction",
-            context=_EMPTY_CONTEXT,
-            kind=SpanKind.SERVER,
-            links=[SpanLink(self._session_span.get_span_context())],
-            attributes={
-                "smtp.mail_from": event.reverse_path,
-                "network.peer.address": self._start.peer_address,
-            },
-        )
-        if not self._env.gauge.admits(event.size or 0):
-            log.warning(
-                "refused from=%s mail=<%s> reply=%s",
-                self._start.peer_address,
-                event.reverse_path,
-                kv(str(_reply(QUEUE_FULL))),
+    def _auth_exchange(self) -> AuthExchange:
+        auth = self._auth
+        if auth is None:
+            env = self._env
+            if env.auth is None:  # the protocol offers AUTH only where the listener's mode has it
+                raise RuntimeError(f"AUTH on listener {self._start.listener} without an AuthEnv")
+            auth = self._auth = AuthExchange(
+                env.auth, self._start.peer_address, self._session_span, self._channel_binding
             )
-            span.set_status(Status(StatusCode.ERROR, QUEUE_FULL.text))
-            span.set_attribute("estafeta.refused", "queue_full")
-            span.end()
-            metrics.count_refused("queue_full")
-            proto.reject(_reply(QUEUE_FULL))
-            return
-        self._txn = _Transaction(span, event)
-        proto.accept()
-
-    def _on_rcpt(self, event: smtp.RcptTo, proto: smtp.SmtpServer) -> None:
-        txn = self._txn
-        verdict = self._env.directory.check(event.forward_path, relay=self._relay_allowed())
-        if not verdict.accepted:
-            reply = verdict.reply
-            txn.span.add_event("rcpt.rejected", {"smtp.rcpt_to": event.forward_path, "smtp.reply.code": reply.code})
-            metrics.count_refused(refusal_reason(reply))
-            log.info(
-                "refused from=%s rcpt=<%s> reply=%s",
-                self._start.peer_address,
-                event.forward_path,
-                kv(f"{reply.code} {reply.enhanced} {reply.text}"),
-            )
-            proto.reject(_reply(reply))
-            return
-        rcpt = queue_pb2.Recipient(address=event.forward_path, mailbox=verdict.mailbox, status=queue_pb2.PENDING)
-        dsn = event.dsn
-        if dsn is not None:  # RFC 3461 §4.1, §4.2, decoded by the protocol
-            if dsn.orcpt is not None:
-                rcpt.original_recipient = str(dsn.orcpt)
-            if dsn.notify is not None:
-                rcpt.notify.extend(sorted(dsn.notify))
-        txn.recipients.append(rcpt)
-        proto.accept()
-
-    def _relay_allowed(self) -> bool:
-        """May this client send to any domain? Its address is in
-        Config.relay_network (computed once per session)."""
-        allowed = self._relay
-        if allowed is None:
-            networks = self._env.relay_networks
-            allowed = False
-            if networks:
-                try:
-                    peer = ipaddress.ip_address(self._start.peer_address)
-                except ValueError:
-                    peer = None
-                allowed = peer is not None and any(peer in net for net in networks)
-            self._relay = allowed
-        return allowed
-
-    def _on_message(self, event: smtp.MessageReceived, proto: smtp.SmtpServer) -> None:
-        """End of DATA: queue the message durably, then 250 (RFC 5321
-        §4.1.1.4, §6.1); 451 if it could not be written."""
-        env, txn = self._env, self._txn
-        queue_id = env.enqueuer.new_id()
-        envelope = Envelope(
-            reverse_path=txn.reverse_path,
-            recipients=txn.recipients,
-            smtputf8=txn.smtputf8,
-            body_type=txn.body_type,
-            dsn_ret=txn.dsn_ret,
-            dsn_envid=txn.dsn_envid,
-            client_address=self._start.peer_address,
-            helo=proto.helo_name,
-            protocol=proto.protocol_name,
-        )
-        body = self._received(queue_id, proto) + event.body
-        try:
-            item = env.enqueuer.enqueue(queue_id, envelope, body, txn.span)
-        except OSError as e:
-            # Not durable, so not accepted (RFC 5321 §4.1.1.4): 451, the
-            # client keeps the message and tries again (Postfix: "queue file
-            # write error"). The session goes on.
-            log.error("queue write failed id=%s from=%s error=%s", queue_id, self._start.peer_address, kv(e))
-            metrics.count_refused("queue_write_error")
-            txn.span.set_attribute("estafeta.refused", "queue_write_error")
-            self._end_transaction(f"queue write failed: {e}", error=True)
-            proto.reject(QUEUE_WRITE_ERROR)
-            return
-        span = txn.span
-        attrs: dict[str, str | int | list[str]] = {
-            "estafeta.queue_id": queue_id,
-            "smtp.rcpt_count": len(txn.recipients),
-            "smtp.rcpt_to": [r.address for r in txn.recipients],
-        }
-        if item.message_id:
-            attrs["estafeta.message_id"] = item.message_id
-        span.set_attributes(attrs)
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "queued id=%s from=<%s> to=%s size=%d message_id=%s",
-                queue_id,
-                txn.reverse_path,
-                ",".join(f"<{r.address}>" for r in txn.recipients),
-                item.body_size,
-                kv(item.message_id or "-"),
-            )
-        self._txn = None
-        span.end()
-        metrics.count_accepted()
-        proto.accept(smtp.Reply(250, "2.0.0", f"Ok: queued as {queue_id}"))
-
-    def _received(self, queue_id: str, proto: smtp.SmtpServer) -> bytes:
-        """Our Received header field (RFC 5321 §4.4: from, by, with, id,
-        for a single recipient), CRLF-terminated like the message."""
-        rcpts = self._txn.recipients
-        for_clause = f"\r\n\tfor <{rcpts[0].address}>" if len(rcpts) == 1 else ""
-        return (
-            f"Received: from {proto.helo_name or 'unknown'} ([{self._start.peer_address}])\r\n"
-            f"\tby {self._env.hostname} (estafeta) with {proto.protocol_name} id {queue_id}"
-            f"{for_clause}; {_dates.now()}\r\n"
-        ).encode()
-
-    def _end_transaction(self, why: str, error: bool = False) -> None:
-        txn, self._txn = self._txn, None
-        txn.span.add_event("transaction.aborted", {"reason": why})
-        if error:
-            txn.span.set_status(Status(StatusCode.ERROR, why))
-        txn.span.end()
+        return auth

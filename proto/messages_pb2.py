@@ -26,41 +26,39 @@ from estafeta.proto import common_pb2 as estafeta_dot_proto_dot_common__pb2
 from estafeta.proto import queue_pb2 as estafeta_dot_proto_dot_queue__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65stafeta/proto/messages.proto\x12\x08\x65stafeta\x1a\x1b\x65stafeta/proto/common.proto\x1a\x1a\x65stafeta/proto/queue.proto\"\xa7\x01\n\x0cStartSession\x12\n\n\x02\x66\x64\x18\x01 \x01(\x05\x12\x14\n\x0cpeer_address\x18\x02 \x01(\t\x12\x11\n\tpeer_port\x18\x03 \x01(\r\x12\x15\n\rlocal_address\x18\x04 \x01(\t\x12\x12\n\nlocal_port\x18\x05 \x01(\r\x12\x10\n\x08listener\x18\x06 \x01(\t\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\"U\n\x10RecipientVerdict\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x1e\n\x05reply\x18\x02 \x01(\x0b\x32\x0f.estafeta.Reply\x12\x0f\n\x07mailbox\x18\x03 \x01(\t\"Z\n\x08\x45nqueued\x12!\n\x04item\x18\x01 \x01(\x0b\x32\x13.estafeta.QueueItem\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContextJ\x04\x08\x02\x10\x03\"q\n\rQueueItemArgs\x12\x10\n\x08queue_id\x18\x01 \x01(\t\x12!\n\x04item\x18\x02 \x01(\x0b\x32\x13.estafeta.QueueItem\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContextJ\x04\x08\x03\x10\x04\"3\n\nAttemptDue\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\"~\n\x0cItemFinished\x12\x10\n\x08queue_id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.estafeta.ItemState\x12\x11\n\tbody_size\x18\x03 \x01(\x04\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\"\x9b\x01\n\x05Route\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.estafeta.Route.Kind\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x11\n\ttransport\x18\x03 \x01(\t\"F\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07MAILDIR\x10\x01\x12\x08\n\x04LMTP\x10\x02\x12\x07\n\x03MDA\x10\x03\x12\x08\n\x04SMTP\x10\x04\"\x7f\n\x10\x44\x65liverRecipient\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07mailbox\x18\x03 \x01(\t\x12\x0e\n\x06notify\x18\x04 \x03(\t\x12\x1a\n\x12original_recipient\x18\x05 \x01(\t\x12\x0e\n\x06\x66older\x18\x07 \x01(\t\"\xd8\x02\n\x07\x44\x65liver\x12\x10\n\x08queue_id\x18\x01 \x01(\t\x12\x1e\n\x05route\x18\x02 \x01(\x0b\x32\x0f.estafeta.Route\x12.\n\nrecipients\x18\x03 \x03(\x0b\x32\x1a.estafeta.DeliverRecipient\x12\x14\n\x0creverse_path\x18\x04 \x01(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\x01\x12\x11\n\tbody_size\x18\x06 \x01(\x04\x12\x10\n\x08smtputf8\x18\x07 \x01(\x08\x12\x11\n\tbody_type\x18\x08 \x01(\t\x12\x0f\n\x07\x64sn_ret\x18\t \x01(\t\x12\x11\n\tdsn_envid\x18\n \x01(\t\x12\x16\n\x0e\x63heck_existing\x18\x0b \x01(\x08\x12\x15\n\rfinishes_item\x18\x0c \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\r \x01(\r\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\"\x91\x01\n\x0fRecipientResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\"\n\x07outcome\x18\x02 \x01(\x0e\x32\x11.estafeta.Outcome\x12\x1e\n\x05reply\x18\x03 \x01(\x0b\x32\x0f.estafeta.Reply\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x1b\n\x13relayed_without_dsn\x18\x05 \x01(\x08\"R\n\x0e\x44\x65liveryResult\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.estafeta.RecipientResult\x12\x14\n\x0citem_removed\x18\x02 \x01(\x08\"V\n\x10\x44iskWorkerExited\x12\x0b\n\x03pid\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\"Z\n\x14ServingProcessExited\x12\x0b\n\x03pid\x18\x01 \x01(\x05\x12\x0e\n\x06status\x18\x02 \x01(\x05\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext*w\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_DELIVERED\x10\x01\x12\x1d\n\x19OUTCOME_TEMPORARY_FAILURE\x10\x02\x12\x1d\n\x19OUTCOME_PERMANENT_FAILURE\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65stafeta/proto/messages.proto\x12\x08\x65stafeta\x1a\x1b\x65stafeta/proto/common.proto\x1a\x1a\x65stafeta/proto/queue.proto\"\xa7\x01\n\x0cStartSession\x12\n\n\x02\x66\x64\x18\x01 \x01(\x05\x12\x14\n\x0cpeer_address\x18\x02 \x01(\t\x12\x11\n\tpeer_port\x18\x03 \x01(\r\x12\x15\n\rlocal_address\x18\x04 \x01(\t\x12\x12\n\nlocal_port\x18\x05 \x01(\r\x12\x10\n\x08listener\x18\x06 \x01(\t\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\"Z\n\x08\x45nqueued\x12!\n\x04item\x18\x01 \x01(\x0b\x32\x13.estafeta.QueueItem\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContextJ\x04\x08\x02\x10\x03\"q\n\rQueueItemArgs\x12\x10\n\x08queue_id\x18\x01 \x01(\t\x12!\n\x04item\x18\x02 \x01(\x0b\x32\x13.estafeta.QueueItem\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContextJ\x04\x08\x03\x10\x04\"3\n\nAttemptDue\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\"~\n\x0cItemFinished\x12\x10\n\x08queue_id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.estafeta.ItemState\x12\x11\n\tbody_size\x18\x03 \x01(\x04\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\"\x9b\x01\n\x05Route\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.estafeta.Route.Kind\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x11\n\ttransport\x18\x03 \x01(\t\"F\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07MAILDIR\x10\x01\x12\x08\n\x04LMTP\x10\x02\x12\x07\n\x03MDA\x10\x03\x12\x08\n\x04SMTP\x10\x04\"\x95\x01\n\x10\x44\x65liverRecipient\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07mailbox\x18\x03 \x01(\t\x12\x0e\n\x06notify\x18\x04 \x03(\t\x12\x1a\n\x12original_recipient\x18\x05 \x01(\t\x12\x14\n\x0cpipe_command\x18\x06 \x01(\t\x12\x0e\n\x06\x66older\x18\x07 \x01(\t\"\xd8\x02\n\x07\x44\x65liver\x12\x10\n\x08queue_id\x18\x01 \x01(\t\x12\x1e\n\x05route\x18\x02 \x01(\x0b\x32\x0f.estafeta.Route\x12.\n\nrecipients\x18\x03 \x03(\x0b\x32\x1a.estafeta.DeliverRecipient\x12\x14\n\x0creverse_path\x18\x04 \x01(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\x01\x12\x11\n\tbody_size\x18\x06 \x01(\x04\x12\x10\n\x08smtputf8\x18\x07 \x01(\x08\x12\x11\n\tbody_type\x18\x08 \x01(\t\x12\x0f\n\x07\x64sn_ret\x18\t \x01(\t\x12\x11\n\tdsn_envid\x18\n \x01(\t\x12\x16\n\x0e\x63heck_existing\x18\x0b \x01(\x08\x12\x15\n\rfinishes_item\x18\x0c \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\r \x01(\r\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\"\x91\x01\n\x0fRecipientResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\"\n\x07outcome\x18\x02 \x01(\x0e\x32\x11.estafeta.Outcome\x12\x1e\n\x05reply\x18\x03 \x01(\x0b\x32\x0f.estafeta.Reply\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x1b\n\x13relayed_without_dsn\x18\x05 \x01(\x08\"R\n\x0e\x44\x65liveryResult\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.estafeta.RecipientResult\x12\x14\n\x0citem_removed\x18\x02 \x01(\x08\"V\n\x10\x44iskWorkerExited\x12\x0b\n\x03pid\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\"Z\n\x14ServingProcessExited\x12\x0b\n\x03pid\x18\x01 \x01(\x05\x12\x0e\n\x06status\x18\x02 \x01(\x05\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext*w\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_DELIVERED\x10\x01\x12\x1d\n\x19OUTCOME_TEMPORARY_FAILURE\x10\x02\x12\x1d\n\x19OUTCOME_PERMANENT_FAILURE\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'estafeta.proto.messages_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTCOME']._serialized_start=1791
-  _globals['_OUTCOME']._serialized_end=1910
+  _globals['_OUTCOME']._serialized_start=1727
+  _globals['_OUTCOME']._serialized_end=1846
   _globals['_STARTSESSION']._serialized_start=101
   _globals['_STARTSESSION']._serialized_end=268
-  _globals['_RECIPIENTVERDICT']._serialized_start=270
-  _globals['_RECIPIENTVERDICT']._serialized_end=355
-  _globals['_ENQUEUED']._serialized_start=357
-  _globals['_ENQUEUED']._serialized_end=447
-  _globals['_QUEUEITEMARGS']._serialized_start=449
-  _globals['_QUEUEITEMARGS']._serialized_end=562
-  _globals['_ATTEMPTDUE']._serialized_start=564
-  _globals['_ATTEMPTDUE']._serialized_end=615
-  _globals['_ITEMFINISHED']._serialized_start=617
-  _globals['_ITEMFINISHED']._serialized_end=743
-  _globals['_ROUTE']._serialized_start=746
-  _globals['_ROUTE']._serialized_end=901
-  _globals['_ROUTE_KIND']._serialized_start=831
-  _globals['_ROUTE_KIND']._serialized_end=901
-  _globals['_DELIVERRECIPIENT']._serialized_start=903
-  _globals['_DELIVERRECIPIENT']._serialized_end=1030
-  _globals['_DELIVER']._serialized_start=1033
-  _globals['_DELIVER']._serialized_end=1377
-  _globals['_RECIPIENTRESULT']._serialized_start=1380
-  _globals['_RECIPIENTRESULT']._serialized_end=1525
-  _globals['_DELIVERYRESULT']._serialized_start=1527
-  _globals['_DELIVERYRESULT']._serialized_end=1609
-  _globals['_DISKWORKEREXITED']._serialized_start=1611
-  _globals['_DISKWORKEREXITED']._serialized_end=1697
-  _globals['_SERVINGPROCESSEXITED']._serialized_start=1699
-  _globals['_SERVINGPROCESSEXITED']._serialized_end=1789
+  _globals['_ENQUEUED']._serialized_start=270
+  _globals['_ENQUEUED']._serialized_end=360
+  _globals['_QUEUEITEMARGS']._serialized_start=362
+  _globals['_QUEUEITEMARGS']._serialized_end=475
+  _globals['_ATTEMPTDUE']._serialized_start=477
+  _globals['_ATTEMPTDUE']._serialized_end=528
+  _globals['_ITEMFINISHED']._serialized_start=530
+  _globals['_ITEMFINISHED']._serialized_end=656
+  _globals['_ROUTE']._serialized_start=659
+  _globals['_ROUTE']._serialized_end=814
+  _globals['_ROUTE_KIND']._serialized_start=744
+  _globals['_ROUTE_KIND']._serialized_end=814
+  _globals['_DELIVERRECIPIENT']._serialized_start=817
+  _globals['_DELIVERRECIPIENT']._serialized_end=966
+  _globals['_DELIVER']._serialized_start=969
+  _globals['_DELIVER']._serialized_end=1313
+  _globals['_RECIPIENTRESULT']._serialized_start=1316
+  _globals['_RECIPIENTRESULT']._serialized_end=1461
+  _globals['_DELIVERYRESULT']._serialized_start=1463
+  _globals['_DELIVERYRESULT']._serialized_end=1545
+  _globals['_DISKWORKEREXITED']._serialized_start=1547
+  _globals['_DISKWORKEREXITED']._serialized_end=1633
+  _globals['_SERVINGPROCESSEXITED']._serialized_start=1635
+  _globals['_SERVINGPROCESSEXITED']._serialized_end=1725
 # @@protoc_insertion_point(module_scope)

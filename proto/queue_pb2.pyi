@@ -33,7 +33,7 @@ DELIVERED: RecipientStatus
 FAILED: RecipientStatus
 
 class Recipient(_message.Message):
-    __slots__ = ("address", "mailbox", "status", "attempts", "last_error", "done_at", "original_recipient", "notify", "last_detail", "last_attempt_at", "dsn_due", "folder", "forwarded_by", "reverse_path")
+    __slots__ = ("address", "mailbox", "status", "attempts", "last_error", "done_at", "original_recipient", "notify", "last_detail", "last_attempt_at", "dsn_due", "pipe_command", "folder", "forwarded_by", "reverse_path")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     MAILBOX_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class Recipient(_message.Message):
     LAST_DETAIL_FIELD_NUMBER: _ClassVar[int]
     LAST_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
     DSN_DUE_FIELD_NUMBER: _ClassVar[int]
+    PIPE_COMMAND_FIELD_NUMBER: _ClassVar[int]
     FOLDER_FIELD_NUMBER: _ClassVar[int]
     FORWARDED_BY_FIELD_NUMBER: _ClassVar[int]
     REVERSE_PATH_FIELD_NUMBER: _ClassVar[int]
@@ -59,13 +60,14 @@ class Recipient(_message.Message):
     last_detail: str
     last_attempt_at: float
     dsn_due: str
+    pipe_command: str
     folder: str
     forwarded_by: str
     reverse_path: str
-    def __init__(self, address: _Optional[str] = ..., mailbox: _Optional[str] = ..., status: _Optional[_Union[RecipientStatus, str]] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ..., done_at: _Optional[float] = ..., original_recipient: _Optional[str] = ..., notify: _Optional[_Iterable[str]] = ..., last_detail: _Optional[str] = ..., last_attempt_at: _Optional[float] = ..., dsn_due: _Optional[str] = ..., folder: _Optional[str] = ..., forwarded_by: _Optional[str] = ..., reverse_path: _Optional[str] = ...) -> None: ...
+    def __init__(self, address: _Optional[str] = ..., mailbox: _Optional[str] = ..., status: _Optional[_Union[RecipientStatus, str]] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ..., done_at: _Optional[float] = ..., original_recipient: _Optional[str] = ..., notify: _Optional[_Iterable[str]] = ..., last_detail: _Optional[str] = ..., last_attempt_at: _Optional[float] = ..., dsn_due: _Optional[str] = ..., pipe_command: _Optional[str] = ..., folder: _Optional[str] = ..., forwarded_by: _Optional[str] = ..., reverse_path: _Optional[str] = ...) -> None: ...
 
 class QueueItem(_message.Message):
-    __slots__ = ("id", "state", "reverse_path", "recipients", "created_at", "body_size", "message_id", "trace", "client_address", "helo", "protocol", "smtputf8", "body_type", "attempts", "next_attempt_at", "last_error", "crashes", "last_crash", "quarantine_reason", "dsn_ret", "dsn_envid", "crash_streak", "delay_dsn_sent_at", "kind", "dsn_for", "hold_reason")
+    __slots__ = ("id", "state", "reverse_path", "recipients", "created_at", "body_size", "message_id", "trace", "client_address", "helo", "protocol", "smtputf8", "body_type", "attempts", "next_attempt_at", "last_error", "crashes", "last_crash", "quarantine_reason", "dsn_ret", "dsn_envid", "crash_streak", "delay_dsn_sent_at", "kind", "dsn_for", "hold_reason", "auth")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_MESSAGE: _ClassVar[QueueItem.Kind]
@@ -100,6 +102,7 @@ class QueueItem(_message.Message):
     KIND_FIELD_NUMBER: _ClassVar[int]
     DSN_FOR_FIELD_NUMBER: _ClassVar[int]
     HOLD_REASON_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: ItemState
     reverse_path: str
@@ -126,4 +129,5 @@ class QueueItem(_message.Message):
     kind: QueueItem.Kind
     dsn_for: str
     hold_reason: str
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[ItemState, str]] = ..., reverse_path: _Optional[str] = ..., recipients: _Optional[_Iterable[_Union[Recipient, _Mapping]]] = ..., created_at: _Optional[float] = ..., body_size: _Optional[int] = ..., message_id: _Optional[str] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ..., client_address: _Optional[str] = ..., helo: _Optional[str] = ..., protocol: _Optional[str] = ..., smtputf8: _Optional[bool] = ..., body_type: _Optional[str] = ..., attempts: _Optional[int] = ..., next_attempt_at: _Optional[float] = ..., last_error: _Optional[str] = ..., crashes: _Optional[int] = ..., last_crash: _Optional[str] = ..., quarantine_reason: _Optional[str] = ..., dsn_ret: _Optional[str] = ..., dsn_envid: _Optional[str] = ..., crash_streak: _Optional[int] = ..., delay_dsn_sent_at: _Optional[float] = ..., kind: _Optional[_Union[QueueItem.Kind, str]] = ..., dsn_for: _Optional[str] = ..., hold_reason: _Optional[str] = ...) -> None: ...
+    auth: str
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[ItemState, str]] = ..., reverse_path: _Optional[str] = ..., recipients: _Optional[_Iterable[_Union[Recipient, _Mapping]]] = ..., created_at: _Optional[float] = ..., body_size: _Optional[int] = ..., message_id: _Optional[str] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ..., client_address: _Optional[str] = ..., helo: _Optional[str] = ..., protocol: _Optional[str] = ..., smtputf8: _Optional[bool] = ..., body_type: _Optional[str] = ..., attempts: _Optional[int] = ..., next_attempt_at: _Optional[float] = ..., last_error: _Optional[str] = ..., crashes: _Optional[int] = ..., last_crash: _Optional[str] = ..., quarantine_reason: _Optional[str] = ..., dsn_ret: _Optional[str] = ..., dsn_envid: _Optional[str] = ..., crash_streak: _Optional[int] = ..., delay_dsn_sent_at: _Optional[float] = ..., kind: _Optional[_Union[QueueItem.Kind, str]] = ..., dsn_for: _Optional[str] = ..., hold_reason: _Optional[str] = ..., auth: _Optional[str] = ...) -> None: ...

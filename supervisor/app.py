@@ -7,28 +7,31 @@
     ├── disk                 DiskWriter: the disk worker process  permanent
     ├── dns                  DnsResolver: the caching resolver    permanent
     ├── reports              DmarcReports: DMARC evaluations -> dmarc.db  with checks  permanent
-    ├── directory            Directory                      permanent
+    ├── directory            Directory: users, aliases (reloaded)  permanent
+    ├── certificates         CertificateWatcher: TLS certificates (polled)  with TLS  permanent
     ├── couriers (one_for_one, 1000 / 10 s)
     │   ├── courier.maildir.N  LocalCourier x local_delivery_concurrency  permanent
     │   ├── courier.smtp.N   SmtpCourier x outbound.max_connections / processes
     │   ├── courier.lmtp.N   SmtpCourier (LMTP) x outbound.lmtp_concurrency
-    │   └── courier.mda.N    MdaCourier x outbound.mda_concurrency
+    │   └── courier.mda.N    MdaCourier x outbound.mda_concurrency (pipe aliases, mda transports)
     ├── queue (rest_for_one, 5 / 30 s)
     │   ├── manager          QueueManager                   permanent
     │   └── items (simple_one_for_one, 10000 / 10 s)
     │       └── QueueItem x N  one per message              transient
+    ├── pickup               Pickup: `estafeta sendmail`'s maildrop  process 0 only  permanent
     ├── listeners (one_for_one, 5 / 30 s)
-    │   └── listener.<name> (rest_for_one, 5 / 30 s), one per smtp_address
-    │       ├── sessions (simple_one_for_one)
-    │       │   └── SmtpSession x N  one per connection      temporary
+    │   └── listener.<name> (rest_for_one, 5 / 30 s), one per listener
+    │       ├── sessions (simple_one_for_one)      (supervisor/listeners.py;
+    │       │   └── SmtpSession x N  one per connection      temporary   its mode's params)
     │       └── acceptor         Listener                   permanent
     ├── control              ControlServer: <data_dir>/control/<process>.sock  permanent
     └── http                 HttpServer: the web page, /metrics  process 0 only  permanent
 
 Start order is top to bottom, shutdown the reverse: the web page and
-the control socket go first, then listeners stop accepting and drain their sessions first, then queue items finish their
-current attempt, then couriers, then the directory, and last the disk
-worker, once nothing writes any more.
+the control socket go first, then listeners stop accepting and drain
+their sessions, the pickup stops, then queue items finish their current
+attempt, then couriers, then the certificates and the directory, and
+last the disk worker, once nothing writes any more.
 
 Why these intensities: a root child that fails 3 times in 30 s means the
 process is unhealthy and should exit non-zero for its init system to act.
@@ -46,7 +49,6 @@ from its first message) and flushed after it stops.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +56,7 @@ from dataclasses import dataclass
 from opentelemetry import trace
 
 from estafeta.actors import smtp
+from estafeta.actors.auth.exchange import AuthEnv
 from estafeta.actors.bounces import Bouncer
 from estafeta.actors.couriers import courier_name, mda, router
 from estafeta.actors.couriers import smtp as smtp_courier
@@ -65,22 +68,26 @@ from estafeta.actors.dns import DnsResolver, DnsView
 from estafeta.actors.enqueue import Enqueuer
 from estafeta.actors.http import HttpEnv, HttpServer
 from estafeta.actors.item import ItemEnv, QueueItem
-from estafeta.actors.listener import Listener
+from estafeta.actors.limits import CounterTable, Limits
+from estafeta.actors.pickup import MaildropSubmission, Pickup
+from estafeta.actors.policy import RelayPolicy
 from estafeta.actors.queue import QueueGauge, QueueManager
 from estafeta.actors.queuecontrol import QueueControl
-from estafeta.actors.session import ConnectionSlots, SessionEnv, SmtpSession
+from estafeta.actors.session import ConnectionSlots, SessionEnv
 from estafeta.actors.timeouts import IdleWatch
+from estafeta.actors.tls import CertificateWatcher, CertStore
 from estafeta.proto import config_pb2, messages_pb2
 from estafeta.store import inflight
 from estafeta.store.disk_client import DiskChannel
 from estafeta.store.inflight import InFlightJournal
 from estafeta.store.queue import QueueStore
-from estafeta.supervisor import registry
 from estafeta.supervisor.config import parse_listen_address
 from estafeta.supervisor.control import ControlServer, QueueHandler
+from estafeta.supervisor.listeners import listener_supervisors, server_params
 from estafeta.supervisor.mailauth import mail_auth
 from estafeta.supervisor.processes import ServingProcess
-from estafeta.supervisor.tree import ChildSpec, Supervisor, SupervisorSpec
+from estafeta.supervisor.specs import registered, supervisor_child
+from estafeta.supervisor.tree import ChildSpec, SupervisorSpec
 
 
 @dataclass
@@ -91,28 +98,6 @@ class Paths:
     queue_dir: str
     mail_dir: str
     traces_db: str
-
-
-def _registered(name: str, start):
-    """Wrap a start function so the new actor is registered as `name`."""
-
-    def start_and_register(link, args):
-        return registry.register(name, start(link, args))
-
-    return start_and_register
-
-
-def _supervisor(spec: SupervisorSpec, register_as: str | None = None) -> ChildSpec:
-    def start(link, _args):
-        return Supervisor.start(link, spec)
-
-    return ChildSpec(
-        id=spec.name,
-        start=_registered(register_as, start) if register_as else start,
-        restart="permanent",
-        shutdown="infinity",
-        type="supervisor",
-    )
 
 
 #: Seconds an item waits for a local courier's answer before deferring.
@@ -130,21 +115,13 @@ def postmaster_address(cfg: config_pb2.Config) -> str:
     return f"postmaster@{cfg.local_domain[0].name}" if cfg.local_domain else "postmaster"
 
 
-def listener_names(cfg: config_pb2.Config) -> list[tuple[str, str]]:
-    """(listener name, address) pairs: "smtp" for one address, else "smtp.<addr>"."""
-    addrs = list(cfg.smtp_address)
-    if len(addrs) == 1:
-        return [("smtp", addrs[0])]
-    return [(f"smtp.{a}", a) for a in addrs]
-
-
 def _courier_specs(kind: int, count: int, start) -> list[ChildSpec]:
     """`count` couriers of route kind `kind`, registered by courier_name;
     `start(link)` starts one."""
     return [
         ChildSpec(
             id=courier_name(kind, i),
-            start=_registered(courier_name(kind, i), lambda link, _a: start(link)),
+            start=registered(courier_name(kind, i), lambda link, _a: start(link)),
             restart="permanent",
             shutdown=10.0,
         )
@@ -165,7 +142,8 @@ def _couriers(
     """The couriers supervisor and the pool that hands its couriers to
     deliveries: local (Config.local_delivery_concurrency), SMTP (the
     process's share of Config.outbound.max_connections), and LMTP and MDA
-    when a transport of theirs is configured."""
+    when a transport of theirs is configured, MDA (pipe aliases, mda
+    transports)."""
     o = cfg.outbound
     kinds = {t.WhichOneof("kind") for t in cfg.transport}
     sizes: dict[int, int] = {
@@ -174,8 +152,9 @@ def _couriers(
     }
     if "lmtp" in kinds:
         sizes[router.LMTP] = max(1, o.lmtp_concurrency)
-    if "mda" in kinds:
-        sizes[router.MDA] = max(1, o.mda_concurrency)
+    # MDA couriers always: pipe aliases (actors/aliases.py) need them too,
+    # and alias files change while the daemon runs.
+    sizes[router.MDA] = max(1, o.mda_concurrency)
     base = smtp_courier.mx_options(cfg)
     smtp_env = smtp_courier.SmtpEnv(
         dns=dns_view,
@@ -224,6 +203,8 @@ def build_tree(
     processes: int = 1,
     gauge_fd: int | None = None,
     queue_handler: QueueHandler | None = None,
+    limits_fd: int | None = None,
+    certs: CertStore | None = None,
 ) -> SupervisorSpec:
     """The root SupervisorSpec for this configuration. With `disk`, the
     tree starts a DiskWriter (and its worker process) first, and the
@@ -232,10 +213,15 @@ def build_tree(
     `process` of `processes` (Config.processes): every serving process runs
     this tree, with an even share of the connection limit, its listeners
     on SO_REUSEPORT sockets, and its slot in the queue gauge shared through
-    the memfd `gauge_fd`; process 0, the daemon's own, also starts the
-    others first (supervisor/processes.py), and serves the web page.
-    `queue_handler`: what the control channel does with a QueueAction
-    (supervisor/control.py); default: actors/queuecontrol.py's QueueControl."""
+    the memfd `gauge_fd`, and its region of the limits' counters shared
+    through the memfd `limits_fd` (cleared here: counts of a previous life
+    of this process are void); process 0, the daemon's own, also starts the
+    others first (supervisor/processes.py), serves the web page and picks
+    up the maildrop (`estafeta sendmail`). `certs`: the TLS certificates
+    (actors/tls.py cert_store_for; None: no TLS), reloaded by a
+    CertificateWatcher. `queue_handler`: what the control channel does with
+    a QueueAction (supervisor/control.py); default: actors/queuecontrol.py's
+    QueueControl."""
     n = max(1, processes)
     dns_view = DnsView()
     journal = InFlightJournal(inflight.journal_path(paths.data_dir, process))
@@ -265,14 +251,14 @@ def build_tree(
         children=[
             ChildSpec(
                 id="manager",
-                start=_registered(
+                start=registered(
                     "queue",
                     lambda link, _a: QueueManager.start(link, store, gauge, n, cfg.queue_sweep_seconds),
                 ),
                 restart="permanent",
                 shutdown=10.0,
             ),
-            _supervisor(
+            supervisor_child(
                 SupervisorSpec(
                     name="items",
                     strategy="simple_one_for_one",
@@ -292,86 +278,39 @@ def build_tree(
             ),
         ],
     )
-    params = smtp.ServerParams(
-        hostname=cfg.hostname,
-        max_message_size=cfg.max_data_size_bytes,
-        max_recipients=cfg.max_recipients,
-        max_errors=cfg.max_errors,
-    )
-    slots = ConnectionSlots(max(1, cfg.max_connections // n))
+    table = CounterTable(regions=n, region=process, memfd=limits_fd)
+    table.clear_region()
+    limits = Limits(cfg.limits, table)
     session_env = SessionEnv(
         hostname=cfg.hostname,
-        params=params,
+        params=server_params(cfg, smtp.Mode.SMTP, certs),  # each listener has its mode's
         idle_timeout=cfg.idle_timeout_seconds,
         data_timeout=cfg.data_timeout_seconds,
         enqueuer=enqueuer,
         tracer=tracer,
-        slots=slots,
+        slots=ConnectionSlots(max(1, cfg.max_connections // n)),
         # Ticks of at most a quarter of the shorter timeout (1 s at most).
         watch=IdleWatch(tick=max(0.01, min(1.0, cfg.idle_timeout_seconds / 4, cfg.data_timeout_seconds / 4))),
         gauge=gauge,
         directory=directory,
-        relay_networks=tuple(ipaddress.ip_network(net, strict=False) for net in cfg.relay_network),
+        policy=RelayPolicy(cfg.relay_network),
+        limits=limits,
+        certs=certs,
+        auth=AuthEnv(directory.credentials, limits),
     )
-
-    def start_session(link, args: messages_pb2.StartSession):
-        ref = SmtpSession.start(link, session_env, args)
-        ref.tell(args)
-        return ref
-
-    listeners = []
-    for name, addr in listener_names(cfg):
-        address = parse_listen_address(addr)
-        listeners.append(
-            _supervisor(
-                SupervisorSpec(
-                    name=f"listener.{name}",
-                    strategy="rest_for_one",
-                    intensity=5,
-                    period=30.0,
-                    children=[
-                        _supervisor(
-                            SupervisorSpec(
-                                name="sessions",
-                                strategy="simple_one_for_one",
-                                intensity=1000,
-                                period=10.0,
-                                args_type=messages_pb2.StartSession,
-                                children=[
-                                    ChildSpec(
-                                        id="session",
-                                        start=start_session,
-                                        restart="temporary",
-                                        shutdown=cfg.shutdown_timeout_seconds,
-                                    )
-                                ],
-                            ),
-                            register_as=f"sessions.{name}",
-                        ),
-                        ChildSpec(
-                            id="acceptor",
-                            start=lambda link, _a, name=name, address=address: Listener.start(
-                                link, name, address, slots, n > 1
-                            ),
-                            restart="permanent",
-                            shutdown=5.0,
-                        ),
-                    ],
-                )
-            )
-        )
+    listeners = listener_supervisors(cfg, session_env, certs, reuse_port=n > 1)
     return SupervisorSpec(
         name="root",
         strategy="one_for_one",
         intensity=3,
         period=30.0,
         children=[
-            *([_supervisor(serving_processes(cfg, n, gauge_fd))] if process == 0 and n > 1 else []),
+            *([supervisor_child(serving_processes(cfg, n, gauge_fd, limits_fd))] if process == 0 and n > 1 else []),
             *(
                 [
                     ChildSpec(
                         id="disk",
-                        start=_registered("disk", lambda link, _a: DiskWriter.start(link, disk)),
+                        start=registered("disk", lambda link, _a: DiskWriter.start(link, disk)),
                         restart="permanent",
                         shutdown=30.0,
                     )
@@ -381,25 +320,68 @@ def build_tree(
             ),
             ChildSpec(
                 id="dns",
-                start=_registered("dns", lambda link, _a: DnsResolver.start(link, cfg, dns_view, tracer)),
+                start=registered("dns", lambda link, _a: DnsResolver.start(link, cfg, dns_view, tracer)),
                 restart="permanent",
                 shutdown=5.0,
             ),
             *auth.children,
             ChildSpec(
                 id="directory",
-                start=_registered("directory", lambda link, _a: Directory.start(link, cfg, directory)),
+                start=registered("directory", lambda link, _a: Directory.start(link, cfg, directory)),
                 restart="permanent",
                 shutdown=5.0,
             ),
-            _supervisor(couriers),
-            _supervisor(queue),
-            _supervisor(
+            *_certificates(cfg, certs),
+            supervisor_child(couriers),
+            supervisor_child(queue),
+            *(_pickup(cfg, paths, directory, enqueuer, gauge, tracer) if process == 0 else []),
+            supervisor_child(
                 SupervisorSpec(name="listeners", strategy="one_for_one", intensity=5, period=30.0, children=listeners)
             ),
             *monitoring(cfg, paths, process, n, gauge, disk, queue_handler),
         ],
     )
+
+
+def _certificates(cfg: config_pb2.Config, certs: CertStore | None) -> list[ChildSpec]:
+    """The CertificateWatcher "certificates" (before the listeners, which
+    serve what it loads), when there is TLS at all."""
+    if certs is None:
+        return []
+    return [
+        ChildSpec(
+            id="certificates",
+            start=registered(
+                "certificates", lambda link, _a: CertificateWatcher.start(link, certs, cfg.tls.reload_poll_seconds)
+            ),
+            restart="permanent",
+            shutdown=5.0,
+        )
+    ]
+
+
+def _pickup(
+    cfg: config_pb2.Config,
+    paths: Paths,
+    directory: DirectoryView,
+    enqueuer: Enqueuer,
+    gauge: QueueGauge,
+    tracer: trace.Tracer,
+) -> list[ChildSpec]:
+    """The Pickup of `estafeta sendmail`'s maildrop (serving process 0
+    only: two would race for the files), after the queue it feeds."""
+    submission = MaildropSubmission(directory, enqueuer, gauge, tracer, cfg.hostname)
+    return [
+        ChildSpec(
+            id="pickup",
+            start=registered(
+                "pickup",
+                lambda link, _a: Pickup.start(link, paths.data_dir, submission.enqueue, cfg.maildrop_poll_seconds),
+            ),
+            restart="permanent",
+            shutdown=5.0,
+        )
+    ]
 
 
 def monitoring(
@@ -417,7 +399,7 @@ def monitoring(
     children = [
         ChildSpec(
             id="control",
-            start=_registered(
+            start=registered(
                 "control", lambda link, _a: ControlServer.start(link, paths.data_dir, process, queue_handler)
             ),
             restart="permanent",
@@ -438,7 +420,7 @@ def monitoring(
         children.append(
             ChildSpec(
                 id="http",
-                start=_registered("http", lambda link, _a: HttpServer.start(link, env)),
+                start=registered("http", lambda link, _a: HttpServer.start(link, env)),
                 restart="permanent",
                 shutdown=5.0,
             )
@@ -451,7 +433,9 @@ def token_path(cfg: config_pb2.Config, data_dir: str) -> str:
     return os.path.join(data_dir, cfg.http_token_file or "http.token")
 
 
-def serving_processes(cfg: config_pb2.Config, n: int, gauge_fd: int | None) -> SupervisorSpec:
+def serving_processes(
+    cfg: config_pb2.Config, n: int, gauge_fd: int | None, limits_fd: int | None = None
+) -> SupervisorSpec:
     """The supervisor of serving processes 1..n-1 (one_for_one: each
     restarts alone, with backoff; 5 restarts in 30 s fail it to root).
     Each child gets shutdown_timeout_seconds to drain, plus a margin."""
@@ -464,7 +448,7 @@ def serving_processes(cfg: config_pb2.Config, n: int, gauge_fd: int | None) -> S
         children=[
             ChildSpec(
                 id=f"process.{i}",
-                start=lambda link, _a, i=i: ServingProcess.start(link, cfg, i, n, stop, gauge_fd),
+                start=lambda link, _a, i=i: ServingProcess.start(link, cfg, i, n, stop, gauge_fd, limits_fd),
                 restart="permanent",
                 shutdown=stop + 5.0,
             )

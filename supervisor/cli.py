@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Internal: serving process I of N, started by the daemon PID (Config on stdin).
     p.add_argument("--process", metavar="I/N/PID", help=argparse.SUPPRESS)
     p.add_argument("--gauge-fd", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--limits-fd", type=int, help=argparse.SUPPRESS)
     p.add_argument("--listen-fds", help=argparse.SUPPRESS)
     p = sub.add_parser("config", help="print or check configuration")
     csub = p.add_subparsers(dest="action", required=True)
@@ -134,7 +135,7 @@ def _run(args) -> int:
     if args.command == "serve" and getattr(args, "process", None):
         from estafeta.supervisor.daemon import serve_child
 
-        return serve_child(args.process, args.gauge_fd, args.listen_fds)
+        return serve_child(args.process, args.gauge_fd, args.listen_fds, args.limits_fd)
     cfg = load_config(args.config, args.data_dir)
     if args.command == "serve":
         from estafeta.supervisor.daemon import serve

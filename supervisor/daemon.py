@@ -29,8 +29,10 @@ import gevent
 import gevent.event
 from google.protobuf.message import DecodeError
 
+from estafeta.actors.limits import CounterTable
 from estafeta.actors.listener import ListenError, open_listening_socket
 from estafeta.actors.queue import QueueGauge
+from estafeta.actors.tls import CertStore, cert_store_for
 from estafeta.proto import config_pb2, supervision_pb2
 from estafeta.store.blocking import configure_threadpool
 from estafeta.store.disk_client import DiskChannel
@@ -39,6 +41,7 @@ from estafeta.supervisor import chaos, metrics, privileges, registry
 from estafeta.supervisor import processes as serving_processes
 from estafeta.supervisor.app import Paths, build_tree
 from estafeta.supervisor.config import listener_specs, parse_listen_address, process_count
+from estafeta.supervisor.listeners import how_to_try
 from estafeta.supervisor.log import setup_logging
 from estafeta.supervisor.osproc import die_with_parent
 from estafeta.supervisor.processes import signal_all
@@ -146,6 +149,28 @@ def _become_user(cfg: config_pb2.Config, paths: Paths, processes_n: int) -> None
         log.info("data directory handed to user=%s entries=%d", who.name, changed)
 
 
+def _certificates(cfg: config_pb2.Config, paths: Paths) -> CertStore | None:
+    """The TLS certificates (Config.tls): cert_dir's, else a self-signed
+    one made under <data_dir>/tls/selfsigned/ (process 0 makes it before
+    the others start; they find it). None when there is no TLS at all.
+    Raises StartupError when a SUBMISSIONS listener would have none."""
+    tls = cfg.tls
+    if not tls.cert_dir and not tls.self_signed:
+        certs = None
+    else:
+        try:
+            certs = cert_store_for(tls.cert_dir, tls.self_signed, paths.data_dir, cfg.hostname)
+        except OSError as e:
+            raise StartupError(f"cannot make a self-signed certificate in {paths.data_dir}/tls: {e}") from None
+    for spec in listener_specs(cfg):
+        if spec.mode == config_pb2.Listener.SUBMISSIONS and (certs is None or certs.context is None):
+            raise StartupError(
+                f"listener {spec.text} (SUBMISSIONS, TLS from the first byte) needs a certificate: "
+                "tls { cert_dir } with <name>/fullchain.pem and privkey.pem, or tls { self_signed: true }"
+            )
+    return certs
+
+
 def _reloader(cfg: config_pb2.Config, process: int, config_path: str | None) -> Reloader:
     """The SIGHUP steps of this serving process (supervisor/reload.py)."""
     reloader = Reloader()
@@ -166,13 +191,16 @@ def serve(
     process: int = 0,
     gauge_fd: int | None = None,
     config_path: str | None = None,
+    limits_fd: int | None = None,
 ) -> int:
     """Run the daemon until signalled; returns the exit status.
 
     `process`: which serving process this is (Config.processes). 0 is the
     daemon itself: it checks the data directory and cleans the queue
-    before anything starts, and its tree starts processes 1..N-1
-    (supervisor/processes.py), which run this with their number.
+    before anything starts, binds and drops privileges (Config.user),
+    makes the shared memory of the queue gauge and of the limits
+    (`gauge_fd`, `limits_fd` in the others), and its tree starts processes
+    1..N-1 (supervisor/processes.py), which run this with their number.
     `config_path`: the file to read again on SIGHUP (process 0).
     """
     global RELOADER
@@ -194,8 +222,14 @@ def serve(
         if processes > 1:
             try:
                 gauge_fd = QueueGauge.shared_memory()
+                limits_fd = CounterTable.shared_memory()
             except (OSError, AttributeError) as e:  # no memfd_create: each process counts alone
-                log.warning("queue limits apply per process (no shared memory: %s)", e)
+                log.warning("queue limits and limits against abuse apply per process (no shared memory: %s)", e)
+    try:
+        certs = _certificates(cfg, paths)
+    except StartupError as e:
+        log.error("cannot start: %s", e)
+        return 1
     try:
         # Before any metric exists, and before process 0 starts the others
         # (they inherit PROMETHEUS_MULTIPROC_DIR); process 0 starts it empty.
@@ -239,7 +273,18 @@ def serve(
     gevent.signal_handler(signal.SIGHUP, on_hup)
     if process == 0:
         gevent.signal_handler(signal.SIGINT, on_signal, signal.SIGINT)
-    tree = build_tree(cfg, paths, store, tracing.tracer, disk, process=process, processes=processes, gauge_fd=gauge_fd)
+    tree = build_tree(
+        cfg,
+        paths,
+        store,
+        tracing.tracer,
+        disk,
+        process=process,
+        processes=processes,
+        gauge_fd=gauge_fd,
+        limits_fd=limits_fd,
+        certs=certs,
+    )
     root = registry.register("root", Supervisor.start(None, tree, on_escalate=on_escalate))
     root.ask(supervision_pb2.WhichChildren())  # answered once every child has started
     log.info(
@@ -250,6 +295,9 @@ def serve(
         process,
         processes,
     )
+    if process == 0:
+        for line in how_to_try(cfg):
+            log.info("%s", line)
     stop.wait()
     try:
         if root.is_alive():
@@ -265,7 +313,9 @@ def serve(
     return status["code"]
 
 
-def serve_child(number: str, gauge_fd: int | None = None, listen_fds: str | None = None) -> int:
+def serve_child(
+    number: str, gauge_fd: int | None = None, listen_fds: str | None = None, limits_fd: int | None = None
+) -> int:
     """`estafeta serve --process I/N/PID`: serving process I, started by the
     daemon (supervisor/processes.py) with its Config on stdin (binary
     protobuf), and with `listen_fds` the sockets the daemon bound for it
@@ -288,4 +338,4 @@ def serve_child(number: str, gauge_fd: int | None = None, listen_fds: str | None
         return 2
     if listen_fds:
         privileges.adopt(listen_fds)
-    return serve(cfg, process=index, gauge_fd=gauge_fd)
+    return serve(cfg, process=index, gauge_fd=gauge_fd, limits_fd=limits_fd)

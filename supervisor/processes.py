@@ -5,7 +5,8 @@ by running Config.processes copies of its tree (supervisor/app.py): the
 daemon's own process is number 0, and it starts numbers 1..N-1 as child
 processes, `estafeta serve --process I/N/PID` (PID: the daemon's), each handed the daemon's
 effective Config on its stdin (binary protobuf) and the shared memory of
-the queue gauge (actors/queue.py) as an inherited file descriptor. Every process listens on
+the queue gauge (actors/queue.py) and of the limits' counters
+(actors/limits.py) as inherited file descriptors. Every process listens on
 the same addresses (SO_REUSEPORT: the kernel spreads connections over
 them), accepts and delivers its own mail (its number is in each queue id)
 and has its own disk worker; they share the data directory.
@@ -72,9 +73,11 @@ class ServingProcess(Actor):
         count: int,
         stop_timeout: float,
         gauge_fd: int | None = None,
+        limits_fd: int | None = None,
     ):
         super().__init__(link)
         self._gauge_fd = gauge_fd
+        self._limits_fd = limits_fd
         self._cfg = cfg
         self._index = index
         self._count = count
@@ -95,6 +98,9 @@ class ServingProcess(Actor):
         if self._gauge_fd is not None:
             cmd += ["--gauge-fd", str(self._gauge_fd)]
             fds = (self._gauge_fd,)
+        if self._limits_fd is not None:
+            cmd += ["--limits-fd", str(self._limits_fd)]
+            fds += (self._limits_fd,)
         if CHILD_SOCKETS:
             from estafeta.supervisor.privileges import child_arguments
 

@@ -189,13 +189,15 @@ def _act_on_files(
     """No daemon runs: act on the item files directly (a DSN for DELETE
     with bounce is queued for the daemon's next start)."""
     from estafeta.actors.bounces import Bouncer
-    from estafeta.actors.directory import DirectoryView, LocalDomains
+    from estafeta.actors.directory import DirectoryTables, DirectoryView
     from estafeta.actors.enqueue import Enqueuer
     from estafeta.supervisor.app import postmaster_address
 
     tracer = trace.get_tracer("estafeta.cli")
+    tables = DirectoryTables(cfg)  # where a DSN to a local sender goes: its users and aliases
+    tables.refresh(force=True)
     bouncer = Bouncer(
-        Enqueuer(store, tracer), DirectoryView(LocalDomains(cfg)), cfg.hostname, cfg.dsn, postmaster_address(cfg)
+        Enqueuer(store, tracer), DirectoryView(tables.resolver), cfg.hostname, cfg.dsn, postmaster_address(cfg)
     )
     ids = list(action.queue_ids) or store.list_ids()
     return [act_on_file(store, bouncer, tracer, queue_id, action) for queue_id in ids]

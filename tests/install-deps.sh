@@ -11,7 +11,9 @@
 #     opendkim-tools and opendkim (OpenDKIM: an independent DKIM signer and
 #     verifier, run in its test mode), libmail-dkim-perl (Mail::DKIM, a
 #     second one), chromium +
-#     chromium-driver (the web page's browser tests), openssl; python3-venv
+#     chromium-driver (the web page's browser tests), openssl, iproute2
+#     (`ip`, inside the network namespaces of tests/peers/netns_dns.py and
+#     tests/e2e/netns_remote_client.py); python3-venv
 #     if python3 cannot make a venv (Debian's own python3 needs it). No
 #     installed service is started: a policy-rc.d refuses every start
 #     during the install, and the tests run private instances only.
@@ -26,7 +28,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export DEBIAN_FRONTEND=noninteractive
 
-pkgs=(postfix swaks msmtp knot dovecot-core dovecot-lmtpd opendkim-tools opendkim libmail-dkim-perl chromium chromium-driver openssl)
+pkgs=(postfix swaks msmtp knot dovecot-core dovecot-lmtpd opendkim-tools opendkim libmail-dkim-perl chromium chromium-driver openssl iproute2)
 PY=${ESTAFETA_PYTHON:-/usr/bin/python3}
 [ -x "$PY" ] || PY=$(command -v python3)
 "$PY" -c 'import venv, ensurepip' 2>/dev/null || pkgs+=(python3-venv)
@@ -47,7 +49,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ $had_policy = 1 ] || rm -f $policy
 fi
 command -v smtp-source >/dev/null || [ -x /usr/sbin/smtp-source ] || { echo "install-deps: smtp-source missing" >&2; exit 1; }
-for tool in swaks msmtp knotd knotc dovecot opendkim-testkey opendkim chromium chromedriver openssl; do
+for tool in swaks msmtp knotd knotc dovecot opendkim-testkey opendkim chromium chromedriver openssl ip unshare; do
     command -v $tool >/dev/null || [ -x /usr/sbin/$tool ] || { echo "install-deps: $tool missing" >&2; exit 1; }
 done
 

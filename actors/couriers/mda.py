@@ -61,8 +61,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 @dataclass(frozen=True)
 class MdaCommand:
-    """argv: program and arguments (the %...% words above are replaced);
-    shell: argv[0] is run by /bin/sh -c; timeout: seconds for the whole
+    """argv: program and arguments (the %...% words above are replaced
+    unless `substitute` is False); shell: argv[0] is run by /bin/sh -c;
+    timeout: seconds for the whole
     delivery (chasquid's default is 30 s; Postfix's pipe 1000 s);
     output_limit: octets of output kept for the reply text."""
 
@@ -70,6 +71,9 @@ class MdaCommand:
     shell: bool = False
     timeout: float = 60.0
     output_limit: int = 4096
+    #: Replace the %...% words in argv (False: run argv as it is, as a
+    #: pipe alias's command is run).
+    substitute: bool = True
 
     def __post_init__(self):
         if not self.argv or not self.argv[0]:
@@ -102,6 +106,8 @@ def expand_argv(command: MdaCommand, reverse_path: str, recipient: str) -> list[
     """The argv to run (see the module docstring for the substitutions)."""
     if command.shell:
         return ["/bin/sh", "-c", command.argv[0], "estafeta-mda", *command.argv[1:]]
+    if not command.substitute:
+        return list(command.argv)
     f_user, f_domain = _split(reverse_path)
     t_user, t_domain = _split(recipient)
     values = {
@@ -229,10 +235,24 @@ def _with(text: str, output: bytes | bytearray) -> str:
     return f"{text}: {excerpt}" if excerpt else text
 
 
+#: Seconds a pipe alias's command may run (chasquid's 30 s).
+PIPE_TIMEOUT = 30.0
+
+
+def pipe_command(command_line: str) -> MdaCommand:
+    """The MdaCommand of a pipe alias ("name: | /usr/bin/handler --work",
+    actors/aliases.py): the line split on spaces, no shell and no quoting
+    or expansion (chasquid's docs/aliases.md: "no quotes or escaping
+    expansion will be performed"), PIPE_TIMEOUT. Raises ValueError for an
+    empty one."""
+    return MdaCommand(tuple(command_line.split()), timeout=PIPE_TIMEOUT, substitute=False)
+
+
 class MdaCourier(Actor):
     """Delivers Deliver requests of route MDA (registered "courier.mda.<n>"):
-    runs the transport's command once per recipient (run_mda), in a
-    `courier.mda` span under the attempt. `commands`: MdaCommand by
+    runs the transport's command once per recipient (run_mda), or a pipe
+    alias's own command (DeliverRecipient.pipe_command, pipe_command()), in
+    a `courier.mda` span under the attempt. `commands`: MdaCommand by
     transport name (Config.transport mda); `store`: for the body file."""
 
     def __init__(self, link: Link | None, commands: dict[str, MdaCommand], store: QueueStore, tracer: trace.Tracer):
@@ -247,16 +267,19 @@ class MdaCourier(Actor):
         raise TypeError(f"MdaCourier cannot handle {type(message).__name__}")
 
     def _deliver(self, m: messages_pb2.Deliver) -> messages_pb2.DeliveryResult:
-        command = self._commands[m.route.transport]
+        transport = self._commands.get(m.route.transport)
         body_path = self._store.body_path(m.queue_id)
         out = messages_pb2.DeliveryResult()
         with self._tracer.start_span(
             "courier.mda",
             context=extract(m.trace),
             kind=SpanKind.CLIENT,
-            attributes={"estafeta.queue_id": m.queue_id, "estafeta.transport": m.route.transport},
+            attributes={"estafeta.queue_id": m.queue_id, "estafeta.transport": m.route.transport or "pipe"},
         ) as span:
             for r in m.recipients:
+                command = pipe_command(r.pipe_command) if r.pipe_command else transport
+                if command is None:  # a route naming a transport that is gone (config changed)
+                    raise KeyError(f"no MDA transport named {m.route.transport!r}")
                 result = run_mda(
                     command,
                     m.reverse_path,
@@ -279,7 +302,7 @@ class MdaCourier(Actor):
                         index=r.index,
                         outcome=outcome,
                         reply=common_pb2.Reply(code=reply.code, enhanced=reply.enhanced, text=reply.text),
-                        detail=f"mda:{m.route.transport}",
+                        detail=f"pipe:{r.pipe_command}" if r.pipe_command else f"mda:{m.route.transport}",
                     )
                 )
         return out

@@ -12,6 +12,10 @@ trivial-rewrite does):
 3. otherwise local mailboxes (Recipient.mailbox, set at RCPT TO) go to
    their Maildirs and everything else to its domain's MX hosts.
 
+Before any rule: a pipe alias's recipient (Recipient.pipe_command, set
+when an alias "name: | command" was resolved) goes to the MDA courier,
+which runs its command (route MDA, destination "pipe", no transport).
+
 A rule names a transport: "local" (Maildir; only for recipients with a
 mailbox), "mx" (the domain's MX hosts, RFC 5321 §5.1) or a configured
 Config.transport (smarthost: SMTP to a fixed host; lmtp; mda).
@@ -91,8 +95,14 @@ def recipient_domain(address: str) -> str:
         return domain.lower()
 
 
+#: The route of a pipe alias's recipients.
+PIPE = RouteKey(MDA, "pipe", "")
+
+
 def route(rcpt: queue_pb2.Recipient, table: RouteTable) -> RouteKey:
     """The route of one recipient (see the module docstring)."""
+    if rcpt.pipe_command:
+        return PIPE
     domain = recipient_domain(rcpt.address)
     target = table.rules.get(domain)
     if target is None:

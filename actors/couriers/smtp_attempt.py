@@ -65,6 +65,9 @@ def default_tls_context(verify: bool, ca_file: str | None = None) -> ssl.SSLCont
     `ca_file` (or the system's trust store) and the host name when `verify`,
     accepting any certificate otherwise."""
     ctx = gssl.create_default_context(cafile=ca_file)
+    # Said, not assumed: a Python built with the system's cipher defaults
+    # (Debian's) leaves the minimum to OpenSSL's configuration.
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

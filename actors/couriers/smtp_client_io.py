@@ -331,7 +331,9 @@ class _Connection:
                         sock.settimeout(seconds)
                     if out:
                         _send(sock, out)
-                    data = sock.recv(65536)
+                        data = _recv_reply(sock)
+                    else:
+                        data = sock.recv(65536)
                 except TimeoutError:
                     client.timed_out(seconds)
                 except OSError as e:
@@ -444,6 +446,17 @@ def _send(sock, data: bytes) -> None:
     n = sock.send(data)
     if n < len(data):
         sock.sendall(memoryview(data)[n:])
+
+
+def _recv_reply(sock) -> bytes:
+    """recv() right after sending a command: the reply cannot be there yet,
+    so wait for the socket to be readable first instead of letting
+    gevent's recv() try, fail with EAGAIN (an exception raised and caught)
+    and then wait. A TLS socket may hold decrypted bytes already: it is
+    read at once. Raises OSError, TimeoutError (the socket's timeout)."""
+    if not isinstance(sock, ssl.SSLSocket):
+        sock._wait(sock._read_event)  # noqa: SLF001 - gevent's own wait, honouring sock.timeout
+    return sock.recv(65536)
 
 
 def _why(e: BaseException) -> str:

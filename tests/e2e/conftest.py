@@ -4,6 +4,8 @@
                                                 config and data in tmp_path
     daemon                                      one started with the base config
     held                                        mail to held@localhost stays queued
+    host_factory(**options) -> MailHost         a daemon with submission listeners,
+                                                TLS, users (tests/e2e/mailhost.py)
 
 At teardown every daemon still running gets SIGTERM and must exit 0 within
 its shutdown timeout (a test that stopped or killed it itself is left
@@ -17,6 +19,7 @@ import signal
 
 import pytest
 from e2e_harness import Daemon, DaemonError
+from mailhost import MailHost, start_host
 
 #: Seconds a daemon gets to exit after SIGTERM at teardown (its
 #: shutdown_timeout_seconds is 5 in the base config).
@@ -36,16 +39,27 @@ def pytest_runtest_makereport(item, call):
 def daemon_factory(request, tmp_path):
     """Start daemons: factory(name="d", start=True, **config_fields)."""
     daemons: list[Daemon] = []
-    request.node._estafeta_daemons = daemons
 
     def factory(name: str = "d", start: bool = True, **fields) -> Daemon:
         d = Daemon(tmp_path / name, **fields)
         daemons.append(d)
+        _reported(request).append(d)
         if start:
             d.start()
         return d
 
     yield factory
+    _stop_all(daemons)
+
+
+def _reported(request) -> list[Daemon]:
+    """The daemons whose log tails a failure report of this test shows."""
+    if not hasattr(request.node, "_estafeta_daemons"):
+        request.node._estafeta_daemons = []
+    return request.node._estafeta_daemons
+
+
+def _stop_all(daemons: list[Daemon]) -> None:
     errors = []
     for d in daemons:
         if not d.alive():
@@ -63,6 +77,26 @@ def daemon_factory(request, tmp_path):
         d.close()
     if errors:
         pytest.fail("\n".join(errors), pytrace=False)
+
+
+@pytest.fixture
+def host_factory(request, tmp_path):
+    """Start mail hosts: factory(name="h", **start_host options). Their
+    daemons are stopped like daemon_factory's, their peers too."""
+    hosts: list[MailHost] = []
+
+    def factory(name: str = "h", **options) -> MailHost:
+        host = start_host(tmp_path / name, **options)
+        hosts.append(host)
+        _reported(request).append(host.daemon)
+        return host
+
+    yield factory
+    try:
+        _stop_all([h.daemon for h in hosts])
+    finally:
+        for h in hosts:
+            h.close()
 
 
 @pytest.fixture

@@ -2,9 +2,10 @@
 the protocol (actors/smtp), TLS (actors/tls.py), the SASL mechanisms
 (actors/auth), the policy (actors/policy.py) and the limits
 (actors/limits.py) — so real clients (smtplib, swaks, msmtp, openssl
-s_client, scramp's client) can be tested against them before the
-SmtpSession actor uses them. It is also the shape of that integration:
-each `elif` below is a hook the session needs.
+s_client, scramp's client) can be tested against the pieces alone, in
+their unit tests (tests/unit/test_tls_auth.py). The daemon's SmtpSession
+(actors/session.py, actors/transaction.py, actors/auth/exchange.py)
+drives them the same way; tests/e2e/test_submission.py tests that.
 
 Runs in a gevent greenlet per connection (the tests are monkey-patched).
 """

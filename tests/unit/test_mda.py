@@ -111,3 +111,22 @@ def test_bad_commands():
         MdaCommand(())
     with pytest.raises(ValueError):
         MdaCommand(("x",), timeout=0)
+
+
+def test_pipe_alias_command_is_split_on_spaces_without_a_shell(tmp_path, body):
+    """chasquid's pipe aliases: "| /usr/bin/handler --work", no quoting,
+    no expansion, no shell; 30 s."""
+    from estafeta.actors.couriers.mda import PIPE_TIMEOUT, pipe_command
+
+    script = tmp_path / "h.sh"
+    script.write_text('#!/bin/sh\nprintf "%s|" "$@" > "$1.args"\ncat > "$1"\n')
+    script.chmod(0o755)
+    out = tmp_path / "out"
+    cmd = pipe_command(f"  {script}  {out} '$HOME'  %to% ")
+    assert cmd.argv == (str(script), str(out), "'$HOME'", "%to%") and not cmd.shell and cmd.timeout == PIPE_TIMEOUT
+    r = run_mda(cmd, "a@y.test", "list@x.test", body)
+    assert r.reply.code == 250 and out.read_bytes() == MESSAGE
+    # Neither a shell nor the %...% substitutions touch a pipe's words.
+    assert (tmp_path / "out.args").read_text() == f"{out}|'$HOME'|%to%|"
+    with pytest.raises(ValueError):
+        pipe_command("   ")

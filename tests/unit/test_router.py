@@ -112,3 +112,15 @@ def test_group_keeps_forwarded_recipients_with_their_own_reverse_path_apart():
         (RouteKey(SMTP, "example.net", ""), [0, 2]),
         (RouteKey(SMTP, "example.net", ""), [1]),
     ]
+
+
+def test_a_pipe_alias_goes_to_the_mda_courier_whatever_the_rules():
+    t = table(
+        TRANSPORTS + 'route { domain: "*" transport: "relay" } route { domain: "example.org" transport: "local" }'
+    )
+    piped = queue_pb2.Recipient(address="list@example.org", pipe_command="/usr/bin/handler --work")
+    assert router.route(piped, t) == RouteKey(MDA, "pipe", "") == router.PIPE
+    assert router.group([(0, piped), (1, rcpt("bob@example.org", "example.org/bob"))], t) == [
+        (router.PIPE, [0]),
+        (RouteKey(MAILDIR, "", ""), [1]),
+    ]
