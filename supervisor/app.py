@@ -293,10 +293,11 @@ def build_tree(
         watch=IdleWatch(tick=max(0.01, min(1.0, cfg.idle_timeout_seconds / 4, cfg.data_timeout_seconds / 4))),
         gauge=gauge,
         directory=directory,
-        policy=RelayPolicy(cfg.relay_network),
+        policy=RelayPolicy(cfg.relay_network, srs=auth.outbound.srs_recipient if auth.outbound.srs else None),
         limits=limits,
         certs=certs,
         auth=AuthEnv(directory.credentials, limits),
+        checks=auth.checks,
     )
     listeners = listener_supervisors(cfg, session_env, certs, reuse_port=n > 1)
     return SupervisorSpec(
