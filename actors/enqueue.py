@@ -38,7 +38,6 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from estafeta.actors.checks.outbound import Outbound
-from estafeta.actors.checks.srs import SrsError
 from estafeta.proto import messages_pb2, queue_pb2
 from estafeta.store.queue import QueueStore
 from estafeta.supervisor import registry
@@ -169,7 +168,7 @@ class Enqueuer:
         if envelope.sign:
             try:
                 domain, fields = out.dkim_sign(body)
-            except ValueError as e:  # SigningError, KeyFileError
+            except (ValueError, OSError) as e:  # SigningError, KeyFileError, an unreadable key
                 log.error("dkim not signed id=%s error=%s", queue_id, kv(e))
                 span.set_attribute("estafeta.dkim.error", str(e))
                 span.set_status(Status(StatusCode.ERROR, f"DKIM signing failed: {e}"))
@@ -185,8 +184,8 @@ class Enqueuer:
             domain = forwarded[0].forwarded_by
             try:
                 path, arc = out.forward(body, envelope.reverse_path, domain)
-            except SrsError as e:
-                log.warning("srs not applied id=%s error=%s", queue_id, kv(e))
+            except (ValueError, OSError) as e:  # SrsError (not an address), an unusable or unreadable key
+                log.warning("forwarded without srs or arc seal id=%s error=%s", queue_id, kv(e))
                 path, arc = envelope.reverse_path, b""
             if path != envelope.reverse_path:
                 for r in forwarded:

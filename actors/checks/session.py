@@ -2,10 +2,10 @@
 verdicts (actors/session.py, actors/transaction.py call these):
 
     auth = MailAuth.from_config(cfg, dns_view, tracer, reports)   # one per serving process; None: checks off
-    checks = auth.for_session(mode, peer, relay)                  # None: this session is not checked
-    reply = checks.at_connect(session_span)                       # DNSBL, iprev: a 554 greeting, or None
+    checks = auth.for_session(mode, relay)                        # None: this session is not checked
+    reply = checks.at_connect(client_ip, session_span)            # DNSBL, iprev: a 554 greeting, or None
     checks.at_mail(helo, reverse_path, transaction_span)          # SPF
-    outcome = checks.at_end_of_data(message, reverse_path, recipients, transaction_span)
+    outcome = checks.at_end_of_data(message, reverse_path, forward_paths, transaction_span)
         # outcome.message: what to queue (below our Received field)
         # outcome.reply: 550 5.7.1 for a DMARC reject, else None
         # outcome.folder: "Junk" for a quarantined message, else ""
