@@ -7,7 +7,9 @@ actors/policy.py: RCPT of an SRS address."""
 from __future__ import annotations
 
 import os
+import time
 
+import gevent
 import pytest
 from fakedns import FakeDns
 from opentelemetry.sdk.trace import TracerProvider
@@ -139,7 +141,7 @@ def test_reports_actor_writes_the_buffer_and_trims(tmp_path):
     path = str(tmp_path / "dmarc.db")
     buffer = ReportBuffer()
     # (trims=True would also trim at start: at a moment the test does not know)
-    ref = DmarcReports.start(None, path, buffer, 3600.0, flush_seconds=0.05)
+    ref = DmarcReports.start(None, path, buffer, 3600.0, flush_seconds=3600.0)  # flushed by the asks below only
     try:
         row = {"time": 1.0, "source_ip": CLIENT, "header_from": "old.test", "result": "fail", "disposition": "none"}
         buffer.add(row)
@@ -150,6 +152,23 @@ def test_reports_actor_writes_the_buffer_and_trims(tmp_path):
         ref.stop()  # writes what is left
     store = DmarcReportStore(path)
     assert [e.header_from for e in store.evaluations()] == ["new.test"]
+    store.close()
+
+
+def test_reports_actor_flushes_on_its_timer(tmp_path):
+    path = str(tmp_path / "dmarc.db")
+    buffer = ReportBuffer()
+    ref = DmarcReports.start(None, path, buffer, 3600.0, flush_seconds=0.05)
+    try:
+        buffer.add({"time": 4e9, "source_ip": CLIENT, "header_from": "t.test", "result": "pass", "disposition": "none"})
+        deadline = time.monotonic() + 10
+        while buffer.rows and time.monotonic() < deadline:
+            gevent.sleep(0.02)
+        assert not buffer.rows
+    finally:
+        ref.stop()
+    store = DmarcReportStore(path)
+    assert [e.header_from for e in store.evaluations()] == ["t.test"]
     store.close()
 
 
