@@ -186,6 +186,7 @@ class Bouncer:
             protocol="local",
             kind=kind,  # type: ignore[arg-type]
             dsn_for=item.id,
+            sign=True,  # From: our postmaster: signed when the host name's domain has keys
         )
         self._enqueuer.enqueue(queue_id, envelope, message, parent)
         parent.add_event(

@@ -168,6 +168,21 @@ def _rdtype(rdtype: str) -> dns.rdatatype.RdataType:
     return value
 
 
+#: rdtype as callers write it ("TXT", "a") -> (its number, its name, the
+#: name of its lookup span), for the types asked so far (valid ones only).
+_TYPES: dict[str, tuple[dns.rdatatype.RdataType, str, str]] = {}
+
+
+def _type_of(rdtype: str) -> tuple[dns.rdatatype.RdataType, str, str]:
+    """(number, "TXT", "dns.txt") of `rdtype`; ValueError as _rdtype."""
+    found = _TYPES.get(rdtype)
+    if found is None:
+        qtype = _rdtype(rdtype)
+        tname = dns.rdatatype.to_text(qtype)
+        found = _TYPES[rdtype] = (qtype, tname, f"dns.{tname.lower()}")
+    return found
+
+
 def _failure_rcode(errors) -> str:
     """The rcode that sums up dnspython's per-nameserver errors
     (NoNameservers.kwargs["errors"]: (server, tcp, port, error, response)).
@@ -266,34 +281,45 @@ class Resolver:
         return tuple(out)
 
     # ------------------------------------------------------------ queries
-    def query(self, name: str, rdtype: str, *, context: Context | None = None) -> Answer:
+    def query(self, name: str, rdtype: str, *, context: Context | None = None, trace_cached: bool = True) -> Answer:
         """Look up `name` (U-label or A-label, trailing dot optional) for
         records of `rdtype`; from the cache when it has a live answer.
         CNAMEs are followed. With a `context` and a tracer, the lookup is a
-        span `dns.<type>` under it. Raises ValueError for a bad name or
-        type, never for a DNS outcome."""
-        qname, qname_dns = _question_name(name)
-        qtype = _rdtype(rdtype)
-        key = (qname, qtype)
-        span = None
-        if context is not None and self.tracer is not None:
-            span = self.tracer.start_span(
-                f"dns.{dns.rdatatype.to_text(qtype).lower()}",
-                context=context,
-                kind=SpanKind.CLIENT,
-                attributes={"dns.question.name": qname, "dns.question.type": dns.rdatatype.to_text(qtype)},
-            )
-        answer = None
-        cached = False
-        try:
-            answer = self._cached(key)
-            cached = answer is not None
+        span `dns.<type>` under it — a cached answer too, unless
+        `trace_cached` is False (the checks: their span lists every lookup
+        they made, actors/checks/dnsport.py). Raises ValueError for a bad
+        name or type, never for a DNS outcome."""
+        qtype, tname, span_name = _type_of(rdtype)
+        # The cache is looked at before the name is parsed (dnspython's
+        # parse is most of a cached lookup's cost): an ASCII name is its
+        # key as written, lower case, without the trailing dot.
+        text = name.strip().rstrip(".")
+        ascii_name = text.isascii()
+        qname = text.lower()
+        answer = self._cached((qname, qtype)) if ascii_name and qname else None
+        qname_dns = None
+        if answer is None:
+            qname, qname_dns = _question_name(name)  # ValueError for a bad name
+            if not ascii_name:  # a U-label name: its key is known now
+                answer = self._cached((qname, qtype))
+        cached = answer is not None
+        if context is None or self.tracer is None or (cached and not trace_cached):
             if answer is None:
                 answer = self._resolve_chain(qname, qname_dns, qtype)
-                self._store(key, answer)
+                self._store((qname, qtype), answer)
+            return answer
+        span = self.tracer.start_span(
+            span_name,
+            context=context,
+            kind=SpanKind.CLIENT,
+            attributes={"dns.question.name": qname, "dns.question.type": tname},
+        )
+        try:
+            if answer is None:
+                answer = self._resolve_chain(qname, qname_dns, qtype)
+                self._store((qname, qtype), answer)
         finally:
-            if span is not None:
-                _end_span(span, answer, cached=cached)
+            _end_span(span, answer, cached=cached)
         return answer
 
     def ptr(self, ip: str, *, context: Context | None = None) -> Answer:
@@ -388,7 +414,10 @@ class Resolver:
             del self._cache[key]
             return None
         self._cache.move_to_end(key)
-        return replace(answer, ttl=left)
+        # (dataclasses.replace costs ~3x this)
+        return Answer(
+            answer.name, answer.rdtype, answer.rcode, answer.records, left, answer.canonical_name, answer.secure
+        )
 
     def _store(self, key: tuple[str, dns.rdatatype.RdataType], answer: Answer) -> None:
         if self._cache_size <= 0 or answer.ttl <= 0:
@@ -426,7 +455,7 @@ def _end_span(span: trace.Span, answer: Answer | None, *, cached: bool) -> None:
         span.set_attributes(
             {
                 "dns.response_code": answer.rcode,
-                "dns.answers": list(answer.records),
+                "dns.answers": answer.records,
                 "estafeta.dns.cached": cached,
                 "estafeta.dns.ttl": answer.ttl,
                 "estafeta.dns.canonical_name": answer.canonical_name,
@@ -450,12 +479,12 @@ class DnsView:
     def __init__(self, resolver: Resolver | None = None):
         self.resolver = resolver
 
-    def query(self, name: str, rdtype: str, *, context: Context | None = None) -> Answer:
+    def query(self, name: str, rdtype: str, *, context: Context | None = None, trace_cached: bool = True) -> Answer:
         """Resolver.query on the published Resolver. Raises RuntimeError
         before the DnsResolver has started, ValueError for a bad name."""
         if self.resolver is None:
             raise RuntimeError("DNS resolver not started")
-        return self.resolver.query(name, rdtype, context=context)
+        return self.resolver.query(name, rdtype, context=context, trace_cached=trace_cached)
 
     def ptr(self, ip: str, *, context: Context | None = None) -> Answer:
         """Resolver.ptr on the published Resolver (RuntimeError before it

@@ -10,20 +10,41 @@ may only follow that), in a `queue.enqueue` span, then tells the
 QueueManager `Enqueued` so the item's actor starts. The body is the
 message exactly as it will be delivered: our Received header (the
 caller's, it knows the connection), then the content as received.
+
+With an `Outbound` (actors/checks/outbound.py), the Enqueuer also
+authenticates what it queues, once, so that every courier sends the same
+bytes (the body file is the message as accepted plus our header fields):
+
+- `Envelope.sign` (mail of authenticated users, relay_network clients,
+  `estafeta sendmail`, our DSNs): the DKIM-Signature fields of the From
+  domain's keys are prepended (RFC 6376 §5);
+- recipients an alias forwards off-site (`Recipient.forwarded_by`) get an
+  SRS reverse-path of their own (`Recipient.reverse_path`), and the
+  message the next ARC set (RFC 8617 §5.1), sealed with the forwarding
+  domain's RSA key over our Authentication-Results.
+
+A key or message that cannot be signed is logged and the message queued
+unsigned (never refused for it): `estafeta dkim check` finds the key.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass
 
 from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 
+from estafeta.actors.checks.outbound import Outbound
 from estafeta.proto import messages_pb2, queue_pb2
 from estafeta.store.queue import QueueStore
 from estafeta.supervisor import registry
+from estafeta.supervisor.log import kv
 from estafeta.tracing.propagation import inject
+
+log = logging.getLogger("estafeta.queue")
 
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*<?([^>\r\n]*)>?", re.IGNORECASE | re.MULTILINE)
 
@@ -68,15 +89,21 @@ class Envelope:
     dsn_for: str = ""
     #: The AUTH= value to pass on (RFC 4954 §5; QueueItem.auth): "" is <>.
     auth: str = ""
+    #: DKIM-sign the message at enqueue (mail of our users: authenticated,
+    #: relay_network clients, `estafeta sendmail`; our DSNs).
+    sign: bool = False
 
 
 class Enqueuer:
     """Writes new queue items (shared by every session and item of a
     serving process; no state of its own)."""
 
-    def __init__(self, store: QueueStore, tracer: trace.Tracer):
+    def __init__(self, store: QueueStore, tracer: trace.Tracer, outbound: Outbound | None = None):
+        """`outbound`: DKIM keys, SRS and ARC sealing (None: messages are
+        queued as given)."""
         self.store = store
         self.tracer = tracer
+        self.outbound = outbound
 
     def new_id(self) -> str:
         """A fresh queue id of this serving process (store.queue.new_id)."""
@@ -92,7 +119,25 @@ class Enqueuer:
 
         Raises OSError if the write failed (nothing was queued; the SMTP
         answer is then 451 4.3.0, the client tries again)."""
-        item = queue_pb2.QueueItem(
+        ctx = trace.set_span_in_context(parent) if parent is not None else None
+        # start_span, not start_as_current_span: contexts travel in messages
+        # here, so making the span current (a contextvar) would be wasted.
+        with self.tracer.start_span("queue.enqueue", context=ctx, attributes={"estafeta.queue_id": queue_id}) as span:
+            if self.outbound is not None and (envelope.sign or envelope.recipients and _forwarded(envelope)):
+                body = self._authenticate(queue_id, envelope, body, span)
+            item = self._item(queue_id, envelope, body, parent)
+            span.set_attribute("estafeta.body_size", item.body_size)
+            self.store.put(item, body)
+        try:
+            queue = registry.whereis("queue")
+        except registry.NotRegistered:
+            return item  # no daemon (the CLI), or its manager restarting: started when it (re)loads the queue
+        queue.tell(messages_pb2.Enqueued(item=item, trace=item.trace))
+        return item
+
+    @staticmethod
+    def _item(queue_id: str, envelope: Envelope, body: bytes, parent: trace.Span | None) -> queue_pb2.QueueItem:
+        return queue_pb2.QueueItem(
             id=queue_id,
             state=queue_pb2.QUEUED,
             reverse_path=envelope.reverse_path,
@@ -112,18 +157,47 @@ class Enqueuer:
             dsn_for=envelope.dsn_for,
             auth=envelope.auth,
         )
-        ctx = trace.set_span_in_context(parent) if parent is not None else None
-        # start_span, not start_as_current_span: contexts travel in messages
-        # here, so making the span current (a contextvar) would be wasted.
-        with self.tracer.start_span(
-            "queue.enqueue",
-            context=ctx,
-            attributes={"estafeta.queue_id": queue_id, "estafeta.body_size": item.body_size},
-        ):
-            self.store.put(item, body)
-        try:
-            queue = registry.whereis("queue")
-        except registry.NotRegistered:
-            return item  # no daemon (the CLI), or its manager restarting: started when it (re)loads the queue
-        queue.tell(messages_pb2.Enqueued(item=item, trace=item.trace))
-        return item
+
+    def _authenticate(self, queue_id: str, envelope: Envelope, body: bytes, span: trace.Span) -> bytes:
+        """`body` DKIM-signed (envelope.sign) and, when an alias forwards
+        some recipients off-site, ARC-sealed, those recipients given their
+        SRS reverse-path (see the module docstring). Failures are logged
+        and put on `span`; the message then goes as it is."""
+        out = self.outbound
+        assert out is not None
+        if envelope.sign:
+            try:
+                domain, fields = out.dkim_sign(body)
+            except (ValueError, OSError) as e:  # SigningError, KeyFileError, an unreadable key
+                log.error("dkim not signed id=%s error=%s", queue_id, kv(e))
+                span.set_attribute("estafeta.dkim.error", str(e))
+                span.set_status(Status(StatusCode.ERROR, f"DKIM signing failed: {e}"))
+            else:
+                if fields:
+                    body = fields + body
+                    span.set_attribute("estafeta.dkim.signed", domain)
+        forwarded = _forwarded(envelope)
+        if forwarded:
+            # One ARC set per hop (RFC 8617 §4.2.1: one instance per ADMD):
+            # sealed by the first forwarding domain; the SRS address is the
+            # same for all (it is in Config.srs.domain).
+            domain = forwarded[0].forwarded_by
+            try:
+                path, arc = out.forward(body, envelope.reverse_path, domain)
+            except (ValueError, OSError) as e:  # SrsError (not an address), an unusable or unreadable key
+                log.warning("forwarded without srs or arc seal id=%s error=%s", queue_id, kv(e))
+                path, arc = envelope.reverse_path, b""
+            if path != envelope.reverse_path:
+                for r in forwarded:
+                    r.reverse_path = path
+                span.set_attribute("estafeta.srs.reverse_path", path)
+            if arc:
+                body = arc + body
+                span.set_attribute("estafeta.arc.sealed", domain)
+        return body
+
+
+def _forwarded(envelope: Envelope) -> list[queue_pb2.Recipient]:
+    """The recipients an alias forwards off-site, still without their own
+    reverse-path."""
+    return [r for r in envelope.recipients if r.forwarded_by and not r.reverse_path]

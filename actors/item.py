@@ -340,10 +340,13 @@ class QueueItem(Actor):
                     notify=item.recipients[i].notify,
                     original_recipient=item.recipients[i].original_recipient,
                     pipe_command=item.recipients[i].pipe_command,
+                    folder=item.recipients[i].folder,
                 )
                 for i in indices
             ],
-            reverse_path=item.reverse_path,
+            # Recipients an alias forwards off-site have their own (SRS)
+            # reverse-path; router.group never mixes them with others.
+            reverse_path=item.recipients[indices[0]].reverse_path or item.reverse_path,
             created_at=item.created_at,
             body_size=item.body_size,
             smtputf8=item.smtputf8,

@@ -122,6 +122,7 @@ class MaildropSubmission:
                 smtputf8=env.smtputf8,
                 body_type="8BITMIME" if env.eight_bit else "",
                 protocol="local",
+                sign=True,  # our users' mail: DKIM-signed at enqueue
             )
             item = self._enqueuer.enqueue(queue_id, envelope, header + dropped.message, span)
             span.set_attribute("estafeta.queue_id", queue_id)

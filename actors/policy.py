@@ -11,6 +11,12 @@ session asks at MAIL and RCPT. Never an open relay.
   local. What the parser made of the address (source routes dropped,
   RFC 5321 §4.1.1.3) is what is judged: "user%remote@local" and
   "remote!user@local" are local parts of a local domain, looked up as such.
+- RCPT of an SRS address of ours (Config.srs: a bounce of mail an alias
+  forwarded, actors/checks/srs.py): the address is decoded and the
+  original sender resolved as if it had been given — local or remote,
+  for any client (the hash authenticates the address; it is not a relay
+  for anyone else's mail); one that does not decode (forged, expired) is
+  refused 550 5.7.1.
 - MAIL (`check_sender`): an authenticated user may use as reverse-path
   only an address that is its own — its address (with any suffix or drop
   characters: it resolves to its mailbox), an alias that leads to it (not
@@ -25,8 +31,8 @@ session asks at MAIL and RCPT. Never an open relay.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
 from estafeta.actors.addresses import split_address
 from estafeta.actors.aliases import Resolution, Resolver
@@ -35,6 +41,8 @@ from estafeta.supervisor.config import normalize_domain
 
 #: RFC 5321 §3.6.2 / RFC 3463 X.7.1: delivery not authorised.
 RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
+#: An SRS address of ours that does not decode (a bad hash, expired).
+BAD_SRS = Reply(550, "5.7.1", "Invalid or expired SRS address")
 
 
 def sender_mismatch(identity: str) -> Reply:
@@ -65,10 +73,15 @@ class Client:
 class RelayPolicy:
     """The policy over one set of relay networks (Config relay_network:
     "192.0.2.0/24", "2001:db8::/32", "127.0.0.1"). Raises ValueError for a
-    network that does not parse."""
+    network that does not parse.
 
-    def __init__(self, relay_networks: Iterable[str] = ()):
+    `srs`: the SRS decoder of bounces (Outbound.srs_recipient: an address
+    -> None if it is not an SRS address of ours, "" if it is one that does
+    not decode, else the original sender); None: SRS is off."""
+
+    def __init__(self, relay_networks: Iterable[str] = (), srs: Callable[[str], str | None] | None = None):
         self.networks = [ipaddress.ip_network(n.strip(), strict=False) for n in relay_networks if n.strip()]
+        self.srs = srs
 
     def in_relay_network(self, address: str) -> bool:
         ip = _ip(address)
@@ -81,10 +94,26 @@ class RelayPolicy:
     def check_recipient(self, resolver: Resolver, client: Client, forward_path: str) -> Resolution:
         """RCPT TO:<forward_path>: the Resolution (final recipients, or a
         refusal: 550 5.1.1 unknown user, 554 5.7.1 relay denied, ...)."""
+        if self.srs is not None:
+            original = self.srs(forward_path)
+            if original is not None:
+                return self._srs_bounce(resolver, forward_path, original)
         res = resolver.resolve(forward_path)
         if res.accepted and not res.local and not self.may_relay(client):
             return Resolution(reply=RELAY_DENIED)
         return res
+
+    @staticmethod
+    def _srs_bounce(resolver: Resolver, forward_path: str, original: str) -> Resolution:
+        """RCPT TO an SRS address of ours that decodes to `original` ("":
+        it does not): `original`'s final recipients, each keeping the SRS
+        address as the one given (ORCPT)."""
+        if not original:
+            return Resolution(reply=BAD_SRS)
+        res = resolver.resolve(original)
+        if not res.accepted:
+            return res
+        return Resolution(tuple(replace(r, original=forward_path) for r in res.recipients), local=True)
 
     def check_sender(self, resolver: Resolver, client: Client, reverse_path: str) -> Reply | None:
         """MAIL FROM:<reverse_path>: None if allowed, else 550 5.7.1. Only

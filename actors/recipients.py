@@ -6,7 +6,10 @@ actors/aliases.py resolved it to:
 - mailbox -> Recipient(address, mailbox): the router sends it to its
   Maildir;
 - remote  -> Recipient(address): to its domain's MX (or a route's
-  transport);
+  transport); one an alias of a local domain forwards off-site (its
+  address is not the one given) also gets `forwarded_by`, that domain:
+  the Enqueuer gives it an SRS reverse-path and the message an ARC seal
+  (actors/enqueue.py);
 - pipe    -> Recipient(address = the alias, pipe_command): to the MDA
   courier, which runs the command (actors/couriers/mda.py);
 - unknown -> Recipient(address) already FAILED with its reply (an alias
@@ -30,12 +33,22 @@ from estafeta.actors.aliases import FinalRecipient
 from estafeta.actors.dsn import FAILED
 from estafeta.actors.smtp.dsnparams import FAILURE, RcptDsn
 from estafeta.proto import queue_pb2
+from estafeta.supervisor.config import normalize_domain
 
 
 def original_recipient(given: str) -> str:
     """ORCPT of an address given at RCPT: "rfc822;<address>" (RFC 3461
     §4.2), "utf-8;<address>" when it is not ASCII (RFC 6533 §3)."""
     return f"{'rfc822' if given.isascii() else 'utf-8'};{given}"
+
+
+def forwarding_domain(given: str) -> str:
+    """The domain (A-label, lower case) of the address given at RCPT whose
+    alias forwards a message off-site; "" if it has none that parses."""
+    try:
+        return normalize_domain(given.rpartition("@")[2])
+    except ValueError:
+        return ""
 
 
 def queue_recipients(
@@ -55,6 +68,8 @@ def queue_recipients(
             rcpt.mailbox = r.mailbox
         elif kind == "pipe":
             rcpt.pipe_command = r.command
+        elif kind == "remote" and r.address != r.original:
+            rcpt.forwarded_by = forwarding_domain(r.original)
         elif kind == "unknown":
             reply = r.reply
             rcpt.status = queue_pb2.FAILED

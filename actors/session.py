@@ -4,10 +4,15 @@ It owns the socket and drives the sans-I/O protocol (actors/smtp) over
 it: the greeting, the TLS of the connection (STARTTLS, RFC 3207; implicit
 TLS on a SUBMISSIONS listener, RFC 8314 §3.3), the idle and DATA timeouts
 and the graceful shutdown. The decisions the protocol leaves to its
-driver go to two helpers:
+driver go to helpers:
 
 - the mail transactions (MAIL, RCPT, end of DATA: policy, limits, the
   queue): actors/transaction.py `Transactions`;
+- the mail authentication checks of a session on an SMTP-mode listener
+  whose client is not in relay_network (actors/checks/session.py
+  `SessionChecks`): DNSBL and iprev before the greeting (a listed client
+  is greeted with 554 5.7.1), SPF at MAIL, DKIM, ARC and DMARC at the
+  end of DATA (through `Transactions`);
 - the AUTH exchanges (RFC 4954: mechanisms, limits, delays):
   actors/auth/exchange.py `AuthExchange`, made at the first AUTH.
 
@@ -48,6 +53,7 @@ from opentelemetry.trace import SpanKind
 
 from estafeta.actors import smtp
 from estafeta.actors.auth.exchange import AuthEnv, AuthExchange
+from estafeta.actors.checks.session import MailAuth
 from estafeta.actors.directory import DirectoryView
 from estafeta.actors.enqueue import Enqueuer
 from estafeta.actors.limits import Limits
@@ -106,6 +112,7 @@ class SessionEnv:
     limits: Limits | None = None  # against abuse (Config.limits), shared by the processes
     certs: CertStore | None = None  # TLS certificates (STARTTLS, SUBMISSIONS); None: no TLS
     auth: AuthEnv | None = None  # AUTH (SUBMISSION and SUBMISSIONS listeners)
+    checks: MailAuth | None = None  # mail authentication (Config.checks); None: off
 
 
 class SmtpSession(Actor):
@@ -178,14 +185,18 @@ class SmtpSession(Actor):
         )
         self._session_span = span
         log.info("connection from=%s:%d listener=%s", peer, start.peer_port, start.listener)
-        txns = self._txns = Transactions(env, peer, span)
+        relay = env.policy.in_relay_network(peer)
+        checks = env.checks.for_session(env.params.mode, relay) if env.checks is not None else None
+        txns = self._txns = Transactions(env, peer, span, checks, relay)
         env.watch.add(self)
         try:
             implicit = env.params.mode is smtp.Mode.SUBMISSIONS
             if implicit and not self._handshake():  # RFC 8314 §3.3: TLS from the first byte
                 return
             proto = smtp.SmtpServer(env.params, peer, tls=implicit, channel_binding=self._channel_binding is not None)
-            proto.greet()
+            # DNSBL and iprev before the greeting: a listed client is greeted
+            # with 554 5.7.1 (RFC 5321 §3.1: then only QUIT is served).
+            proto.greet(checks.at_connect(peer, span) if checks is not None else None)
             self._converse(proto)
         except OSError as e:
             span.set_attribute("error.type", type(e).__name__)

@@ -13,10 +13,18 @@ DATA, and the queueing of the message.
   authenticated user has an hourly recipient limit (452 4.7.1); the final
   recipients go into a RecipientSet, so that alice@, A.lice+x@ and an
   alias to alice make one delivery (as Postfix's cleanup merges them).
-- end of DATA: the Received field (actors/received.py: TLS and AUTH
-  clauses), then the Enqueuer writes the item and body durably *before*
-  "250 ... queued as <id>" goes out (RFC 5321 §4.1.1.4, §6.1), and tells
-  the QueueManager.
+- end of DATA: for a checked session (actors/checks/session.py: an
+  SMTP-mode listener's client, not in relay_network, not authenticated)
+  DKIM, ARC and DMARC (550 5.7.1 for a DMARC reject; the Junk folder for
+  every local recipient of a quarantined message) and our
+  Authentication-Results; then the Received field (actors/received.py:
+  TLS and AUTH clauses) above it, then the Enqueuer writes the item and
+  body durably — DKIM-signing the mail of authenticated and relay_network
+  clients — *before* "250 ... queued as <id>" goes out (RFC 5321
+  §4.1.1.4, §6.1), and tells the QueueManager.
+
+SPF runs at MAIL FROM for a checked session (RFC 7208 §2.4), its verdict
+kept for DMARC at the end of DATA.
 
 Every refusal is logged ("refused from=<ip> ... reply=..."), counted
 (metrics.count_refused) and put on the trace (estafeta.refused).
@@ -37,6 +45,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from estafeta.actors import smtp
 from estafeta.actors.aliases import RecipientSet
+from estafeta.actors.checks.session import SessionChecks
 from estafeta.actors.enqueue import Envelope
 from estafeta.actors.policy import Client
 from estafeta.actors.queue import QUEUE_FULL
@@ -137,16 +146,22 @@ class Transactions:
     time). `env`: the session's SessionEnv (actors/session.py); `peer`:
     the client's IP address; `session_span`: the connection's span (each
     transaction links to it). `tls`: the connection's TlsInfo once it is
-    encrypted (set by the session)."""
+    encrypted (set by the session). `checks`: the session's mail
+    authentication checks (None: the session is not checked); `relay`:
+    the client is in relay_network (its mail is DKIM-signed)."""
 
-    __slots__ = ("_env", "_peer", "_session_span", "tls", "txn")
+    __slots__ = ("_env", "_peer", "_session_span", "tls", "txn", "checks", "relay")
 
-    def __init__(self, env, peer: str, session_span: trace.Span):
+    def __init__(
+        self, env, peer: str, session_span: trace.Span, checks: SessionChecks | None = None, relay: bool = False
+    ):
         self._env = env
         self._peer = peer
         self._session_span = session_span
         self.tls: TlsInfo | None = None
         self.txn: _Transaction | None = None
+        self.checks = checks
+        self.relay = relay
 
     # ------------------------------------------------------------ MAIL
     def mail(self, event: smtp.MailFrom, proto: smtp.SmtpServer) -> None:
@@ -195,6 +210,8 @@ class Transactions:
             proto.reject(refusal)
             return
         self.txn = _Transaction(span, event, client, auth)
+        if self.checks is not None and not identity:
+            self.checks.at_mail(proto.helo_name, event.reverse_path, span)
         proto.accept()
 
     # ------------------------------------------------------------ RCPT
@@ -224,6 +241,11 @@ class Transactions:
         """End of DATA: queue the message durably, then 250 (RFC 5321
         §4.1.1.4, §6.1); 451 if it could not be written."""
         env, txn = self._env, self.txn
+        body = event.body
+        if self.checks is not None and not txn.client.identity:
+            body = self._checked(txn, body, proto)
+            if body is None:
+                return
         queue_id = env.enqueuer.new_id()
         envelope = Envelope(
             reverse_path=txn.reverse_path,
@@ -236,6 +258,7 @@ class Transactions:
             helo=proto.helo_name,
             protocol=proto.protocol_name,
             auth=txn.auth,
+            sign=bool(txn.client.identity) or self.relay,
         )
         given = txn.given
         header = received_header(
@@ -250,7 +273,7 @@ class Transactions:
             identity=txn.client.identity,
         )
         try:
-            item = env.enqueuer.enqueue(queue_id, envelope, header + event.body, txn.span)
+            item = env.enqueuer.enqueue(queue_id, envelope, header + body, txn.span)
         except OSError as e:
             # Not durable, so not accepted (RFC 5321 §4.1.1.4): 451, the
             # client keeps the message and tries again (Postfix: "queue file
@@ -265,6 +288,24 @@ class Transactions:
         _queued(txn, item)
         metrics.count_accepted()
         proto.accept(smtp.Reply(250, "2.0.0", f"Ok: queued as {queue_id}"))
+
+    def _checked(self, txn: _Transaction, body: bytes, proto: smtp.SmtpServer) -> bytes | None:
+        """DKIM, ARC, DMARC at the end of DATA (actors/checks/session.py):
+        the message to queue (our Authentication-Results on top; the
+        local recipients of a quarantined message into their Junk
+        folder), or None when DMARC rejects it (550 5.7.1 sent, the
+        transaction ended; counted and traced by the checks)."""
+        assert self.checks is not None
+        outcome = self.checks.at_end_of_data(body, txn.reverse_path, txn.given, txn.span)
+        if outcome.reply is not None:
+            self.end("refused: DMARC policy", error=True)
+            proto.reject(outcome.reply)
+            return None
+        if outcome.folder:
+            for r in txn.recipients:
+                if r.mailbox:
+                    r.folder = outcome.folder
+        return outcome.message
 
     # ------------------------------------------------------------ the end
     def rejected(self, event: smtp.MessageRejected) -> None:

@@ -43,7 +43,7 @@ class FileWrite(_message.Message):
     def __init__(self, path: _Optional[str] = ..., data: _Optional[bytes] = ..., exclusive: _Optional[bool] = ...) -> None: ...
 
 class MaildirDelivery(_message.Message):
-    __slots__ = ("root", "mailbox", "name", "header_prefix", "body", "body_path", "check_existing", "remove_after")
+    __slots__ = ("root", "mailbox", "name", "header_prefix", "body", "body_path", "check_existing", "remove_after", "folder")
     ROOT_FIELD_NUMBER: _ClassVar[int]
     MAILBOX_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class MaildirDelivery(_message.Message):
     BODY_PATH_FIELD_NUMBER: _ClassVar[int]
     CHECK_EXISTING_FIELD_NUMBER: _ClassVar[int]
     REMOVE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    FOLDER_FIELD_NUMBER: _ClassVar[int]
     root: str
     mailbox: str
     name: str
@@ -60,7 +61,8 @@ class MaildirDelivery(_message.Message):
     body_path: str
     check_existing: bool
     remove_after: QueueWrite
-    def __init__(self, root: _Optional[str] = ..., mailbox: _Optional[str] = ..., name: _Optional[str] = ..., header_prefix: _Optional[bytes] = ..., body: _Optional[bytes] = ..., body_path: _Optional[str] = ..., check_existing: _Optional[bool] = ..., remove_after: _Optional[_Union[QueueWrite, _Mapping]] = ...) -> None: ...
+    folder: str
+    def __init__(self, root: _Optional[str] = ..., mailbox: _Optional[str] = ..., name: _Optional[str] = ..., header_prefix: _Optional[bytes] = ..., body: _Optional[bytes] = ..., body_path: _Optional[str] = ..., check_existing: _Optional[bool] = ..., remove_after: _Optional[_Union[QueueWrite, _Mapping]] = ..., folder: _Optional[str] = ...) -> None: ...
 
 class DiskReply(_message.Message):
     __slots__ = ("id", "error_type", "errno", "error", "path", "already_there", "removed")

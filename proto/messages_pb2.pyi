@@ -97,20 +97,22 @@ class Route(_message.Message):
     def __init__(self, kind: _Optional[_Union[Route.Kind, str]] = ..., destination: _Optional[str] = ..., transport: _Optional[str] = ...) -> None: ...
 
 class DeliverRecipient(_message.Message):
-    __slots__ = ("index", "address", "mailbox", "notify", "original_recipient", "pipe_command")
+    __slots__ = ("index", "address", "mailbox", "notify", "original_recipient", "pipe_command", "folder")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     MAILBOX_FIELD_NUMBER: _ClassVar[int]
     NOTIFY_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_RECIPIENT_FIELD_NUMBER: _ClassVar[int]
     PIPE_COMMAND_FIELD_NUMBER: _ClassVar[int]
+    FOLDER_FIELD_NUMBER: _ClassVar[int]
     index: int
     address: str
     mailbox: str
     notify: _containers.RepeatedScalarFieldContainer[str]
     original_recipient: str
     pipe_command: str
-    def __init__(self, index: _Optional[int] = ..., address: _Optional[str] = ..., mailbox: _Optional[str] = ..., notify: _Optional[_Iterable[str]] = ..., original_recipient: _Optional[str] = ..., pipe_command: _Optional[str] = ...) -> None: ...
+    folder: str
+    def __init__(self, index: _Optional[int] = ..., address: _Optional[str] = ..., mailbox: _Optional[str] = ..., notify: _Optional[_Iterable[str]] = ..., original_recipient: _Optional[str] = ..., pipe_command: _Optional[str] = ..., folder: _Optional[str] = ...) -> None: ...
 
 class Deliver(_message.Message):
     __slots__ = ("queue_id", "route", "recipients", "reverse_path", "created_at", "body_size", "smtputf8", "body_type", "dsn_ret", "dsn_envid", "check_existing", "finishes_item", "attempt", "trace")

@@ -33,7 +33,7 @@ DELIVERED: RecipientStatus
 FAILED: RecipientStatus
 
 class Recipient(_message.Message):
-    __slots__ = ("address", "mailbox", "status", "attempts", "last_error", "done_at", "original_recipient", "notify", "last_detail", "last_attempt_at", "dsn_due", "pipe_command")
+    __slots__ = ("address", "mailbox", "status", "attempts", "last_error", "done_at", "original_recipient", "notify", "last_detail", "last_attempt_at", "dsn_due", "pipe_command", "folder", "forwarded_by", "reverse_path")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     MAILBOX_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,9 @@ class Recipient(_message.Message):
     LAST_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
     DSN_DUE_FIELD_NUMBER: _ClassVar[int]
     PIPE_COMMAND_FIELD_NUMBER: _ClassVar[int]
+    FOLDER_FIELD_NUMBER: _ClassVar[int]
+    FORWARDED_BY_FIELD_NUMBER: _ClassVar[int]
+    REVERSE_PATH_FIELD_NUMBER: _ClassVar[int]
     address: str
     mailbox: str
     status: RecipientStatus
@@ -58,7 +61,10 @@ class Recipient(_message.Message):
     last_attempt_at: float
     dsn_due: str
     pipe_command: str
-    def __init__(self, address: _Optional[str] = ..., mailbox: _Optional[str] = ..., status: _Optional[_Union[RecipientStatus, str]] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ..., done_at: _Optional[float] = ..., original_recipient: _Optional[str] = ..., notify: _Optional[_Iterable[str]] = ..., last_detail: _Optional[str] = ..., last_attempt_at: _Optional[float] = ..., dsn_due: _Optional[str] = ..., pipe_command: _Optional[str] = ...) -> None: ...
+    folder: str
+    forwarded_by: str
+    reverse_path: str
+    def __init__(self, address: _Optional[str] = ..., mailbox: _Optional[str] = ..., status: _Optional[_Union[RecipientStatus, str]] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ..., done_at: _Optional[float] = ..., original_recipient: _Optional[str] = ..., notify: _Optional[_Iterable[str]] = ..., last_detail: _Optional[str] = ..., last_attempt_at: _Optional[float] = ..., dsn_due: _Optional[str] = ..., pipe_command: _Optional[str] = ..., folder: _Optional[str] = ..., forwarded_by: _Optional[str] = ..., reverse_path: _Optional[str] = ...) -> None: ...
 
 class QueueItem(_message.Message):
     __slots__ = ("id", "state", "reverse_path", "recipients", "created_at", "body_size", "message_id", "trace", "client_address", "helo", "protocol", "smtputf8", "body_type", "attempts", "next_attempt_at", "last_error", "crashes", "last_crash", "quarantine_reason", "dsn_ret", "dsn_envid", "crash_streak", "delay_dsn_sent_at", "kind", "dsn_for", "hold_reason", "auth")

@@ -137,7 +137,16 @@ class Executor:
             m = pb.maildir
             reqs.append(
                 Request(
-                    (m.root, m.mailbox, m.name, m.header_prefix, m.body or None, m.body_path or None, m.check_existing)
+                    (
+                        m.root,
+                        m.mailbox,
+                        m.name,
+                        m.header_prefix,
+                        m.body or None,
+                        m.body_path or None,
+                        m.check_existing,
+                        m.folder,
+                    )
                 )
             )
         maildir.deliver_batch(reqs)

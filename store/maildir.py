@@ -15,6 +15,11 @@ journal a named create scans recently freed inodes under the directory's
 lock; store/batchwriter.py has the measurements). Where O_TMPFILE is
 missing, a named tmp/<name> is written and renamed, as the spec says.
 
+Folders (Maildir++, as Courier and Dovecot lay them out): a mailbox's
+folder "Junk" is the Maildir `<root>/<domain>/<localpart>/.Junk/` (its
+own tmp/, new/, cur/ and an empty `maildirfolder` file), where a message
+DMARC quarantined is delivered (RFC 7489 §6.3; actors/checks/session.py).
+
 Line endings: Maildir files have LF line endings, as Postfix's local(8)
 and Dovecot's deliver write them (and mail readers expect). The queue
 keeps the message as received (CRLF, or whatever the client sent):
@@ -103,9 +108,23 @@ def check_mailbox(mailbox: str) -> tuple[str, str]:
     return domain, localpart
 
 
-def maildir_path(root: str, mailbox: str) -> str:
-    """`<root>/<domain>/<localpart>` for a validated mailbox (ValueError)."""
+def check_folder(folder: str) -> str:
+    """The directory name of a Maildir++ folder: "Junk" -> ".Junk",
+    "Archive.2026" -> ".Archive.2026" (Maildir++: "." separates levels).
+    Raises ValueError for a name that could escape its mailbox: empty, a
+    "/" or NUL, a leading or trailing "." or an empty level ("..")."""
+    if not folder or "/" in folder or "\0" in folder or folder[0] == "." or folder[-1] == "." or ".." in folder:
+        raise ValueError(f"invalid maildir folder {folder!r}: Maildir++ names like 'Junk' or 'Archive.2026'")
+    return "." + folder
+
+
+def maildir_path(root: str, mailbox: str, folder: str = "") -> str:
+    """`<root>/<domain>/<localpart>`, or its Maildir++ folder
+    `<root>/<domain>/<localpart>/.<folder>`, for a validated mailbox and
+    folder (ValueError)."""
     domain, localpart = check_mailbox(mailbox)
+    if folder:
+        return os.path.join(root, domain, localpart, check_folder(folder))
     return os.path.join(root, domain, localpart)
 
 
@@ -132,16 +151,31 @@ def find_existing(maildir: str, name: str) -> str | None:
     return None
 
 
+#: The file that marks a Maildir++ folder (Courier's maildirmake -f).
+FOLDER_MARK = "maildirfolder"
+
+
 def _make_maildir(root: str, maildir: str) -> None:
-    """Create <domain>/, <localpart>/ and its tmp/, new/, cur/ (mode 0700),
-    and fsync every directory we added entries to, so that a delivery
-    reported done cannot lose its maildir in a crash. Rare: the first
-    delivery to a mailbox."""
+    """Create <domain>/, <localpart>/ and its tmp/, new/, cur/ (mode 0700)
+    — for a Maildir++ folder (`maildir` is <localpart>/.<folder>) the
+    mailbox's too, then the folder's with its `maildirfolder` file — and
+    fsync every directory we added entries to, so that a delivery reported
+    done cannot lose its maildir in a crash. Rare: the first delivery to a
+    mailbox or folder."""
     if not os.path.isdir(root):
         os.makedirs(root, 0o700, exist_ok=True)
     created: list[str] = []
-    for path in (os.path.dirname(maildir), maildir, *(os.path.join(maildir, s) for s in _SUBDIRS)):
+    folder = os.path.basename(maildir).startswith(".")
+    mailbox = os.path.dirname(maildir) if folder else maildir
+    for path in (os.path.dirname(mailbox), mailbox, *(os.path.join(mailbox, s) for s in _SUBDIRS)):
         _mkdir(path, created)
+    if folder:
+        for path in (maildir, *(os.path.join(maildir, s) for s in _SUBDIRS)):
+            _mkdir(path, created)
+        mark = os.path.join(maildir, FOLDER_MARK)
+        if not os.path.exists(mark):
+            os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | _O_CLOEXEC, 0o600))
+            created.append(mark)
     for parent in {os.path.dirname(p) for p in created}:
         queuefile.fsync_directory(parent)
 
@@ -244,8 +278,10 @@ def deliver(
     body: bytes | None,
     body_path: str | None,
     check_existing: bool,
+    folder: str = "",
 ) -> tuple[str, bool]:
-    """Deliver one message into the Maildir of `mailbox` under `root`.
+    """Deliver one message into the Maildir of `mailbox` under `root`, or
+    into its Maildir++ `folder` ("Junk": <mailbox>/.Junk/; "" the inbox).
 
     Writes header_prefix + the message (from `body` bytes, or read from the
     file `body_path` when body is None) with LF line ends, fdatasyncs it,
@@ -260,7 +296,7 @@ def deliver(
     (permanent: 5xx), OSError for I/O errors (ENOSPC/EDQUOT: mailbox full;
     FileNotFoundError naming body_path: the queued body is gone).
     """
-    req = Request((root, mailbox, name, header_prefix, body, body_path, check_existing))
+    req = Request((root, mailbox, name, header_prefix, body, body_path, check_existing, folder))
     deliver_batch([req])
     if req.error is not None:
         raise req.error
@@ -268,17 +304,17 @@ def deliver(
 
 
 def deliver_batch(requests: Sequence[Request]) -> None:
-    """Deliver a batch (blocking): each request's args are deliver()'s;
-    its result is (path, already_there) or its error is set."""
+    """Deliver a batch (blocking): each request's args are deliver()'s
+    (all eight, folder "" for the inbox); its result is (path, already_there) or its error is set."""
     advise = len(requests) > 1
     staged: list[list] = []  # [fd, tmp path or None, final path, request]
     by_dir: dict[str, list] = {}  # new/ directory -> [(final path, request, already there)] to fsync
     # 1. write every file and start its writeback
     for req in requests:
-        root, mailbox, name, header_prefix, body, body_path, check_existing = req.args
+        root, mailbox, name, header_prefix, body, body_path, check_existing, folder = req.args
         fd = tmp = None
         try:
-            maildir = maildir_path(root, mailbox)
+            maildir = maildir_path(root, mailbox, folder)
             _check_name(name)
             if body is None and body_path is None:
                 raise ValueError("deliver() needs body or body_path")

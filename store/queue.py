@@ -52,12 +52,14 @@ _id_counter = itertools.count(random.getrandbits(20))
 @dataclass(frozen=True, slots=True)
 class MaildirTarget:
     """One Maildir delivery of a queued message (QueueStore.deliver_maildirs):
-    the mailbox "<domain>/<localpart>", the file name (maildir.unique_name)
-    and the delivery headers to put in front (maildir.delivery_headers)."""
+    the mailbox "<domain>/<localpart>", the file name (maildir.unique_name),
+    the delivery headers to put in front (maildir.delivery_headers) and
+    the Maildir++ folder ("Junk"; "" for the inbox)."""
 
     mailbox: str
     name: str
     header_prefix: bytes
+    folder: str = ""
 
 
 def new_id(process: int = 0) -> str:
@@ -211,7 +213,7 @@ class QueueStore:
         if self.disk is None:
             body_path = self.body_path(queue_id)
             reqs = [
-                Request((mail_root, t.mailbox, t.name, t.header_prefix, None, body_path, check_existing))
+                Request((mail_root, t.mailbox, t.name, t.header_prefix, None, body_path, check_existing, t.folder))
                 for t in targets
             ]
             run_blocking(maildir.deliver_batch, reqs)
@@ -243,6 +245,7 @@ class QueueStore:
                 header_prefix=t.header_prefix,
                 body_path=body_path,
                 check_existing=check_existing,
+                folder=t.folder,
             )
             if carry_removal:
                 delivery.remove_after.CopyFrom(self._queue_write((), self._unlinks(queue_id)))

@@ -6,6 +6,7 @@
     │                        same tree in a child OS process  permanent
     ├── disk                 DiskWriter: the disk worker process  permanent
     ├── dns                  DnsResolver: the caching resolver    permanent
+    ├── reports              DmarcReports: DMARC evaluations -> dmarc.db  with checks  permanent
     ├── directory            Directory: users, aliases (reloaded)  permanent
     ├── certificates         CertificateWatcher: TLS certificates (polled)  with TLS  permanent
     ├── couriers (one_for_one, 1000 / 10 s)
@@ -83,6 +84,7 @@ from estafeta.store.queue import QueueStore
 from estafeta.supervisor.config import parse_listen_address
 from estafeta.supervisor.control import ControlServer, QueueHandler
 from estafeta.supervisor.listeners import listener_supervisors, server_params
+from estafeta.supervisor.mailauth import mail_auth
 from estafeta.supervisor.processes import ServingProcess
 from estafeta.supervisor.specs import registered, supervisor_child
 from estafeta.supervisor.tree import ChildSpec, SupervisorSpec
@@ -227,7 +229,8 @@ def build_tree(
     couriers, pool = _couriers(cfg, paths, store, tracer, dns_view, routes, journal, n)
     gauge = QueueGauge(cfg.max_queue_items, cfg.max_queue_bytes, slot=process, memfd=gauge_fd)
     directory = DirectoryView()
-    enqueuer = Enqueuer(store, tracer)
+    auth = mail_auth(cfg, paths.data_dir, dns_view, tracer, process)
+    enqueuer = Enqueuer(store, tracer, auth.outbound)
     item_env = ItemEnv(
         store=store,
         tracer=tracer,
@@ -290,10 +293,11 @@ def build_tree(
         watch=IdleWatch(tick=max(0.01, min(1.0, cfg.idle_timeout_seconds / 4, cfg.data_timeout_seconds / 4))),
         gauge=gauge,
         directory=directory,
-        policy=RelayPolicy(cfg.relay_network),
+        policy=RelayPolicy(cfg.relay_network, srs=auth.outbound.srs_recipient if auth.outbound.srs else None),
         limits=limits,
         certs=certs,
         auth=AuthEnv(directory.credentials, limits),
+        checks=auth.checks,
     )
     listeners = listener_supervisors(cfg, session_env, certs, reuse_port=n > 1)
     return SupervisorSpec(
@@ -321,6 +325,7 @@ def build_tree(
                 restart="permanent",
                 shutdown=5.0,
             ),
+            *auth.children,
             ChildSpec(
                 id="directory",
                 start=registered("directory", lambda link, _a: Directory.start(link, cfg, directory)),

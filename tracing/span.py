@@ -9,9 +9,9 @@ to make and end with the SDK's constructor and 4.2 µs as an EstafetaSpan
 difference is generality estafeta never uses:
 
 - every attribute value goes through `_clean_attribute_value`'s chain of
-  isinstance checks, though estafeta's values are plain str/int/bool
-  (`SpanAttributes` stores those as they are and hands anything else to
-  the SDK's code);
+  isinstance checks, though estafeta's values are plain str/int/bool or
+  sequences of str (`SpanAttributes` stores those as they are — a
+  sequence as a tuple — and hands anything else to the SDK's code);
 - each span builds two `BoundedList`s (a deque and a lock each) for events
   and links that four spans in five never get (made here on the first
   event or link);
@@ -96,6 +96,17 @@ class SpanAttributes(BoundedAttributes):
                 d.pop(key, None)  # a key set again moves to the end, as in the SDK
                 d[key] = value
                 return
+        elif (t is tuple or t is list) and type(key) is str and key and not self._immutable:
+            # A sequence of plain strings (the checks' lookups, DNS answers):
+            # the SDK's cleaning makes it the same tuple, after an ABC
+            # isinstance test per element.
+            limit = self.max_value_len
+            if all(type(x) is str and (limit is None or len(x) <= limit) for x in value):
+                d = self._dict
+                if self.maxlen is None or len(d) < self.maxlen or key in d:
+                    d.pop(key, None)
+                    d[key] = tuple(value)
+                    return
         super().__setitem__(key, value)
 
     def _set_items(self, attributes) -> None:

@@ -31,6 +31,7 @@ import dkim
 from estafeta.actors.checks.dkim_verify import KeyLookup
 from estafeta.actors.checks.dkimkeys import RSA, DkimKey
 from estafeta.actors.checks.dnsport import DnsPort, Lookup, Recorder, is_temporary_rcode, lookup_attributes
+from estafeta.actors.checks.message import has_field
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,8 @@ class ArcResult:
 def verify_arc(resolver: DnsPort, message: bytes, *, context: Any = None, min_rsa_bits: int = 1024) -> ArcResult:
     """The ARC chain status of `message` (bytes, CRLF line ends). Never
     raises."""
+    if not has_field(message, b"arc-"):  # no ARC set (most mail): no dkimpy parse
+        return ArcResult("none")
     logger = logging.Logger("estafeta.checks.arc", logging.WARNING)
     logger.propagate = False
     logger.addHandler(logging.NullHandler())

@@ -40,6 +40,7 @@ from estafeta.actors.checks.dnsport import (
     is_temporary_rcode,
     lookup_attributes,
 )
+from estafeta.actors.checks.message import has_field
 
 #: RFC 8301 §3.2: verifiers MUST NOT accept RSA keys shorter than this.
 MIN_RSA_BITS = 1024
@@ -214,6 +215,8 @@ def verify_dkim(
 ) -> DkimResult:
     """Verify every DKIM-Signature of `message` (bytes as received, CRLF
     line ends). Never raises: problems are per-signature results."""
+    if not has_field(message, b"dkim-signature"):  # most mail: no dkimpy parse at all
+        return DkimResult(())
     logger, capture = _capturing_logger()
     try:
         d = dkim.DKIM(message, logger=logger, minkey=min_rsa_bits)

@@ -29,6 +29,7 @@ passing ARC from a trusted sealer is let through (RFC 8617 §7.2, override
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -147,9 +148,12 @@ class DmarcResult:
         return attrs
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_policy(record: str, domain: str) -> DmarcPolicy:
     """A DmarcPolicy from a TXT record found at _dmarc.<domain>. Raises
-    ValueError for a record that is not a valid DMARC record."""
+    ValueError for a record that is not a valid DMARC record. (A pure
+    function of its arguments, remembered: the same senders' records come
+    back all day.)"""
     try:
         pol = dmarclib.Policy("DMARC1", domain)
         pol.parse_record(record, strict=False)

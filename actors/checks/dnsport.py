@@ -5,7 +5,7 @@ the shape of estafeta.actors.dns.Resolver — in the daemon the DNS actor's
 client (its cache and its trace see every query), in tests a real
 authoritative server on loopback —
 
-    resolver.query(name: str, rdtype: str, *, context=None) -> Answer
+    resolver.query(name: str, rdtype: str, *, context=None, trace_cached=True) -> Answer
 
 where an Answer has ``name``, ``rdtype``, ``rcode`` ("NOERROR",
 "NXDOMAIN", "SERVFAIL", "TIMEOUT", ...), ``records`` (presentation form:
@@ -15,7 +15,10 @@ address, a PTR name without its trailing dot), ``ttl`` (seconds),
 outcome.
 
 Each check wraps the resolver in a `Recorder`, which keeps every lookup
-(name, type, rcode, number of records) for the check's span and result.
+(name, type, rcode, number of records) for the check's span and result;
+it asks with trace_cached=False: a lookup the Resolver answers from its
+cache is only in that list, a query that goes to the network is also a
+`dns.<type>` span under the check's (where its time is seen).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ class Answer(Protocol):
 class DnsPort(Protocol):
     """A resolver: estafeta.actors.dns.Resolver, or anything with its shape."""
 
-    def query(self, name: str, rdtype: str, *, context: Any = None) -> Answer: ...
+    def query(self, name: str, rdtype: str, *, context: Any = None, trace_cached: bool = True) -> Answer: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +117,7 @@ class Recorder:
         recorded with rcode "BADNAME"."""
         name = name.rstrip(".").lower()
         try:
-            answer = self.resolver.query(name, rdtype, context=self.context)
+            answer = self.resolver.query(name, rdtype, context=self.context, trace_cached=False)
         except ValueError:
             self.lookups.append(Lookup(name, rdtype, "BADNAME", 0))
             return _NoSuchName(name, rdtype)

@@ -59,6 +59,16 @@ def header_fields(message: bytes) -> tuple[list[HeaderField], int]:
     return fields, n
 
 
+def has_field(message: bytes, prefix: bytes) -> bool:
+    """True if a header field whose name starts with `prefix` (lower case,
+    e.g. b"dkim-signature", b"arc-") may be in `message`'s header section:
+    a quick test (no parse) that lets a check skip its work; a field name
+    at the start of a line of the header section, in any case."""
+    end = message.find(b"\r\n\r\n")
+    head = message[: end if end >= 0 else len(message)].lower()
+    return head.startswith(prefix) or b"\n" + prefix in head
+
+
 def values(message: bytes, name: str) -> list[str]:
     """The unfolded values of every field called `name` (case-insensitive)."""
     name = name.lower()

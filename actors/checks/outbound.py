@@ -5,6 +5,7 @@ expansion use it: DKIM signing, SRS, ARC sealing.
     out.dkim_signature(message) -> bytes            # at enqueue of our users' mail: prepend
     out.forward(message, reverse_path, domain) -> (reverse_path, bytes)   # an alias forwarding off-site
     out.bounce_to(address) -> str | None            # RCPT TO an SRS address of ours: the original sender
+    out.srs_recipient(address) -> str | None        # the same for the relay policy ("" for a forged one)
 
 DKIM: the message is signed once, at enqueue, for its RFC5322.From domain
 when that domain has keys under <data_dir>/dkim/, else for the From
@@ -82,10 +83,16 @@ class Outbound:
         """The DKIM-Signature fields to prepend to `message` (b"" when
         signing is off or its domain has no keys). Raises
         dkim_sign.SigningError, dkimkeys.KeyFileError."""
+        return self.dkim_sign(message)[1]
+
+    def dkim_sign(self, message: bytes) -> tuple[str, bytes]:
+        """(the d= domain, the DKIM-Signature fields to prepend) for
+        `message`; ("", b"") when signing is off or no domain of it has
+        keys. Raises dkim_sign.SigningError, dkimkeys.KeyFileError."""
         if not self.sign_enabled:
-            return b""
+            return "", b""
         domain = self.signing_domain(message)
-        return sign(message, domain, self.keys.keys_for(domain)) if domain else b""
+        return (domain, sign(message, domain, self.keys.keys_for(domain))) if domain else ("", b"")
 
     def forward(self, message: bytes, reverse_path: str, forwarding_domain: str) -> tuple[str, bytes]:
         """(the reverse-path to forward with, the ARC set to prepend) for
@@ -103,6 +110,17 @@ class Outbound:
                 except SealError:
                     arc = b""
         return new_path, arc
+
+    def srs_recipient(self, address: str) -> str | None:
+        """For RCPT TO `address` (actors/policy.py): None when it is not an
+        SRS address of our SRS domain (or SRS is off), "" when it is one
+        that does not decode (forged, expired: refuse it), else where the
+        bounce goes (see bounce_to)."""
+        if self.srs is None or not Srs.is_srs(address):
+            return None
+        if address.rpartition("@")[2].rstrip(".").lower() != self.srs.domain:
+            return None
+        return self.bounce_to(address) or ""
 
     def bounce_to(self, address: str) -> str | None:
         """For RCPT TO `address` in our SRS domain: where the bounce goes

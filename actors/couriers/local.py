@@ -9,6 +9,10 @@ delivery headers and the message with LF line ends, fdatasync'd, named in
 new/, new/ fsync'd) in the daemon's disk worker process, or the hub
 threadpool without one: DELIVERED means the file is durable.
 
+A recipient with a folder (DeliverRecipient.folder: "Junk" for a
+message DMARC quarantined) gets its copy in that Maildir++ folder of its
+mailbox, <mailbox>/.Junk/.
+
 Added headers (maildir.delivery_headers): Return-Path: <reverse-path>
 (RFC 5321 §4.4: added at final delivery) and Delivered-To: <recipient>
 (RFC 9228), as Postfix's local and virtual do.
@@ -74,6 +78,7 @@ class LocalCourier(Actor):
                 mailbox=r.mailbox,
                 name=maildir.unique_name(m.queue_id, r.index, m.created_at, self._hostname),
                 header_prefix=maildir.delivery_headers(m.reverse_path, r.address),
+                folder=r.folder,
             )
             for r in m.recipients
         ]
@@ -84,6 +89,8 @@ class LocalCourier(Actor):
         if len(m.recipients) == 1:
             attributes["estafeta.recipient"] = m.recipients[0].address
             attributes["estafeta.mailbox"] = m.recipients[0].mailbox
+            if m.recipients[0].folder:
+                attributes["estafeta.maildir.folder"] = m.recipients[0].folder
         else:
             attributes["estafeta.recipient_count"] = len(m.recipients)
         with self._tracer.start_span(

@@ -125,14 +125,16 @@ def route(rcpt: queue_pb2.Recipient, table: RouteTable) -> RouteKey:
 
 def group(recipients: Iterable[tuple[int, queue_pb2.Recipient]], table: RouteTable) -> list[tuple[RouteKey, list[int]]]:
     """Deliveries for the given (index, recipient) pairs: one per route and
-    destination, recipients in index order; an SMTP delivery holds at most
-    table.max_recipients (RFC 5321 §4.5.3.1.8: a server may take as few as
-    100; Postfix sends 50), more make further deliveries."""
-    by_key: dict[RouteKey, list[int]] = {}
+    destination — and reverse-path: a recipient an alias forwards off-site
+    has its own (SRS, Recipient.reverse_path) —, recipients in index order;
+    an SMTP delivery holds at most table.max_recipients (RFC 5321
+    §4.5.3.1.8: a server may take as few as 100; Postfix sends 50), more
+    make further deliveries."""
+    by_key: dict[tuple[RouteKey, str], list[int]] = {}
     for index, rcpt in recipients:
-        by_key.setdefault(route(rcpt, table), []).append(index)
+        by_key.setdefault((route(rcpt, table), rcpt.reverse_path), []).append(index)
     out: list[tuple[RouteKey, list[int]]] = []
-    for key, indices in by_key.items():
+    for (key, _), indices in by_key.items():
         step = table.max_recipients if key.kind in (SMTP, LMTP) else len(indices)
         for k in range(0, len(indices), step):
             out.append((key, indices[k : k + step]))

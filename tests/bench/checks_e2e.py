@@ -65,6 +65,7 @@ resolver: "{resolver}"
 checks {{ enabled: {enabled} authserv_id: "mx.bench.test" }}
 max_connections: 20000
 log_level: "warning"
+http_address: ""
 """
 
 

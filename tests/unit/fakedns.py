@@ -34,7 +34,7 @@ class FakeDns:
     def add(self, name: str, rdtype: str, *records: str) -> None:
         self.data.setdefault(name.lower().rstrip("."), {}).setdefault(rdtype, []).extend(records)
 
-    def query(self, name: str, rdtype: str, *, context=None) -> FakeAnswer:
+    def query(self, name: str, rdtype: str, *, context=None, trace_cached=True) -> FakeAnswer:
         name = name.lower().rstrip(".")
         self.queries.append((name, rdtype))
         entry = self.data.get(name)

@@ -242,3 +242,14 @@ def test_openssl_rsa_gives_dkimpys_results(keys):
     assert not dkimcrypto.rsa_verify(hashlib.sha256(b""), b"short", pub)
     assert dkim.RSASSA_PKCS1_v1_5_sign is dkimcrypto.rsa_sign
     assert dkim.RSASSA_PKCS1_v1_5_verify is dkimcrypto.rsa_verify
+
+
+def test_has_field_finds_a_field_by_name_prefix_in_the_header_section_only():
+    from estafeta.actors.checks.message import has_field
+
+    m = b"Received: x\r\nDKIM-Signature: v=1\r\nSubject: s\r\n\r\nbody\r\n"
+    assert has_field(m, b"dkim-signature") and has_field(m, b"received")
+    assert has_field(b"dkim-signature: v=1\r\n\r\n", b"dkim-signature")
+    assert not has_field(m, b"arc-")
+    assert not has_field(b"Subject: s\r\n\r\nARC-Seal: in the body\r\n", b"arc-")
+    assert not has_field(b"Subject: s\r\n X-DKIM-Signature: folded\r\n\r\n", b"dkim-signature")

@@ -9,7 +9,7 @@ from estafeta.actors.checks.dnsport import Recorder, is_temporary_rcode
 class Refusing(FakeDns):
     """Like actors.dns.Resolver: ValueError for a name that cannot be one."""
 
-    def query(self, name, rdtype, *, context=None):
+    def query(self, name, rdtype, *, context=None, trace_cached=True):
         if ".." in name or len(name) > 253:
             raise ValueError(f"{name!r} is not a valid domain name")
         return super().query(name, rdtype, context=context)
@@ -19,7 +19,7 @@ def test_recorder_records_and_passes_the_context():
     seen = []
 
     class Spy(FakeDns):
-        def query(self, name, rdtype, *, context=None):
+        def query(self, name, rdtype, *, context=None, trace_cached=True):
             seen.append(context)
             return super().query(name, rdtype, context=context)
 

@@ -546,3 +546,9 @@ def test_queue_store_delivers_maildirs_and_removes_the_item(client, tmp_path, wi
     results, removed = store.deliver_maildirs("00d2", root, several, True, remove_item=True)
     assert removed and all(already for _, already in results)
     assert not os.path.exists(store.item_path("00d2"))
+    item.id = "00d3"  # a quarantined copy: into the mailbox's Maildir++ folder
+    store.put(item, b"Subject: j\r\n\r\nbody\r\n")
+    junk = [QueueTarget("x.test/u", "1.Q00d3R0.h", b"", folder="Junk")]
+    results, removed = store.deliver_maildirs("00d3", root, junk, False, remove_item=True)
+    assert removed and results[0][0] == os.path.join(root, "x.test", "u", ".Junk", "new", "1.Q00d3R0.h")
+    assert read(results[0][0]) == b"Subject: j\n\nbody\n"

@@ -245,6 +245,21 @@ def test_each_query_with_a_context_is_a_span(spans):
     assert first.status.status_code == StatusCode.UNSET
 
 
+def test_trace_cached_false_makes_a_span_only_for_a_query_sent(spans):
+    """What the checks ask for (their span lists every lookup): a cached
+    answer is no span of its own, a query to the network still is; the
+    cache is found before the name is parsed, in any case or with a dot."""
+    tracer, exporter = spans
+    r, _, _ = resolver_with({("example.test", "MX"): MX}, tracer=tracer)
+    with tracer.start_as_current_span("check.spf"):
+        ctx = otel_context.get_current()
+        first = r.query("example.test", "MX", context=ctx, trace_cached=False)
+        again = r.query("Example.TEST.", "mx", context=ctx, trace_cached=False)
+    assert first.records == again.records == ("10 mx.example.test",) and again.name == "example.test"
+    got = [s for s in exporter.get_finished_spans() if s.name == "dns.mx"]
+    assert [s.attributes["estafeta.dns.cached"] for s in got] == [False]
+
+
 # -- configuration ----------------------------------------------------------------------------
 
 

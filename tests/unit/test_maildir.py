@@ -191,7 +191,7 @@ def test_deliver_batch_delivers_each_and_isolates_failures(tmp_path):
     calls.append(("example.com/u1", _name(7), BODY, None, False))  # the same copy twice in a batch
     calls.append(("../etc", _name(), BODY, None, False))  # unsafe: refused, the others go on
     reqs = [
-        Request((root, mailbox, name, PREFIX, body, body_path, check))
+        Request((root, mailbox, name, PREFIX, body, body_path, check, ""))
         for mailbox, name, body, body_path, check in calls
     ]
     maildir.deliver_batch(reqs)
@@ -205,3 +205,36 @@ def test_deliver_batch_delivers_each_and_isolates_failures(tmp_path):
     assert isinstance(reqs[33].error, ValueError)
     for b in range(3):
         assert os.listdir(tmp_path / "mail" / "example.com" / f"u{b}" / "tmp") == []
+
+
+def test_folder_delivery_makes_a_maildirplusplus_folder(tmp_path):
+    """A quarantined copy goes to <mailbox>/.Junk/new/ (Maildir++): the
+    folder has tmp/ new/ cur/ and its maildirfolder mark, the mailbox its
+    own three directories (its inbox stays a Maildir), and exactly once
+    holds within the folder."""
+    root = str(tmp_path / "mail")
+    path, existed = maildir.deliver(root, "example.com/bob", _name(), PREFIX, BODY, None, False, "Junk")
+    box = tmp_path / "mail" / "example.com" / "bob"
+    assert not existed and path == str(box / ".Junk" / "new" / _name())
+    assert open(path, "rb").read() == STORED
+    assert sorted(os.listdir(box)) == [".Junk", "cur", "new", "tmp"]
+    assert sorted(os.listdir(box / ".Junk")) == ["cur", maildir.FOLDER_MARK, "new", "tmp"]
+    assert os.listdir(box / "new") == []
+    again = maildir.deliver(root, "example.com/bob", _name(), PREFIX, BODY, None, True, "Junk")
+    assert again == (path, True)
+    inbox, _ = maildir.deliver(root, "example.com/bob", _name(), PREFIX, BODY, None, True)
+    assert inbox == str(box / "new" / _name())  # the inbox is another Maildir
+
+
+def test_folder_of_an_existing_mailbox(tmp_path):
+    root = str(tmp_path)
+    maildir.deliver(root, "example.com/bob", _name(1), PREFIX, BODY, None, False)
+    path, _ = maildir.deliver(root, "example.com/bob", _name(2), PREFIX, BODY, None, False, "Archive.2026")
+    assert path == str(tmp_path / "example.com" / "bob" / ".Archive.2026" / "new" / _name(2))
+
+
+@pytest.mark.parametrize("folder", ["../x", "a/b", ".Junk", "Junk.", "a..b", "x\0"])
+def test_folder_escapes_are_rejected(tmp_path, folder):
+    with pytest.raises(ValueError, match="invalid maildir folder"):
+        maildir.deliver(str(tmp_path), "example.com/bob", _name(), PREFIX, BODY, None, False, folder)
+    assert os.listdir(tmp_path) == []

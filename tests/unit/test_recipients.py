@@ -47,3 +47,17 @@ def test_the_clients_notify_and_orcpt_win():
     assert r.dsn_due == "" and list(r.notify) == ["NEVER"] and r.original_recipient == "rfc822;x@y.test"
     (r,) = queue_recipients(final, "Team@example.org", RcptDsn(parse_notify("SUCCESS,DELAY"), None))
     assert r.dsn_due == ""  # FAILURE not asked for
+
+
+def test_a_remote_target_of_an_alias_is_marked_forwarded_by_its_domain():
+    """An alias of a local domain forwarding off-site: the Enqueuer gives
+    that recipient an SRS reverse-path and the message an ARC seal of the
+    domain; a remote address given as such is not forwarded."""
+    final = [
+        FinalRecipient("remote", "friend@remote.test", "fwd@Example.ORG"),
+        FinalRecipient("mailbox", "alice@example.org", "fwd@Example.ORG", mailbox="example.org/alice"),
+    ]
+    forwarded, local = queue_recipients(final, "fwd@Example.ORG")
+    assert (forwarded.forwarded_by, local.forwarded_by) == ("example.org", "")
+    (relayed,) = queue_recipients([FinalRecipient("remote", "x@remote.test", "x@remote.test")], "x@remote.test")
+    assert relayed.forwarded_by == ""

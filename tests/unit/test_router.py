@@ -101,6 +101,19 @@ def test_group_splits_smtp_deliveries_at_the_recipient_limit():
     assert [g[1] for g in groups] == [[0, 1], [2, 3], [4], [5, 6, 7]]  # Maildir copies are not split
 
 
+def test_group_keeps_forwarded_recipients_with_their_own_reverse_path_apart():
+    """A recipient an alias forwards off-site has its SRS reverse-path
+    (Recipient.reverse_path): never in one transaction with the others of
+    its destination, which use the item's."""
+    forwarded = rcpt("x@example.net")
+    forwarded.reverse_path = "SRS0=abcd=AA=sender.test=alice@fwd.test"
+    rcpts = [rcpt("a@example.net"), forwarded, rcpt("b@example.net")]
+    assert router.group(enumerate(rcpts), table()) == [
+        (RouteKey(SMTP, "example.net", ""), [0, 2]),
+        (RouteKey(SMTP, "example.net", ""), [1]),
+    ]
+
+
 def test_a_pipe_alias_goes_to_the_mda_courier_whatever_the_rules():
     t = table(
         TRANSPORTS + 'route { domain: "*" transport: "relay" } route { domain: "example.org" transport: "local" }'

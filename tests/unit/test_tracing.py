@@ -550,3 +550,19 @@ def test_a_span_processors_error_is_not_taken_for_an_sdk_misfit():
     with pytest.raises(TypeError, match="processor bug"):
         tracer.start_span("s")
     assert starts == ["s"] and EstafetaTracer._fast  # noqa: SLF001
+
+
+def test_a_sequence_of_strings_is_stored_as_the_sdk_would_clean_it():
+    """SpanAttributes' short path for str sequences (the checks' lookups,
+    DNS answers): the same tuple as the SDK's cleaning; anything else in a
+    sequence still goes through the SDK."""
+    from opentelemetry.attributes import BoundedAttributes
+
+    from estafeta.tracing.span import SpanAttributes
+
+    ours = SpanAttributes.new(None, 8, None)
+    sdk = BoundedAttributes(None, None, immutable=False, max_value_len=8)
+    for key, value in (("a", ["x", "y"]), ("b", ("TXT a 1",)), ("c", ()), ("d", ["long string over 8"]), ("e", [1, 2])):
+        ours[key] = value
+        sdk[key] = value
+    assert dict(ours) == dict(sdk) and type(ours["a"]) is tuple

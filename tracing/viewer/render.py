@@ -59,6 +59,23 @@ KEY_ATTRIBUTES = (
     "estafeta.tls.verified",
     "estafeta.outcome",
     "estafeta.next_attempt_in_s",
+    # mail authentication (actors/checks/): each check's verdict, what the
+    # session did with it, what the enqueue added
+    "dnsbl.listed",
+    "iprev.result",
+    "spf.result",
+    "spf.identity",
+    "dkim.result",
+    "dkim.signatures",
+    "arc.result",
+    "dmarc.result",
+    "dmarc.disposition",
+    "dmarc.reason",
+    "estafeta.checks.action",
+    "estafeta.refused",
+    "estafeta.dkim.signed",
+    "estafeta.srs.reverse_path",
+    "estafeta.arc.sealed",
     "error.type",
 )
 _KEY_SET = frozenset(KEY_ATTRIBUTES)
