@@ -6,6 +6,8 @@
 #   bash tests/bench/run.sh smtp-sink postfix-maildir chasquid aiosmtpd-fsync   # more anchors
 #   EXTRA="--idle-n 5000" bash tests/bench/run.sh            # idle test with 5,000 sessions
 #   SMTPBENCH_TMP=/smtpbench bash tests/bench/run.sh         # the harness's work tree elsewhere
+#   ALSO='p1|processes: 1' bash tests/bench/run.sh           # plus a target "estafeta-p1": the same config
+#                                                            # with that line added (port 2610), in the same run
 #
 # SMTPBENCH_TMP (default /tmp/smtpbench) is the harness's own variable: every
 # target's queue and Maildir live under it. A fresh top-level directory
@@ -29,6 +31,14 @@ sed -e "s|/tmp/smtpbench/estafeta|$tmp/estafeta|" "$repo/tests/bench/estafeta-be
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(postfix-maildir)
 start="cd $repo && (.venv/bin/estafeta serve --config $tmp/estafeta.conf >$tmp/estafeta.log 2>&1 & echo \$!)"
-exec "$bench/run.sh" --interleave "${targets[@]}" \
-    --custom "estafeta|2600|$start|$tmp/estafeta/mail/bench.test/user/new" \
+custom=(--custom "estafeta|2600|$start|$tmp/estafeta/mail/bench.test/user/new")
+if [ -n "${ALSO:-}" ]; then  # a variant of the config, as a target of its own
+    name=${ALSO%%|*}; line=${ALSO#*|}; d=$tmp/estafeta-$name
+    rm -rf "$d"; mkdir -p "$d/mail/bench.test/user/new"
+    sed -e "s|/tmp/smtpbench/estafeta|$d|" -e "s|127.0.0.1:2600|127.0.0.1:2610|" -e "s|127.0.0.1:2601|127.0.0.1:2611|" \
+        "$repo/tests/bench/estafeta-bench.conf" >"$d.conf"
+    printf '%s\n' "$line" >>"$d.conf"
+    custom+=(--custom "estafeta-$name|2610|cd $repo && (.venv/bin/estafeta serve --config $d.conf >$d.log 2>&1 & echo \$!)|$d/mail/bench.test/user/new")
+fi
+exec "$bench/run.sh" --interleave "${targets[@]}" "${custom[@]}" \
     --baseline postfix-maildir ${EXTRA:-}
