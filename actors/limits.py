@@ -195,6 +195,14 @@ class Limits:
         table: CounterTable | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
+        self.configure(cfg)
+        self.table = table or CounterTable()
+        self._clock = clock
+
+    def configure(self, cfg: config_pb2.Limits) -> None:
+        """Take (new) limits: at start, and on a SIGHUP reload (the counts
+        so far are kept: they live in the table)."""
+
         def levels(name: str) -> Sequence[int]:
             values = list(getattr(cfg, name))
             return values if len(values) == 3 else DEFAULT_LIMITS[name]
@@ -208,8 +216,6 @@ class Limits:
         self.messages_per_hour = cfg.messages_per_user_hour
         self.recipients_per_hour = cfg.recipients_per_user_hour
         self.exempt_loopback = cfg.exempt_loopback
-        self.table = table or CounterTable()
-        self._clock = clock
 
     def _now(self) -> int:
         return int(self._clock())

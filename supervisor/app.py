@@ -205,6 +205,7 @@ def build_tree(
     queue_handler: QueueHandler | None = None,
     limits_fd: int | None = None,
     certs: CertStore | None = None,
+    on_config: Callable[[Callable[[config_pb2.Config], None]], None] | None = None,
 ) -> SupervisorSpec:
     """The root SupervisorSpec for this configuration. With `disk`, the
     tree starts a DiskWriter (and its worker process) first, and the
@@ -221,7 +222,9 @@ def build_tree(
     (actors/tls.py cert_store_for; None: no TLS), reloaded by a
     CertificateWatcher. `queue_handler`: what the control channel does with
     a QueueAction (supervisor/control.py); default: actors/queuecontrol.py's
-    QueueControl."""
+    QueueControl. `on_config`: registers a hook for the running Config after
+    a SIGHUP reload changed a live field (supervisor/reload.py LIVE_FIELDS):
+    the limits and every listener's session parameters take them."""
     n = max(1, processes)
     dns_view = DnsView()
     journal = InFlightJournal(inflight.journal_path(paths.data_dir, process))
@@ -281,6 +284,8 @@ def build_tree(
     table = CounterTable(regions=n, region=process, memfd=limits_fd)
     table.clear_region()
     limits = Limits(cfg.limits, table)
+    if on_config is not None:  # a SIGHUP reload's new limits (supervisor/reload.py)
+        on_config(lambda new: limits.configure(new.limits))
     session_env = SessionEnv(
         hostname=cfg.hostname,
         params=server_params(cfg, smtp.Mode.SMTP, certs),  # each listener has its mode's
@@ -299,7 +304,7 @@ def build_tree(
         auth=AuthEnv(directory.credentials, limits),
         checks=auth.checks,
     )
-    listeners = listener_supervisors(cfg, session_env, certs, reuse_port=n > 1)
+    listeners = listener_supervisors(cfg, session_env, certs, reuse_port=n > 1, on_config=on_config)
     return SupervisorSpec(
         name="root",
         strategy="one_for_one",

@@ -135,7 +135,7 @@ def _run(args) -> int:
     if args.command == "serve" and getattr(args, "process", None):
         from estafeta.supervisor.daemon import serve_child
 
-        return serve_child(args.process, args.gauge_fd, args.listen_fds, args.limits_fd)
+        return serve_child(args.process, args.gauge_fd, args.listen_fds, args.limits_fd, args.config)
     cfg = load_config(args.config, args.data_dir)
     if args.command == "serve":
         from estafeta.supervisor.daemon import serve

@@ -176,9 +176,15 @@ def _reloader(cfg: config_pb2.Config, process: int, config_path: str | None) -> 
     reloader = Reloader()
     reloader.register("directory", ask_reload("directory"))
     reloader.register("certificates", ask_reload("certificates"))
-    if process == 0 and config_path:
-        reloader.register("config", ConfigReload(os.path.abspath(config_path), cfg))
+    if config_path:  # every process reads the file itself (process 0 passes its path on)
+        step = ConfigReload(os.path.abspath(config_path), cfg)
+        step.on_config(lambda new: setup_logging(new.log_level, _log_format(new)))
+        reloader.register("config", step)
     return reloader
+
+
+def _log_format(cfg: config_pb2.Config) -> str:
+    return "json" if cfg.log_format == config_pb2.JSON else "text"
 
 
 #: This process's SIGHUP steps, for the application to add its own
@@ -201,11 +207,12 @@ def serve(
     makes the shared memory of the queue gauge and of the limits
     (`gauge_fd`, `limits_fd` in the others), and its tree starts processes
     1..N-1 (supervisor/processes.py), which run this with their number.
-    `config_path`: the file to read again on SIGHUP (process 0).
+    `config_path`: the file to read again on SIGHUP (every process: process
+    0 passes it to the others).
     """
     global RELOADER
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the reload handler is in place
-    setup_logging(cfg.log_level, "json" if cfg.log_format == config_pb2.JSON else "text")
+    setup_logging(cfg.log_level, _log_format(cfg))
     tune_gc()
     processes = process_count(cfg)
     paths = paths_for(cfg)
@@ -262,6 +269,9 @@ def serve(
         stop.set()
 
     reloader = RELOADER = _reloader(cfg, process, config_path)
+    config_step = reloader.step("config")
+    if process == 0 and config_path:
+        serving_processes.CONFIG_PATH = os.path.abspath(config_path)
 
     def on_hup() -> None:
         log.info("SIGHUP: reloading %s", ",".join(reloader.names))
@@ -284,6 +294,7 @@ def serve(
         gauge_fd=gauge_fd,
         limits_fd=limits_fd,
         certs=certs,
+        on_config=config_step.on_config if isinstance(config_step, ConfigReload) else None,
     )
     root = registry.register("root", Supervisor.start(None, tree, on_escalate=on_escalate))
     root.ask(supervision_pb2.WhichChildren())  # answered once every child has started
@@ -314,13 +325,18 @@ def serve(
 
 
 def serve_child(
-    number: str, gauge_fd: int | None = None, listen_fds: str | None = None, limits_fd: int | None = None
+    number: str,
+    gauge_fd: int | None = None,
+    listen_fds: str | None = None,
+    limits_fd: int | None = None,
+    config_path: str | None = None,
 ) -> int:
     """`estafeta serve --process I/N/PID`: serving process I, started by the
     daemon (supervisor/processes.py) with its Config on stdin (binary
     protobuf), and with `listen_fds` the sockets the daemon bound for it
-    before dropping privileges. Dies with the daemon; ignores SIGINT (the
-    daemon forwards a stop as SIGTERM)."""
+    before dropping privileges; `config_path`: the daemon's config file, read
+    again on SIGHUP. Dies with the daemon; ignores SIGINT (the daemon
+    forwards a stop as SIGTERM)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # serve() installs the reload handler
     try:
@@ -338,4 +354,4 @@ def serve_child(
         return 2
     if listen_fds:
         privileges.adopt(listen_fds)
-    return serve(cfg, process=index, gauge_fd=gauge_fd, limits_fd=limits_fd)
+    return serve(cfg, process=index, gauge_fd=gauge_fd, limits_fd=limits_fd, config_path=config_path)

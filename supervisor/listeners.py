@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 from estafeta.actors import smtp
 from estafeta.actors.listener import Listener
+from estafeta.actors.policy import RelayPolicy
 from estafeta.actors.session import SessionEnv, SmtpSession
 from estafeta.actors.tls import CertStore
 from estafeta.proto import config_pb2, messages_pb2
@@ -49,19 +51,44 @@ def server_params(cfg: config_pb2.Config, mode: smtp.Mode, certs: CertStore | No
 
 
 def listener_supervisors(
-    cfg: config_pb2.Config, env: SessionEnv, certs: CertStore | None, reuse_port: bool
+    cfg: config_pb2.Config,
+    env: SessionEnv,
+    certs: CertStore | None,
+    reuse_port: bool,
+    on_config: Callable[[Callable[[config_pb2.Config], None]], None] | None = None,
 ) -> list[ChildSpec]:
     """One listener supervisor per listener_specs(cfg) entry; `env`: the
     sessions' SessionEnv, whose params each listener replaces with its
-    mode's; `reuse_port`: SO_REUSEPORT (several serving processes)."""
-    return [_listener(cfg, spec, env, certs, reuse_port) for spec in listener_specs(cfg)]
+    mode's; `reuse_port`: SO_REUSEPORT (several serving processes);
+    `on_config`: registers a hook called with the running Config after a
+    SIGHUP reload changed a live field (supervisor/reload.py), which each
+    listener uses to take the new values into its SessionEnv."""
+    return [_listener(cfg, spec, env, certs, reuse_port, on_config) for spec in listener_specs(cfg)]
+
+
+def apply_config(env: SessionEnv, cfg: config_pb2.Config, mode: smtp.Mode, certs: CertStore | None) -> None:
+    """Take a reloaded Config's live fields (reload.LIVE_FIELDS) into a
+    listener's SessionEnv: sessions started from now on, and the open ones
+    at their next read of these, see the new protocol limits, timeouts and
+    relay networks. Assignments on the hub's thread: no lock needed."""
+    env.params = server_params(cfg, mode, certs)
+    env.idle_timeout = cfg.idle_timeout_seconds
+    env.data_timeout = cfg.data_timeout_seconds
+    env.policy = RelayPolicy(cfg.relay_network, srs=env.policy.srs)
 
 
 def _listener(
-    cfg: config_pb2.Config, spec: ListenerSpec, base: SessionEnv, certs: CertStore | None, reuse_port: bool
+    cfg: config_pb2.Config,
+    spec: ListenerSpec,
+    base: SessionEnv,
+    certs: CertStore | None,
+    reuse_port: bool,
+    on_config: Callable[[Callable[[config_pb2.Config], None]], None] | None,
 ) -> ChildSpec:
     mode = smtp.Mode(spec.mode)
     env = dataclasses.replace(base, params=server_params(cfg, mode, certs))
+    if on_config is not None:
+        on_config(lambda new: apply_config(env, new, mode, certs))
     name = spec.name
 
     def start_session(link, args: messages_pb2.StartSession):

@@ -41,6 +41,9 @@ _live: set[subprocess.Popen] = set()
 #: Listening sockets the daemon bound before dropping privileges
 #: (supervisor/privileges.py prebind): each child gets its own.
 CHILD_SOCKETS: dict | None = None
+#: The daemon's config file (absolute), passed on as `--config` so that each
+#: serving process reads it again on SIGHUP itself (supervisor/reload.py).
+CONFIG_PATH: str | None = None
 
 
 def signal_all(signum: int) -> None:
@@ -101,6 +104,8 @@ class ServingProcess(Actor):
         if self._limits_fd is not None:
             cmd += ["--limits-fd", str(self._limits_fd)]
             fds += (self._limits_fd,)
+        if CONFIG_PATH:
+            cmd += ["--config", CONFIG_PATH]
         if CHILD_SOCKETS:
             from estafeta.supervisor.privileges import child_arguments
 

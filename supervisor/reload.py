@@ -10,12 +10,14 @@ registers, in every serving process:
   (a Reload ask to "directory");
 - "certificates": the CertificateWatcher reads the certificates again
   (a Reload ask to "certificates"), when the tree has one;
-- "config" (process 0, started with --config): the file is parsed and
-  checked again; a bad file keeps the running configuration and logs the
-  error with file, line and field (ConfigError's message); a good one is
-  handed to every function registered with `on_config` — the hook where
-  the application applies what it can (and the log names the fields that
-  only a restart applies).
+- "config" (every process of a daemon started with --config): the file
+  is parsed and checked again; a bad file keeps the running configuration
+  and logs the error with file, line and field (ConfigError's message). A
+  good one: its LIVE_FIELDS are copied into the running Config object in
+  place (so what is started later — a session, a restarted serving
+  process — sees them) and handed to every function registered with
+  `on_config`, which applies them to what is already running; every other
+  changed field is named in the log as needing a restart.
 """
 
 from __future__ import annotations
@@ -31,8 +33,47 @@ from estafeta.supervisor.config import ConfigError, load_config
 
 log = logging.getLogger("estafeta.daemon")
 
-#: Fields a running daemon cannot take over: they need a restart.
-RESTART_FIELDS = ("data_dir", "smtp_address", "listener", "processes", "user", "group", "tracing")
+#: Config fields a running daemon takes over on SIGHUP (the others need a
+#: restart: listeners, processes, data_dir, tracing, routes, checks, ...).
+#: All are read per session or per command, so new sessions get the new
+#: values and open ones get them at their next command that reads them.
+LIVE_FIELDS = (
+    "log_level",
+    "log_format",
+    "relay_network",
+    "max_recipients",
+    "max_data_size_bytes",
+    "max_errors",
+    "idle_timeout_seconds",
+    "data_timeout_seconds",
+    "limits",
+)
+
+
+def apply_live_fields(running: config_pb2.Config, new: config_pb2.Config) -> list[str]:
+    """Copy `new`'s LIVE_FIELDS into `running` in place (the others stay as
+    they are); returns the names of the live fields whose value changed."""
+    changed = [
+        f.name
+        for f in config_pb2.Config.DESCRIPTOR.fields
+        if f.name in LIVE_FIELDS and getattr(new, f.name) != getattr(running, f.name)
+    ]
+    live = config_pb2.Config()
+    for name in changed:
+        running.ClearField(name)
+        live.MergeFrom(_only(new, name))
+    running.MergeFrom(live)
+    return changed
+
+
+def _only(cfg: config_pb2.Config, name: str) -> config_pb2.Config:
+    """A Config holding nothing but `cfg`'s field `name`."""
+    one = config_pb2.Config()
+    one.CopyFrom(cfg)
+    for field in config_pb2.Config.DESCRIPTOR.fields:
+        if field.name != name:
+            one.ClearField(field.name)
+    return one
 
 
 class Reloader:
@@ -108,30 +149,39 @@ def ask_reload(name: str, timeout: float = 30.0) -> Callable[[], str]:
 
 
 class ConfigReload:
-    """The "config" step: parse `path` again; on success call every
-    on_config hook with the new Config (and remember it as `current`)."""
+    """The "config" step: parse `path` again; on success copy its
+    LIVE_FIELDS into `running` (the Config object the process runs on) and
+    call every on_config hook with `running`. The note: "changed=a,b" (every
+    changed field, or "-"), then "applied=..." and "restart-needed=..."."""
 
-    def __init__(self, path: str, current: config_pb2.Config):
+    def __init__(self, path: str, running: config_pb2.Config):
         self.path = path
-        self.current = current
+        self.running = running
+        # What the file said at the last (re)load, to name what changed in it.
+        self._last = config_pb2.Config()
+        self._last.CopyFrom(running)
         self._hooks: list[Callable[[config_pb2.Config], None]] = []
 
     def on_config(self, hook: Callable[[config_pb2.Config], None]) -> None:
-        """Call `hook(new_config)` after each successful reload."""
+        """Call `hook(running_config)` after each successful reload that
+        changed a live field."""
         self._hooks.append(hook)
 
     def __call__(self) -> str:
         try:
-            new = load_config(self.path, self.current.data_dir)
+            new = load_config(self.path, self.running.data_dir)
         except ConfigError as e:
             raise RuntimeError(f"{e} (the running configuration is kept)") from None
+        new.data_dir = self._last.data_dir  # made absolute at start
         changed = [
-            f.name for f in config_pb2.Config.DESCRIPTOR.fields if getattr(new, f.name) != getattr(self.current, f.name)
+            f.name for f in config_pb2.Config.DESCRIPTOR.fields if getattr(new, f.name) != getattr(self._last, f.name)
         ]
-        new.data_dir = self.current.data_dir
-        for hook in self._hooks:
-            hook(new)
-        self.current = new
-        later = [f for f in changed if f in RESTART_FIELDS]
+        self._last = new
+        applied = apply_live_fields(self.running, new)
+        if applied:
+            for hook in self._hooks:
+                hook(self.running)
+        later = [f for f in changed if f not in LIVE_FIELDS]
         note = f"changed={','.join(changed) or '-'}"
+        note += f" applied={','.join(applied)}" if applied else ""
         return note + (f" restart-needed={','.join(later)}" if later else "")

@@ -54,6 +54,38 @@ def test_sighup_reaches_every_serving_process(daemon_factory):
     assert d.alive()
 
 
+def test_sighup_applies_live_fields_in_every_serving_process(daemon_factory):
+    # relay_network and max_recipients are live fields (supervisor/reload.py):
+    # after the SIGHUP both serving processes apply them to new sessions.
+    d = daemon_factory(processes=2)
+    d.wait_log(r"started hostname=\S+ .* process=1/2")
+
+    def relay_replies() -> set[int]:
+        codes = set()
+        for _ in range(8):  # SO_REUSEPORT spreads the connections over both processes
+            with d.smtp() as s:
+                s.ehlo()
+                s.mail("a@client.test")
+                codes.add(s.rcpt("someone@remote.example")[0])
+        return codes
+
+    assert relay_replies() == {554}  # no relay_network: never an open relay
+    d.config_path.write_text(d.config_path.read_text() + 'relay_network: "127.0.0.0/8"\nmax_recipients: 1\n')
+    d.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    applied = "applied=max_recipients,relay_network"
+    while len([e for e in d.events("reloaded") if applied in e]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len([e for e in d.events("reloaded") if applied in e]) == 2, d.log_tail()
+    assert relay_replies() == {250}
+    with d.smtp() as s:
+        s.ehlo()
+        s.mail("a@client.test")
+        assert s.rcpt("a@localhost")[0] == 250
+        assert s.rcpt("b@localhost")[0] == 452  # RFC 5321 §4.5.3.1.8: too many recipients
+    assert d.stop() == 0
+
+
 def test_user_added_while_running_is_picked_up(daemon_factory):
     d = daemon_factory(directory_poll_seconds=0.2)
     r = estafeta_cli("user", "add", "Carol@Users.test", "--config", str(d.config_path), input=b"pw\n")

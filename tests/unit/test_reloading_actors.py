@@ -23,7 +23,7 @@ from estafeta.supervisor.config import (
     load_config,
     parse_config,
 )
-from estafeta.supervisor.reload import ConfigReload, Reloader, ask_reload
+from estafeta.supervisor.reload import ConfigReload, Reloader, apply_live_fields, ask_reload
 
 
 def test_directory_publishes_and_reloads_users_and_aliases(tmp_path):
@@ -77,21 +77,43 @@ def test_certificate_watcher_and_the_reloader(tmp_path):
     assert not ref.is_alive()  # it stops (a method named _stop once shadowed pykka's)
 
 
-def test_config_reload_keeps_the_old_config_on_error(tmp_path):
+def test_config_reload_applies_live_fields_in_place_and_keeps_the_old_config_on_error(tmp_path):
     path = tmp_path / "estafeta.conf"
-    path.write_text("max_recipients: 5\n")
-    current = load_config(str(path))
-    step = ConfigReload(str(path), current)
+    path.write_text('max_recipients: 5\nhostname: "a.test"\n')
+    running = load_config(str(path))
+    step = ConfigReload(str(path), running)
     seen = []
     step.on_config(seen.append)
-    path.write_text('max_recipients: 9\nlistener { address: "127.0.0.1:2600" mode: SUBMISSION }\n')
-    note = step()
-    assert "max_recipients" in note and "restart-needed=" in note and "listener" in note
-    assert seen[0].max_recipients == 9 and step.current.max_recipients == 9
+    path.write_text(
+        'max_recipients: 9\nhostname: "a.test"\nrelay_network: "10.0.0.0/8"\n'
+        "limits { messages_per_user_hour: 3 }\nprocesses: 3\n"
+    )
+    parts = dict(part.split("=") for part in step().split())
+    assert set(parts["changed"].split(",")) == {"max_recipients", "relay_network", "limits", "processes"}
+    assert set(parts["applied"].split(",")) == {"max_recipients", "relay_network", "limits"}
+    assert parts["restart-needed"] == "processes"
+    # The running object itself changed (what starts later sees it), the
+    # fields a restart applies did not.
+    assert seen == [running] and running.max_recipients == 9 and list(running.relay_network) == ["10.0.0.0/8"]
+    assert running.limits.messages_per_user_hour == 3 and running.processes == 0
+    assert step() == "changed=-"  # the same file again: nothing new, no hook
+    assert len(seen) == 1
     path.write_text("max_recipients: 9\nbogus: 1\n")
     with pytest.raises(RuntimeError, match=rf"{path}:2:1: .*bogus.*kept"):
         step()
-    assert step.current.max_recipients == 9
+    assert running.max_recipients == 9
+
+
+def test_apply_live_fields_copies_only_those_that_changed():
+    running, new = config_pb2.Config(max_errors=3, hostname="a"), config_pb2.Config(hostname="b")
+    new.relay_network.append("127.0.0.1")
+    assert apply_live_fields(running, new) == ["max_errors", "relay_network"]
+    assert (
+        running.max_errors == 10
+        and not running.HasField("max_errors")
+        and list(running.relay_network) == ["127.0.0.1"]
+        and running.hostname == "a"
+    )
 
 
 # ------------------------------------------------------------------ config fields 50-61
