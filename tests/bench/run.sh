@@ -8,6 +8,9 @@
 #   SMTPBENCH_TMP=/smtpbench bash tests/bench/run.sh         # the harness's work tree elsewhere
 #   ALSO='p1|processes: 1' bash tests/bench/run.sh           # plus a target "estafeta-p1": the same config
 #                                                            # with that line added (port 2610), in the same run
+#   POLL=1 bash tests/bench/run.sh                           # while estafeta runs, fetch its tree page's fragment
+#                                                            # and /metrics every second (a browser on the tree
+#                                                            # page, a Prometheus scrape), inside the run's namespace
 #
 # SMTPBENCH_TMP (default /tmp/smtpbench) is the harness's own variable: every
 # target's queue and Maildir live under it. A fresh top-level directory
@@ -30,7 +33,11 @@ mkdir -p "$tmp/estafeta/mail/bench.test/user/new"
 sed -e "s|/tmp/smtpbench/estafeta|$tmp/estafeta|" "$repo/tests/bench/estafeta-bench.conf" >"$tmp/estafeta.conf"
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(postfix-maildir)
-start="cd $repo && (.venv/bin/estafeta serve --config $tmp/estafeta.conf >$tmp/estafeta.log 2>&1 & echo \$!)"
+poller=""
+if [ -n "${POLL:-}" ]; then  # bounded: ends with the daemon (or after 3,600 fetches)
+    poller="(for _ in \$(seq 3600); do kill -0 \$p 2>/dev/null || break; curl -s -o /dev/null --max-time 5 http://127.0.0.1:2601/tree?fragment=1; curl -s -o /dev/null --max-time 5 http://127.0.0.1:2601/metrics; sleep 1; done) >/dev/null 2>&1 &"
+fi
+start="cd $repo && (.venv/bin/estafeta serve --config $tmp/estafeta.conf >$tmp/estafeta.log 2>&1 & p=\$!; $poller echo \$p)"
 custom=(--custom "estafeta|2600|$start|$tmp/estafeta/mail/bench.test/user/new")
 if [ -n "${ALSO:-}" ]; then  # a variant of the config, as a target of its own
     name=${ALSO%%|*}; line=${ALSO#*|}; d=$tmp/estafeta-$name
