@@ -95,8 +95,10 @@ class ConnectionSlots:
 
 @dataclass
 class SessionEnv:
-    """What every session of a listener shares (read-only). One per
-    listener (its `params` carry the mode); the rest is the process's."""
+    """What every session of a listener shares (read-only for sessions; a
+    SIGHUP reload replaces params, the timeouts and policy:
+    supervisor/listeners.py apply_config). One per listener (its `params`
+    carry the mode); the rest is the process's."""
 
     hostname: str
     params: smtp.ServerParams

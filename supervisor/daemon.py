@@ -171,7 +171,7 @@ def _certificates(cfg: config_pb2.Config, paths: Paths) -> CertStore | None:
     return certs
 
 
-def _reloader(cfg: config_pb2.Config, process: int, config_path: str | None) -> Reloader:
+def _reloader(cfg: config_pb2.Config, config_path: str | None) -> Reloader:
     """The SIGHUP steps of this serving process (supervisor/reload.py)."""
     reloader = Reloader()
     reloader.register("directory", ask_reload("directory"))
@@ -268,7 +268,7 @@ def serve(
         status["code"] = 1
         stop.set()
 
-    reloader = RELOADER = _reloader(cfg, process, config_path)
+    reloader = RELOADER = _reloader(cfg, config_path)
     config_step = reloader.step("config")
     if process == 0 and config_path:
         serving_processes.CONFIG_PATH = os.path.abspath(config_path)
