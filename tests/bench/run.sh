@@ -35,7 +35,8 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(postfix-maildir)
 poller=""
 if [ -n "${POLL:-}" ]; then  # bounded: ends with the daemon (or after 3,600 fetches)
-    poller="(for _ in \$(seq 3600); do kill -0 \$p 2>/dev/null || break; curl -s -o /dev/null --max-time 5 http://127.0.0.1:2601/tree?fragment=1; curl -s -o /dev/null --max-time 5 http://127.0.0.1:2601/metrics; sleep 1; done) >/dev/null 2>&1 &"
+    # no "|" in it: the harness splits --custom on "|"
+    poller="(for _ in \$(seq 3600); do if [ ! -d /proc/\$p ]; then break; fi; curl -s -o /dev/null --max-time 5 http://127.0.0.1:2601/tree?fragment=1; curl -s -o /dev/null --max-time 5 http://127.0.0.1:2601/metrics; sleep 1; done) >/dev/null 2>&1 &"
 fi
 start="cd $repo && (.venv/bin/estafeta serve --config $tmp/estafeta.conf >$tmp/estafeta.log 2>&1 & p=\$!; $poller echo \$p)"
 custom=(--custom "estafeta|2600|$start|$tmp/estafeta/mail/bench.test/user/new")
