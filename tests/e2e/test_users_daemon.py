@@ -14,6 +14,7 @@ import time
 
 import pytest
 from e2e_harness import Daemon, estafeta_cli, free_port, make_message
+from peers.ports import privileged_free_port
 
 pytestmark = pytest.mark.slow
 
@@ -138,8 +139,6 @@ def test_daemon_runs_as_user_after_binding_a_privileged_port(tmp_path):
     interpreter `nobody` may execute (not one under a 0700 /root)."""
     if not _user_can_run_python("nobody"):
         pytest.skip(f"user nobody cannot execute {sys.executable} (tests/unit/test_privileges.py covers the drop)")
-    from test_privileges import privileged_free_port
-
     base = tempfile.mkdtemp(prefix="estafeta-priv-")
     os.chmod(base, 0o755)
     d = Daemon(

@@ -12,6 +12,7 @@ import sys
 import tempfile
 
 import pytest
+from peers.ports import privileged_free_port
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
 
@@ -52,17 +53,6 @@ with open(os.path.join(data_dir, "queue", "y.item"), "w") as f:
     f.write("written by nobody")
 print("done", flush=True)
 """
-
-
-def privileged_free_port() -> int:
-    for port in range(1023, 600, -1):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.skip("no free privileged port on 127.0.0.1")
 
 
 def test_bind_then_drop_to_nobody():
