@@ -246,6 +246,11 @@ def _check(cfg: config_pb2.Config, where: str, text: str) -> None:
             parse_listen_address(addr)
         except ValueError as e:
             fail("smtp_address", addr, str(e))
+    for net in cfg.relay_network:
+        try:  # as actors/policy.py RelayPolicy reads it
+            ipaddress.ip_network(net.strip(), strict=False)
+        except ValueError:
+            fail("relay_network", net, f'"{net}" is not an IP network ("192.0.2.0/24", "2001:db8::/32", "127.0.0.1")')
     _check_users(cfg, fail)
     seen = set()
     for d in cfg.local_domain:

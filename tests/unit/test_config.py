@@ -72,6 +72,10 @@ def test_data_dir_override(tmp_path):
         ('smtp_address: "127.0.0.1:25"\nhttp_address: "127.0.0.1:25"\n', "http_address: is also an smtp_address"),
         ('http_token_file: ""\n', "http_token_file: must name a file"),
         ("log_format: YAML\n", 'Enum type "estafeta.LogFormat" has no value named YAML'),
+        (
+            'relay_network: "10.0.0.0/8"\nrelay_network: "300.1.1.1/8"\n',
+            'e.conf:2: relay_network: "300.1.1.1/8" is not',
+        ),
     ],
 )
 def test_bad_config_names_file_line_and_field(tmp_path, text, expect):
