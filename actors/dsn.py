@@ -340,6 +340,36 @@ def _returned(message: bytes, failed: bool, ret: str | None, full_limit: int, in
     return head.encode(), body, note
 
 
+def _boundary(now: float, original: bytes) -> str:
+    """A MIME boundary found nowhere in the returned `original` (RFC 2046
+    §5.1.1: at most 70 characters)."""
+    boundary = f"{int(now)}.{secrets.token_hex(12)}/estafeta"
+    while f"--{boundary}".encode() in original:  # bounded: 96 random bits each time
+        boundary = f"{int(now)}.{secrets.token_hex(12)}/estafeta"
+    return boundary
+
+
+def _head(
+    reporting_mta: str, to: str, queue_id: str, gravest: str, now: float, intl: bool, report_type: str, boundary: str
+) -> bytes:
+    """The DSN's header section up to its Content-Type (RFC 6522 §3:
+    multipart/report of `report_type`), without the blank line; `gravest`:
+    the action the Subject names."""
+    mta = _clean(reporting_mta, False)
+    return "".join(
+        [
+            _fold("From", f"Mail Delivery System <MAILER-DAEMON@{mta}>"),
+            _fold("To", f"<{_clean(to, intl)}>"),
+            _fold("Subject", _SUBJECTS[gravest]),
+            _fold("Date", dsn_date(now)),
+            _fold("Message-ID", f"<{int(now)}.{_clean(queue_id, False)}.{secrets.token_hex(4)}@{mta}>"),
+            _fold("Auto-Submitted", "auto-replied"),
+            "MIME-Version: 1.0\r\n",
+            f'Content-Type: multipart/report; report-type={report_type};\r\n\tboundary="{boundary}"\r\n',
+        ]
+    ).encode("utf-8")
+
+
 def build_dsn(
     reporting_mta: str,
     envelope: OriginalEnvelope,
@@ -384,25 +414,11 @@ def build_dsn(
         )
     text = _text_part(_human_text(_clean(reporting_mta, intl), recipients, note), intl)
     report_type = "global-delivery-status" if intl else "delivery-status"
-    # RFC 2046 §5.1.1: at most 70 characters, in no part.
-    boundary = f"{int(now)}.{secrets.token_hex(12)}/estafeta"
-    while f"--{boundary}".encode() in original:  # bounded: 96 random bits each time
-        boundary = f"{int(now)}.{secrets.token_hex(12)}/estafeta"
+    boundary = _boundary(now, original)
     gravest = next(a for a in ACTIONS if any(r.action == a for r in recipients))
-    mta = _clean(reporting_mta, False)
-    head = "".join(
-        [
-            _fold("From", f"Mail Delivery System <MAILER-DAEMON@{mta}>"),
-            _fold("To", f"<{_clean(to, intl)}>"),
-            _fold("Subject", _SUBJECTS[gravest]),
-            _fold("Date", dsn_date(now)),
-            _fold("Message-ID", f"<{int(now)}.{_clean(envelope.queue_id, False)}.{secrets.token_hex(4)}@{mta}>"),
-            _fold("Auto-Submitted", "auto-replied"),
-            "MIME-Version: 1.0\r\n",
-            f'Content-Type: multipart/report; report-type={report_type};\r\n\tboundary="{boundary}"\r\n',
-            "Content-Transfer-Encoding: 8bit\r\n" if needs_8bitmime(text + status + original) else "",
-        ]
-    ).encode("utf-8")
+    head = _head(reporting_mta, to, envelope.queue_id, gravest, now, intl, report_type, boundary)
+    if needs_8bitmime(text + status + original):
+        head += b"Content-Transfer-Encoding: 8bit\r\n"
     sep = f"\r\n--{boundary}\r\n".encode()
     status_head = f"Content-Description: Delivery report\r\nContent-Type: message/{report_type}\r\n"
     if intl:

@@ -84,7 +84,7 @@ from estafeta.store.queue import QueueStore
 from estafeta.supervisor.config import parse_listen_address
 from estafeta.supervisor.control import ControlServer, QueueHandler
 from estafeta.supervisor.listeners import listener_supervisors, server_params
-from estafeta.supervisor.mailauth import mail_auth
+from estafeta.supervisor.mailauth import MailAuthParts, mail_auth
 from estafeta.supervisor.processes import ServingProcess
 from estafeta.supervisor.specs import registered, supervisor_child
 from estafeta.supervisor.tree import ChildSpec, SupervisorSpec
@@ -246,7 +246,81 @@ def build_tree(
     )
     if queue_handler is None:  # the postmaster's flush/hold/release/delete, through the control channel
         queue_handler = QueueControl(store, item_env.bouncer, tracer, process, n).handle
-    queue = SupervisorSpec(
+    limits = _limits(cfg, process, n, limits_fd, on_config)
+    session_env = _session_env(cfg, certs, enqueuer, tracer, gauge, directory, auth, limits, n)
+    listeners = listener_supervisors(cfg, session_env, certs, reuse_port=n > 1, on_config=on_config)
+    return SupervisorSpec(
+        name="root",
+        strategy="one_for_one",
+        intensity=3,
+        period=30.0,
+        children=[
+            *([supervisor_child(serving_processes(cfg, n, gauge_fd, limits_fd))] if process == 0 and n > 1 else []),
+            *_disk(disk),
+            ChildSpec(
+                id="dns",
+                start=registered("dns", lambda link, _a: DnsResolver.start(link, cfg, dns_view, tracer)),
+                restart="permanent",
+                shutdown=5.0,
+            ),
+            *auth.children,
+            ChildSpec(
+                id="directory",
+                start=registered("directory", lambda link, _a: Directory.start(link, cfg, directory)),
+                restart="permanent",
+                shutdown=5.0,
+            ),
+            *_certificates(cfg, certs),
+            supervisor_child(couriers),
+            supervisor_child(_queue(cfg, store, gauge, item_env, n)),
+            *(_pickup(cfg, paths, directory, enqueuer, gauge, tracer) if process == 0 else []),
+            supervisor_child(
+                SupervisorSpec(name="listeners", strategy="one_for_one", intensity=5, period=30.0, children=listeners)
+            ),
+            *monitoring(cfg, paths, process, n, gauge, disk, queue_handler),
+        ],
+    )
+
+
+def _session_env(
+    cfg: config_pb2.Config,
+    certs: CertStore | None,
+    enqueuer: Enqueuer,
+    tracer: trace.Tracer,
+    gauge: QueueGauge,
+    directory: DirectoryView,
+    auth: MailAuthParts,
+    limits: Limits,
+    n: int,
+) -> SessionEnv:
+    """What every SMTP session of this process shares: its share of
+    Config.max_connections (of `n` serving processes), the relay policy,
+    the limits, AUTH and the checks; each listener replaces the SMTP
+    parameters with its mode's (supervisor/listeners.py)."""
+    return SessionEnv(
+        hostname=cfg.hostname,
+        params=server_params(cfg, smtp.Mode.SMTP, certs),  # each listener has its mode's
+        idle_timeout=cfg.idle_timeout_seconds,
+        data_timeout=cfg.data_timeout_seconds,
+        enqueuer=enqueuer,
+        tracer=tracer,
+        slots=ConnectionSlots(max(1, cfg.max_connections // n)),
+        # Ticks of at most a quarter of the shorter timeout (1 s at most).
+        watch=IdleWatch(tick=max(0.01, min(1.0, cfg.idle_timeout_seconds / 4, cfg.data_timeout_seconds / 4))),
+        gauge=gauge,
+        directory=directory,
+        policy=RelayPolicy(cfg.relay_network, srs=auth.outbound.srs_recipient if auth.outbound.srs else None),
+        limits=limits,
+        certs=certs,
+        auth=AuthEnv(directory.credentials, limits),
+        checks=auth.checks,
+    )
+
+
+def _queue(cfg: config_pb2.Config, store: QueueStore, gauge: QueueGauge, item_env: ItemEnv, n: int) -> SupervisorSpec:
+    """The queue supervisor: its manager, then the items' supervisor (a
+    QueueItem per message, started with QueueItemArgs)."""
+    return SupervisorSpec(
         name="queue",
         strategy="rest_for_one",
         intensity=5,
@@ -281,72 +355,39 @@ def build_tree(
             ),
         ],
     )
+
+
+def _limits(
+    cfg: config_pb2.Config,
+    process: int,
+    n: int,
+    limits_fd: int | None,
+    on_config: Callable[[Callable[[config_pb2.Config], None]], None] | None,
+) -> Limits:
+    """This process's Limits over its region of the shared counters
+    (cleared: counts of a previous life of this process are void), which
+    take a SIGHUP reload's new Config.limits."""
     table = CounterTable(regions=n, region=process, memfd=limits_fd)
     table.clear_region()
     limits = Limits(cfg.limits, table)
     if on_config is not None:  # a SIGHUP reload's new limits (supervisor/reload.py)
         on_config(lambda new: limits.configure(new.limits))
-    session_env = SessionEnv(
-        hostname=cfg.hostname,
-        params=server_params(cfg, smtp.Mode.SMTP, certs),  # each listener has its mode's
-        idle_timeout=cfg.idle_timeout_seconds,
-        data_timeout=cfg.data_timeout_seconds,
-        enqueuer=enqueuer,
-        tracer=tracer,
-        slots=ConnectionSlots(max(1, cfg.max_connections // n)),
-        # Ticks of at most a quarter of the shorter timeout (1 s at most).
-        watch=IdleWatch(tick=max(0.01, min(1.0, cfg.idle_timeout_seconds / 4, cfg.data_timeout_seconds / 4))),
-        gauge=gauge,
-        directory=directory,
-        policy=RelayPolicy(cfg.relay_network, srs=auth.outbound.srs_recipient if auth.outbound.srs else None),
-        limits=limits,
-        certs=certs,
-        auth=AuthEnv(directory.credentials, limits),
-        checks=auth.checks,
-    )
-    listeners = listener_supervisors(cfg, session_env, certs, reuse_port=n > 1, on_config=on_config)
-    return SupervisorSpec(
-        name="root",
-        strategy="one_for_one",
-        intensity=3,
-        period=30.0,
-        children=[
-            *([supervisor_child(serving_processes(cfg, n, gauge_fd, limits_fd))] if process == 0 and n > 1 else []),
-            *(
-                [
-                    ChildSpec(
-                        id="disk",
-                        start=registered("disk", lambda link, _a: DiskWriter.start(link, disk)),
-                        restart="permanent",
-                        shutdown=30.0,
-                    )
-                ]
-                if disk is not None
-                else []
-            ),
-            ChildSpec(
-                id="dns",
-                start=registered("dns", lambda link, _a: DnsResolver.start(link, cfg, dns_view, tracer)),
-                restart="permanent",
-                shutdown=5.0,
-            ),
-            *auth.children,
-            ChildSpec(
-                id="directory",
-                start=registered("directory", lambda link, _a: Directory.start(link, cfg, directory)),
-                restart="permanent",
-                shutdown=5.0,
-            ),
-            *_certificates(cfg, certs),
-            supervisor_child(couriers),
-            supervisor_child(queue),
-            *(_pickup(cfg, paths, directory, enqueuer, gauge, tracer) if process == 0 else []),
-            supervisor_child(
-                SupervisorSpec(name="listeners", strategy="one_for_one", intensity=5, period=30.0, children=listeners)
-            ),
-            *monitoring(cfg, paths, process, n, gauge, disk, queue_handler),
-        ],
-    )
+    return limits
+
+
+def _disk(disk: DiskChannel | None) -> list[ChildSpec]:
+    """The DiskWriter "disk" (its worker process), when durable writes go
+    through one."""
+    if disk is None:
+        return []
+    return [
+        ChildSpec(
+            id="disk",
+            start=registered("disk", lambda link, _a: DiskWriter.start(link, disk)),
+            restart="permanent",
+            shutdown=30.0,
+        )
+    ]
 
 
 def _certificates(cfg: config_pb2.Config, certs: CertStore | None) -> list[ChildSpec]:

@@ -27,6 +27,7 @@ import sys
 
 import gevent
 import gevent.event
+import pykka
 from google.protobuf.message import DecodeError
 
 from estafeta.actors.limits import CounterTable
@@ -219,30 +220,13 @@ def serve(
     cfg.data_dir = paths.data_dir  # absolute, for the other serving processes too
     disk = DiskChannel()
     store = QueueStore(paths.queue_dir, disk=disk, process=process)
-    if process == 0:
-        try:
-            _preflight(cfg, paths, store)
-            _become_user(cfg, paths, processes)
-        except StartupError as e:
-            log.error("cannot start: %s", e)
-            return 1
-        if processes > 1:
-            try:
-                gauge_fd = QueueGauge.shared_memory()
-                limits_fd = CounterTable.shared_memory()
-            except (OSError, AttributeError) as e:  # no memfd_create: each process counts alone
-                log.warning("queue limits and limits against abuse apply per process (no shared memory: %s)", e)
     try:
+        if process == 0:
+            gauge_fd, limits_fd = _start_daemon(cfg, paths, store, processes)
         certs = _certificates(cfg, paths)
+        _setup_metrics(paths, process)
     except StartupError as e:
         log.error("cannot start: %s", e)
-        return 1
-    try:
-        # Before any metric exists, and before process 0 starts the others
-        # (they inherit PROMETHEUS_MULTIPROC_DIR); process 0 starts it empty.
-        metrics.setup(os.path.join(paths.data_dir, "metrics"), clean=process == 0)
-    except OSError as e:
-        log.error("cannot start: metrics directory: %s", e)
         return 1
     configure_threadpool(THREADPOOL_SIZE)
     chaos.configure(cfg.chaos if cfg.chaos.crash else None)
@@ -250,39 +234,17 @@ def serve(
     flusher = metrics.start_flusher()
     stop = gevent.event.Event()
     status = {"code": 0}
-    signals_seen = []
-
-    def on_signal(signum: int) -> None:
-        signals_seen.append(signum)
-        if len(signals_seen) > 1:
-            if process:
-                return  # the daemon decides; if it exits now, so do we (osproc)
-            log.warning("second signal %s: exiting now", signal.Signals(signum).name)
-            os._exit(128 + signum)
-        log.info("stopping on %s: no new connections, draining sessions", signal.Signals(signum).name)
-        signal_all(signal.SIGTERM)  # the other serving processes drain meanwhile
-        stop.set()
+    reloader = RELOADER = _reloader(cfg, config_path)
+    config_step = reloader.step("config")
+    if process == 0 and config_path:
+        serving_processes.CONFIG_PATH = os.path.abspath(config_path)
+    _handle_signals(process, stop, reloader)
 
     def on_escalate(reason: str) -> None:
         log.error("root supervisor gave up: %s", reason)
         status["code"] = 1
         stop.set()
 
-    reloader = RELOADER = _reloader(cfg, config_path)
-    config_step = reloader.step("config")
-    if process == 0 and config_path:
-        serving_processes.CONFIG_PATH = os.path.abspath(config_path)
-
-    def on_hup() -> None:
-        log.info("SIGHUP: reloading %s", ",".join(reloader.names))
-        if process == 0:
-            signal_all(signal.SIGHUP)  # every serving process reloads its own tables
-        reloader.trigger()
-
-    gevent.signal_handler(signal.SIGTERM, on_signal, signal.SIGTERM)
-    gevent.signal_handler(signal.SIGHUP, on_hup)
-    if process == 0:
-        gevent.signal_handler(signal.SIGINT, on_signal, signal.SIGINT)
     tree = build_tree(
         cfg,
         paths,
@@ -310,11 +272,7 @@ def serve(
         for line in how_to_try(cfg):
             log.info("%s", line)
     stop.wait()
-    try:
-        if root.is_alive():
-            root.stop(timeout=cfg.shutdown_timeout_seconds + 30)
-    except Exception as e:  # a child that would not stop: report, still exit
-        log.error("shutdown incomplete: %s", e)
+    if not _stop_tree(root, cfg.shutdown_timeout_seconds + 30):
         status["code"] = status["code"] or 1
     tracing.shutdown(timeout=10)
     flusher.kill(block=False)
@@ -322,6 +280,78 @@ def serve(
     registry.clear()
     log.info("stopped process=%d/%d", process, processes)
     return status["code"]
+
+
+def _stop_tree(root: pykka.ActorRef, timeout: float) -> bool:
+    """Stop the root supervisor (children in reverse start order), within
+    `timeout` seconds; False (logged) when a child would not stop."""
+    try:
+        if root.is_alive():
+            root.stop(timeout=timeout)
+    except Exception as e:  # a child that would not stop: report, still exit
+        log.error("shutdown incomplete: %s", e)
+        return False
+    return True
+
+
+def _start_daemon(
+    cfg: config_pb2.Config, paths: Paths, store: QueueStore, processes: int
+) -> tuple[int | None, int | None]:
+    """Process 0's start: the data directory checked and the queue cleaned
+    (_preflight), privileges dropped (_become_user), and with several
+    serving processes the shared memory of the queue gauge and of the
+    limits made; returns their memfds (None: each process counts alone).
+    Raises StartupError."""
+    _preflight(cfg, paths, store)
+    _become_user(cfg, paths, processes)
+    if processes <= 1:
+        return None, None
+    try:
+        return QueueGauge.shared_memory(), CounterTable.shared_memory()
+    except (OSError, AttributeError) as e:  # no memfd_create: each process counts alone
+        log.warning("queue limits and limits against abuse apply per process (no shared memory: %s)", e)
+        return None, None
+
+
+def _setup_metrics(paths: Paths, process: int) -> None:
+    """The Prometheus multiprocess directory, before any metric exists and
+    before process 0 starts the others (they inherit
+    PROMETHEUS_MULTIPROC_DIR); process 0 starts it empty. Raises
+    StartupError."""
+    try:
+        metrics.setup(os.path.join(paths.data_dir, "metrics"), clean=process == 0)
+    except OSError as e:
+        raise StartupError(f"metrics directory: {e}") from None
+
+
+def _handle_signals(process: int, stop: gevent.event.Event, reloader: Reloader) -> None:
+    """SIGTERM (and SIGINT in process 0): the first sets `stop`, after
+    process 0 has passed a SIGTERM on to the other serving processes; a
+    second makes process 0 exit at once (128 + signal), the others wait
+    for it. SIGHUP: reload (process 0 passes it on first)."""
+    signals_seen = []
+
+    def on_signal(signum: int) -> None:
+        signals_seen.append(signum)
+        if len(signals_seen) > 1:
+            if process:
+                return  # the daemon decides; if it exits now, so do we (osproc)
+            log.warning("second signal %s: exiting now", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("stopping on %s: no new connections, draining sessions", signal.Signals(signum).name)
+        signal_all(signal.SIGTERM)  # the other serving processes drain meanwhile
+        stop.set()
+
+    def on_hup() -> None:
+        log.info("SIGHUP: reloading %s", ",".join(reloader.names))
+        if process == 0:
+            signal_all(signal.SIGHUP)  # every serving process reloads its own tables
+        reloader.trigger()
+
+    gevent.signal_handler(signal.SIGTERM, on_signal, signal.SIGTERM)
+    gevent.signal_handler(signal.SIGHUP, on_hup)
+    if process == 0:
+        gevent.signal_handler(signal.SIGINT, on_signal, signal.SIGINT)
 
 
 def serve_child(

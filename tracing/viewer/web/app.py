@@ -119,6 +119,17 @@ def create_app(ctx: WebContext) -> Flask:
     app.jinja_env.globals.update(
         format_time=format_time, format_duration=format_duration, outcomes=OUTCOMES, state_name=queueview.state_name
     )
+    _guard_and_headers(app, ctx)
+    _trace_pages(app, ctx)
+    _queue_pages(app, ctx)
+    _queue_actions(app, ctx)
+    _tree_and_probes(app, ctx)
+    return app
+
+
+def _guard_and_headers(app: Flask, ctx: WebContext) -> None:
+    """Who may read (loopback, else the token) and the security headers
+    of every response."""
 
     @app.before_request
     def guard():
@@ -137,11 +148,15 @@ def create_app(ctx: WebContext) -> Flask:
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
         return resp
 
+
+def _trace_pages(app: Flask, ctx: WebContext) -> None:
+    """/ (to /traces), /traces (the search) and /traces/<trace id> (the
+    waterfall); HTML, or JSON when asked for (wants_json)."""
+
     @app.get("/")
     def index():
         return redirect(url_for("traces"))
 
-    # ------------------------------------------------------------- traces
     @app.get("/traces")
     def traces():
         q = request.args.get("q", "").strip()
@@ -203,7 +218,11 @@ def create_app(ctx: WebContext) -> Flask:
             queued=queued,
         )
 
-    # -------------------------------------------------------------- queue
+
+def _queue_pages(app: Flask, ctx: WebContext) -> None:
+    """/queue (the items, filtered and sorted) and /queue/<queue id> (one
+    item's file); HTML, or JSON when asked for."""
+
     @app.get("/queue")
     def queue():
         state = request.args.get("state", "")
@@ -258,6 +277,12 @@ def create_app(ctx: WebContext) -> Flask:
             "item.html", item=item, text=text, header=header, trace_id=trace_id, now=time.time(), age=queueview.age
         )
 
+
+def _queue_actions(app: Flask, ctx: WebContext) -> None:
+    """POST /queue/<queue id>/<flush|hold|release|delete>: the token
+    always (403 without), sent to the serving process that owns the item
+    over the control channel; 200, 409 (refused) or 502 (no reply)."""
+
     @app.post("/queue/<queue_id>/<action>")
     def queue_action(queue_id: str, action: str):
         who = request.remote_addr or "-"
@@ -289,7 +314,11 @@ def create_app(ctx: WebContext) -> Flask:
         }
         return jsonify(body), 200 if ok else 409 if reply.results else 502
 
-    # --------------------------------------------------------------- tree
+
+def _tree_and_probes(app: Flask, ctx: WebContext) -> None:
+    """/tree (every serving process's supervision tree, and the
+    quarantined items), /metrics, /healthz and /readyz."""
+
     @app.get("/tree")
     def tree():
         try:
@@ -327,8 +356,6 @@ def create_app(ctx: WebContext) -> Flask:
     @app.get("/readyz")
     def readyz():
         return _probe(ctx.ready())
-
-    return app
 
 
 def _probe(result: tuple[bool, dict]) -> tuple[Response, int]:
