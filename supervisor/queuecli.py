@@ -19,12 +19,18 @@ from estafeta.proto import config_pb2, control_pb2, queue_pb2
 from estafeta.store.queue import QueueStore
 from estafeta.supervisor import control
 
-_STATUS = {queue_pb2.PENDING: "pending", queue_pb2.DELIVERED: "delivered", queue_pb2.FAILED: "failed"}
+#: A Recipient.status as `estafeta queue` and the web page show it.
+RECIPIENT_STATUS: dict[int, str] = {
+    queue_pb2.PENDING: "pending",
+    queue_pb2.DELIVERED: "delivered",
+    queue_pb2.FAILED: "failed",
+}
 _STATE = {queue_pb2.QUEUED: "queued", queue_pb2.QUARANTINED: "QUARANTINED", queue_pb2.DONE: "done"}
 
 
-def _age(seconds: float) -> str:
-    """Compact duration: 42s, 3m12s, 5h03m, 2d04h."""
+def age(seconds: float) -> str:
+    """Compact duration of `seconds` (negative: 0s): 42s, 3m12s, 5h03m,
+    2d04h; `estafeta queue` and the web page show ages with it."""
     s = int(max(0, seconds))
     if s < 60:
         return f"{s}s"
@@ -50,7 +56,7 @@ def _load_all(store: QueueStore) -> list[queue_pb2.QueueItem]:
 def _describe(item: queue_pb2.QueueItem, now: float) -> list[str]:
     state = _STATE.get(item.state, "?")
     lines = [
-        f"{item.id}  {_age(now - item.created_at):>7}  {item.body_size:>9}  <{item.reverse_path}>  {state}"
+        f"{item.id}  {age(now - item.created_at):>7}  {item.body_size:>9}  <{item.reverse_path}>  {state}"
         + (f"  attempts={item.attempts}" if item.attempts else "")
     ]
     if item.state == queue_pb2.QUARANTINED:
@@ -58,10 +64,10 @@ def _describe(item: queue_pb2.QueueItem, now: float) -> list[str]:
     elif item.crashes:
         lines.append(f"    crashes={item.crashes} last: {item.last_crash}")
     for r in item.recipients:
-        status = _STATUS.get(r.status, "?")
+        status = RECIPIENT_STATUS.get(r.status, "?")
         extra = ""
         if r.status == queue_pb2.PENDING and item.next_attempt_at > now:
-            extra = f"  next attempt in {_age(item.next_attempt_at - now)}"
+            extra = f"  next attempt in {age(item.next_attempt_at - now)}"
         if r.last_error:
             extra += f"  last: {r.last_error}"
         lines.append(f"    <{r.address}>  {status}{extra}")

@@ -701,6 +701,19 @@ def fmt_num(x, digits: int = 0) -> str:
     return "–" if x is None else f"{x:,.{digits}f}"
 
 
+def rate_cells(s: dict, base: float | None, name: str) -> tuple[str, str]:
+    """The table cells of one MTA's summary `s` (rate, rate_min, rate_max,
+    error): "**median** (min–max)" or "FAIL: <error>", and its ratio to
+    Postfix's rate `base` ("" for Postfix itself or without a rate)."""
+    rate = s.get("rate")
+    if rate:
+        cell = f"**{fmt_num(rate)}** ({fmt_num(s.get('rate_min'))}–{fmt_num(s.get('rate_max'))})"
+    else:
+        cell = f"FAIL: {str(s.get('error', ''))[:80]}"
+    ratio = f"×{rate / base:.2f}" if rate and base and name != "postfix" else ""
+    return cell, ratio
+
+
 def save(out_dir: Path, stem: str, info: dict, args: dict, results: dict, table: str) -> Path:
     """Write <stem>-<time>.json (everything) and .md (the table); returns
     the JSON path."""

@@ -213,13 +213,7 @@ def table(results: dict, info: dict, args) -> str:
         base = results.get("postfix", {}).get(wl, {}).get("rate")
         for name, per in results.items():
             s = per.get(wl, {})
-            rate = s.get("rate")
-            cell = (
-                f"**{bl.fmt_num(rate)}** ({bl.fmt_num(s.get('rate_min'))}–{bl.fmt_num(s.get('rate_max'))})"
-                if rate
-                else f"FAIL: {s.get('error', '')[:80]}"
-            )
-            ratio = f"×{rate / base:.2f}" if rate and base and name != "postfix" else ""
+            cell, ratio = bl.rate_cells(s, base, name)
             lines.append(
                 f"| {wl} | {name} | {cell} | {ratio} | {bl.fmt_num(s.get('mta_cpu_ms_per_msg'), 2)} "
                 f"| {bl.fmt_num(s.get('sink_cpu_ms_per_msg'), 3)} | {bl.fmt_num(s.get('source_cpu_ms_per_msg'), 3)} "

@@ -328,13 +328,7 @@ def table(summary: dict, ceil: dict | None, idle: dict, info: dict, args) -> str
     ]
     base = summary.get("postfix", {}).get("rate")
     for name, s in summary.items():
-        rate = s.get("rate")
-        cell = (
-            f"**{bl.fmt_num(rate)}** ({bl.fmt_num(s.get('rate_min'))}–{bl.fmt_num(s.get('rate_max'))})"
-            if rate
-            else f"FAIL: {str(s.get('error', ''))[:80]}"
-        )
-        ratio = f"×{rate / base:.2f}" if rate and base and name != "postfix" else ""
+        cell, ratio = bl.rate_cells(s, base, name)
         lines.append(
             f"| {name} | {cell} | {ratio} | {bl.fmt_num(s.get('mta_cpu_ms_per_msg'), 2)} "
             f"| {bl.fmt_num(s.get('client_cpu_ms_per_msg'), 2)} | {bl.fmt_num(s.get('kernel_ms_per_msg'), 2)} "

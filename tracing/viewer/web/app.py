@@ -45,6 +45,7 @@ from estafeta.store.queue import QueueStore, process_of
 from estafeta.store.spans import SpanStore, StoreMissing, TraceSummary
 from estafeta.store.tracesearch import OUTCOMES, TRACE_ID_RE
 from estafeta.supervisor.log import kv
+from estafeta.supervisor.queuecli import age
 from estafeta.tracing.viewer.render import format_duration, format_time, parse_time
 from estafeta.tracing.viewer.web import queueview
 from estafeta.tracing.viewer.web.waterfall import layout
@@ -252,7 +253,7 @@ def _queue_pages(app: Flask, ctx: WebContext) -> None:
             sort=sort,
             order=order,
             now=now,
-            age=queueview.age,
+            age=age,
         )
 
     @app.get("/queue/<queue_id>")
@@ -274,7 +275,7 @@ def _queue_pages(app: Flask, ctx: WebContext) -> None:
                 process=process_of(queue_id, ctx.processes),
             )
         return render_template(
-            "item.html", item=item, text=text, header=header, trace_id=trace_id, now=time.time(), age=queueview.age
+            "item.html", item=item, text=text, header=header, trace_id=trace_id, now=time.time(), age=age
         )
 
 

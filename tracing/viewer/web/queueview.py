@@ -15,7 +15,7 @@ from google.protobuf import text_format
 
 from estafeta.proto import queue_pb2
 from estafeta.store.queue import QueueStore
-from estafeta.supervisor.queuecli import read_header
+from estafeta.supervisor.queuecli import RECIPIENT_STATUS, read_header
 
 #: Most items read for one page (oldest first); the page says when there are more.
 MAX_ITEMS = 5000
@@ -26,14 +26,13 @@ _STATE_NAMES: dict[int, str] = {
     queue_pb2.QUARANTINED: "quarantined",
     queue_pb2.DONE: "done",
 }
-_RCPT: dict[int, str] = {queue_pb2.PENDING: "pending", queue_pb2.DELIVERED: "delivered", queue_pb2.FAILED: "failed"}
 
 
 def state_name(value: int, kind: str = "item") -> str:
     """ "queued", "quarantined", "held", ... for an ItemState; "pending",
     "delivered", "failed" for a RecipientStatus (kind "recipient")."""
     if kind == "recipient":
-        return _RCPT.get(value, "?")
+        return RECIPIENT_STATUS.get(value, "?")
     name = _STATE_NAMES.get(value)
     if name is None:  # states added later (HELD) are named by the enum itself
         try:
@@ -125,18 +124,6 @@ def trace_id_of(item: queue_pb2.QueueItem) -> str | None:
     parent = item.trace.traceparent if item.HasField("trace") else ""
     parts = parent.split("-")
     return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
-
-
-def age(seconds: float) -> str:
-    """Compact duration: 42s, 3m12s, 5h03m, 2d04h."""
-    s = int(max(0, seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def item_json(item: queue_pb2.QueueItem, now: float) -> dict:
