@@ -202,12 +202,31 @@ class BatchWriter(Batcher):
                 spares.end(mine, synced)
 
     def _execute(self, ops: Sequence[Request], mine: list[str] | None) -> bool:
-        """execute()'s work; True if its directory fsync succeeded."""
+        """execute()'s work; True if its directory fsync succeeded. A
+        request that fails at any step gets its `error` and its files
+        removed; the others go on."""
+        staged = self._stage(ops)
+        _sync(ops, staged)
+        wrote = self._place(ops, staged, mine)
+        # 4. one directory fsync makes every create and rename durable
+        if not wrote:  # (a batch of removals only leaves its spares to the next fsync)
+            return False
+        try:
+            fsync_directory(self.directory)
+        except Exception as e:
+            for op in wrote:
+                op.error = e
+            return False
+        return True
+
+    def _stage(self, ops: Sequence[Request]) -> list[list[list[Any]] | None]:
+        """1. Create and write every file and start its writeback; per
+        request its files, each [fd, temp path or None, path, exclusive,
+        unnamed (O_TMPFILE)], or None when it failed."""
         advise = sum(len(op.args[0]) for op in ops) > 1
         staged: list[list[list[Any]] | None] = []
-        # 1. create and write every file; start its writeback
         for op in ops:
-            files: list[list[Any]] = []  # [fd, temp path or None, path, exclusive, unnamed (O_TMPFILE)]
+            files: list[list[Any]] | None = []
             try:
                 for path, data, exclusive in op.args[0]:
                     if exclusive:
@@ -227,26 +246,14 @@ class BatchWriter(Batcher):
                 _abort(files)
                 files = None
             staged.append(files)
-        # 2. make each file's data durable
-        errors = iter(sync_all([f[0] for files in staged if files for f in files]))
-        for i, (op, files) in enumerate(zip(ops, staged, strict=True)):
-            if files is None:
-                continue
-            error = None
-            for _ in files:
-                error = next(errors) or error
-            try:
-                if error is not None:
-                    raise error
-                for f in files:
-                    if not f[4]:  # an unnamed file stays open until linked (3.)
-                        os.close(f[0])
-                        f[0] = None
-            except Exception as e:
-                op.error = e
-                _abort(files)
-                staged[i] = None
-        # 3. put the files in place and do the unlinks, in call order
+        return staged
+
+    def _place(
+        self, ops: Sequence[Request], staged: list[list[list[Any]] | None], mine: list[str] | None
+    ) -> list[Request]:
+        """3. Put the files in place and do the unlinks, in call order;
+        returns the requests that wrote a file (their names need the
+        directory fsync)."""
         wrote = []
         for op, files in zip(ops, staged, strict=True):
             if files is None:
@@ -273,16 +280,7 @@ class BatchWriter(Batcher):
                 continue
             if files:
                 wrote.append(op)
-        # 4. one directory fsync makes every create and rename durable
-        if not wrote:  # (a batch of removals only leaves its spares to the next fsync)
-            return False
-        try:
-            fsync_directory(self.directory)
-        except Exception as e:
-            for op in wrote:
-                op.error = e
-            return False
-        return True
+        return wrote
 
     # Each of these uses a spare where there is one (recycle=True), else
     # allocates or frees an inode as plain files do.
@@ -398,6 +396,31 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _sync(ops: Sequence[Request], staged: list[list[list[Any]] | None]) -> None:
+    """2. Make each staged file's data durable (one sync_all over all of
+    them); a request with a failed sync gets its error, its files removed
+    and its entry in `staged` set to None. Files made with O_TMPFILE stay
+    open until they are linked (_place)."""
+    errors = iter(sync_all([f[0] for files in staged if files for f in files]))
+    for i, (op, files) in enumerate(zip(ops, staged, strict=True)):
+        if files is None:
+            continue
+        error = None
+        for _ in files:
+            error = next(errors) or error
+        try:
+            if error is not None:
+                raise error
+            for f in files:
+                if not f[4]:
+                    os.close(f[0])
+                    f[0] = None
+        except Exception as e:
+            op.error = e
+            _abort(files)
+            staged[i] = None
 
 
 def _abort(files: list[list[Any]]) -> None:

@@ -241,6 +241,19 @@ def _check(cfg: config_pb2.Config, where: str, text: str) -> None:
         fail("hostname", cfg.hostname, str(e))
     if not cfg.data_dir.strip():
         fail("data_dir", None, "must not be empty (a directory path)")
+    _check_addresses(cfg, fail)
+    _check_users(cfg, fail)
+    _check_local_domains(cfg, fail)
+    _check_chaos(cfg, fail)
+    _check_numbers(cfg, fail)
+    _check_dns(cfg, fail)
+    if cfg.log_level.lower() not in ("debug", "info", "warning", "error"):
+        fail("log_level", cfg.log_level, f'"{cfg.log_level}" is not one of debug, info, warning, error')
+    _check_auth(cfg, fail)
+
+
+def _check_addresses(cfg: config_pb2.Config, fail) -> None:
+    """smtp_address, relay_network, http_address and http_token_file."""
     for addr in cfg.smtp_address:
         try:
             parse_listen_address(addr)
@@ -251,7 +264,20 @@ def _check(cfg: config_pb2.Config, where: str, text: str) -> None:
             ipaddress.ip_network(net.strip(), strict=False)
         except ValueError:
             fail("relay_network", net, f'"{net}" is not an IP network ("192.0.2.0/24", "2001:db8::/32", "127.0.0.1")')
-    _check_users(cfg, fail)
+    if cfg.http_address:
+        try:
+            parse_listen_address(cfg.http_address)
+        except ValueError as e:
+            fail("http_address", cfg.http_address, str(e))
+        if cfg.http_address in cfg.smtp_address:
+            fail("http_address", cfg.http_address, "is also an smtp_address")
+    if not cfg.http_token_file.strip() or "\0" in cfg.http_token_file:
+        fail("http_token_file", None, "must name a file")
+
+
+def _check_local_domains(cfg: config_pb2.Config, fail) -> None:
+    """Every local_domain named, a domain name, listed once; its users
+    local parts."""
     seen = set()
     for d in cfg.local_domain:
         if not d.name:
@@ -266,11 +292,20 @@ def _check(cfg: config_pb2.Config, where: str, text: str) -> None:
         for user in d.user:
             if not user or "@" in user or "/" in user:
                 fail("user", user, f'"{user}" is not a local part')
+
+
+def _check_chaos(cfg: config_pb2.Config, fail) -> None:
+    """Config.chaos: known actor classes, probabilities in [0, 1]."""
     for c in cfg.chaos.crash:
         if c.actor not in CHAOS_ACTORS:
             fail("actor", c.actor, f'unknown actor class "{c.actor}" (one of: {", ".join(sorted(CHAOS_ACTORS))})')
         if not 0.0 <= c.probability <= 1.0:
             fail("probability", None, f"{c.probability} is not between 0 and 1")
+
+
+def _check_numbers(cfg: config_pb2.Config, fail) -> None:
+    """Sizes, counts and timeouts that must be positive; processes at most
+    MAX_PROCESSES."""
     positive = {
         "max_data_size_bytes": cfg.max_data_size_bytes,
         "max_recipients": cfg.max_recipients,
@@ -286,21 +321,8 @@ def _check(cfg: config_pb2.Config, where: str, text: str) -> None:
     for name, value in positive.items():
         if value <= 0:
             fail(name, None, f"must be greater than 0, not {value}")
-    if cfg.http_address:
-        try:
-            parse_listen_address(cfg.http_address)
-        except ValueError as e:
-            fail("http_address", cfg.http_address, str(e))
-        if cfg.http_address in cfg.smtp_address:
-            fail("http_address", cfg.http_address, "is also an smtp_address")
-    if not cfg.http_token_file.strip() or "\0" in cfg.http_token_file:
-        fail("http_token_file", None, "must name a file")
-    _check_dns(cfg, fail)
-    if cfg.log_level.lower() not in ("debug", "info", "warning", "error"):
-        fail("log_level", cfg.log_level, f'"{cfg.log_level}" is not one of debug, info, warning, error')
     if cfg.processes > MAX_PROCESSES:
         fail("processes", None, f"{cfg.processes} is more than {MAX_PROCESSES}")
-    _check_auth(cfg, fail)
 
 
 # RFC 8601 §2.2: authserv-id is a "value" (RFC 2045 token or quoted-string);

@@ -198,6 +198,26 @@ def _discover(recorder: Recorder, from_domain: str, org: str) -> tuple[str, str,
     return "none", "", ""
 
 
+def _disposition(
+    policy: DmarcPolicy, applied: str, sample: float | None, arc: ArcResult | None, trusted_sealers: Iterable[str]
+) -> tuple[str, str, str]:
+    """What to do with a failing message under the `applied` policy (p=,
+    or sp= for a subdomain): (disposition, override reason, comment) as
+    the aggregate report names them (RFC 7489 Appendix C, PolicyOverride).
+    pct= sampling (§6.6.4: a message sampled out gets the next weaker
+    policy), then a trusted sealer's ARC pass (RFC 8617 §7.2.1: local
+    policy may accept it)."""
+    disposition, override, comment = applied, "", ""
+    if disposition != "none" and policy.pct < 100:
+        if (random.uniform(0, 100) if sample is None else sample) >= policy.pct:
+            disposition, override = _WEAKER[disposition], "sampled_out"
+            comment = f"pct={policy.pct}"
+    if disposition != "none" and arc is not None and arc.trusted_pass(trusted_sealers):
+        disposition, override = "none", "local_policy"
+        comment = f"arc=pass as.d={arc.sealer}"
+    return disposition, override, comment
+
+
 def evaluate_dmarc(
     resolver: DnsPort,
     from_domain: str,
@@ -255,14 +275,7 @@ def evaluate_dmarc(
         return DmarcResult("pass", reason=f"aligned {how} pass", **base)
 
     applied = policy.sp if policy.sp and where != from_domain else policy.p
-    disposition, override, comment = applied, "", ""
-    if disposition != "none" and policy.pct < 100:
-        if (random.uniform(0, 100) if sample is None else sample) >= policy.pct:
-            disposition, override = _WEAKER[disposition], "sampled_out"
-            comment = f"pct={policy.pct}"
-    if disposition != "none" and arc is not None and arc.trusted_pass(trusted_sealers):
-        disposition, override = "none", "local_policy"
-        comment = f"arc=pass as.d={arc.sealer}"
+    disposition, override, comment = _disposition(policy, applied, sample, arc, trusted_sealers)
     return DmarcResult(
         "fail",
         applied=applied,

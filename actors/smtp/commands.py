@@ -127,32 +127,10 @@ class Commands:
             if not self.esmtp:
                 self._reply(R.PARAMS_NEED_EHLO)
                 return
-            for key, value in params.items():
-                if key == "SIZE":  # RFC 1870 §3
-                    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 20:
-                        self._reply(BAD_SIZE)
-                        return
-                    size = int(value)
-                elif key == "BODY":  # RFC 6152 §2 (BINARYMIME is not offered)
-                    body = (value or "").upper()
-                    if body not in ("7BIT", "8BITMIME"):
-                        self._reply(BAD_BODY)
-                        return
-                elif key == "SMTPUTF8" and value is None:  # RFC 6531 §3.4
-                    utf8 = True
-                elif key in ("RET", "ENVID"):  # RFC 3461 §4.3, §4.4: checked below
-                    pass
-                elif key == "AUTH" and self._mechanisms:  # RFC 4954 §5, only where AUTH is offered
-                    try:
-                        auth = decode_auth_param(value)
-                    except ParseError as e:
-                        self._reply(e.reply)
-                        return
-                else:
-                    self._reply(PARAM_SYNTAX if key == "SMTPUTF8" else R.UNKNOWN_PARAMETER)
-                    return
-            if size is not None and size > self.params.max_message_size:
-                self._reply(R.MESSAGE_TOO_BIG)  # RFC 1870 §6.1
+            try:
+                size, body, utf8, auth = self._mail_params(params)
+            except ParseError as e:
+                self._reply(e.reply)
                 return
         if not utf8 and not path.isascii():
             self._reply(R.NON_ASCII_ADDRESS)  # RFC 6531 §3.7.4.1
@@ -165,6 +143,35 @@ class Commands:
                 self._reply(e.reply)
                 return
         self._events.append(MailFrom(path, params, size, utf8, body, dsn, auth))
+
+    def _mail_params(self, params: dict[str, str | None]) -> tuple[int | None, str | None, bool, str | None]:
+        """MAIL FROM's ESMTP parameters: (SIZE, BODY, SMTPUTF8, AUTH=), RET
+        and ENVID left to mail_dsn. Raises ParseError with the reply: 501
+        5.5.4 for a bad SIZE, BODY, SMTPUTF8 or AUTH value, 555 5.5.4 for
+        an unknown parameter, 552 5.3.4 for a SIZE over the limit (RFC
+        1870 §6.1)."""
+        size = body = auth = None
+        utf8 = False
+        for key, value in params.items():
+            if key == "SIZE":  # RFC 1870 §3
+                if value is None or not (value.isascii() and value.isdigit()) or len(value) > 20:
+                    raise ParseError(BAD_SIZE)
+                size = int(value)
+            elif key == "BODY":  # RFC 6152 §2 (BINARYMIME is not offered)
+                body = (value or "").upper()
+                if body not in ("7BIT", "8BITMIME"):
+                    raise ParseError(BAD_BODY)
+            elif key == "SMTPUTF8" and value is None:  # RFC 6531 §3.4
+                utf8 = True
+            elif key in ("RET", "ENVID"):  # RFC 3461 §4.3, §4.4: checked by mail_dsn
+                pass
+            elif key == "AUTH" and self._mechanisms:  # RFC 4954 §5, only where AUTH is offered
+                auth = decode_auth_param(value)  # ParseError
+            else:
+                raise ParseError(PARAM_SYNTAX if key == "SMTPUTF8" else R.UNKNOWN_PARAMETER)
+        if size is not None and size > self.params.max_message_size:
+            raise ParseError(R.MESSAGE_TOO_BIG)  # RFC 1870 §6.1
+        return size, body, utf8, auth
 
     def _rcpt(self, arg: bytes) -> None:
         if self.state is not State.MAIL and self.state is not State.RCPT:

@@ -179,32 +179,21 @@ def _link_line(link: Mapping, link_names: Mapping[tuple[str, str], str]) -> str:
     return f"~ linked from {what} {tid} (span {sid})" + (f" {extra}" if extra else "")
 
 
-def render_trace(
-    spans: Sequence[SpanRow], *, link_names: Mapping[tuple[str, str], str] | None = None, all_attributes: bool = False
-) -> str:
-    """One trace (its stored spans, any order) as a waterfall, one line per
-    span in tree order: name indented by depth, start offset from the trace's
-    start, duration, status, a fixed-width ASCII timeline, key attributes
-    (KEY_ATTRIBUTES, or all). Beneath a span: its links ("~ linked from ...",
-    named from ``link_names`` {(trace_id, span_id): span name} when known)
-    and its events ("* name", with their offsets). Spans whose parent is
-    missing are at top level, marked "! ... [parent <id> missing]".
-    Returns "" for no spans."""
-    if not spans:
-        return ""
-    link_names = link_names or {}
-    t0 = min(s.start_ns for s in spans)
-    t_end = max(max(s.end_ns, s.start_ns) for s in spans)
-    total = max(1, t_end - t0)
-    errors = sum(1 for s in spans if s.status == "ERROR")
-    head = (
-        f"trace {spans[0].trace_id}  started {format_time(t0, millis=True)}  lasted {format_duration(total)}"
-        f"  {len(spans)} span{'s' if len(spans) != 1 else ''}"
-        + (f", {errors} error{'s' if errors != 1 else ''}" if errors else "")
-    )
+#: A row of the waterfall: (name cell, start, duration, status, timeline,
+#: details); a link's row has only its name cell.
+_Row = tuple[str, str, str, str, str, str]
 
-    # Rows: (name cell, start, duration, status, timeline, details).
-    rows: list[tuple[str, str, str, str, str, str]] = []
+
+def _rows(
+    spans: Sequence[SpanRow],
+    t0: int,
+    total: int,
+    link_names: Mapping[tuple[str, str], str],
+    all_attributes: bool,
+) -> list[_Row]:
+    """The waterfall's rows in tree order: each span, then its links and
+    its events; offsets from `t0`, timelines over `total` (ns)."""
+    rows: list[_Row] = []
     blank_timeline = " " * (TIMELINE_WIDTH + 2)
     for depth, s, orphan, under_orphan in span_tree(spans):
         # An orphan's "! " mark shifts its subtree right by 2 to stay nested.
@@ -240,6 +229,34 @@ def render_trace(
                 )
             )
 
+    return rows
+
+
+def render_trace(
+    spans: Sequence[SpanRow], *, link_names: Mapping[tuple[str, str], str] | None = None, all_attributes: bool = False
+) -> str:
+    """One trace (its stored spans, any order) as a waterfall, one line per
+    span in tree order: name indented by depth, start offset from the trace's
+    start, duration, status, a fixed-width ASCII timeline, key attributes
+    (KEY_ATTRIBUTES, or all). Beneath a span: its links ("~ linked from ...",
+    named from ``link_names`` {(trace_id, span_id): span name} when known)
+    and its events ("* name", with their offsets). Spans whose parent is
+    missing are at top level, marked "! ... [parent <id> missing]".
+    Returns "" for no spans."""
+    if not spans:
+        return ""
+    link_names = link_names or {}
+    t0 = min(s.start_ns for s in spans)
+    t_end = max(max(s.end_ns, s.start_ns) for s in spans)
+    total = max(1, t_end - t0)
+    errors = sum(1 for s in spans if s.status == "ERROR")
+    head = (
+        f"trace {spans[0].trace_id}  started {format_time(t0, millis=True)}  lasted {format_duration(total)}"
+        f"  {len(spans)} span{'s' if len(spans) != 1 else ''}"
+        + (f", {errors} error{'s' if errors != 1 else ''}" if errors else "")
+    )
+
+    rows = _rows(spans, t0, total, link_names, all_attributes)
     span_rows = [r for r in rows if r[1] or r[4]]
     name_w = min(_NAME_MAX, max([4] + [len(r[0]) for r in span_rows]))
     start_w = max([5] + [len(r[1]) for r in rows])
