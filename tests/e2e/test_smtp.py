@@ -239,6 +239,13 @@ def test_queue_full_is_a_temporary_refusal(daemon_factory):
     d.start()
     for n in range(2):
         assert d.send("sender@client.test", ["held@localhost"], make_message()) == {}
+    # The gauge holds the counts as of the last Enqueued its QueueManager
+    # handled (actors/queue.py), a moment after the 250: an item's first
+    # deferral shows it was counted.
+    ids = d.queued_ids()
+    assert len(ids) == 2, ids
+    for queue_id in ids:
+        d.wait_log(rf"deferred id={queue_id} ")
     with d.smtp() as s:
         s.ehlo()
         code, text = s.mail("sender@client.test")
