@@ -414,7 +414,7 @@ def _sync(ops: Sequence[Request], staged: list[list[list[Any]] | None]) -> None:
             if error is not None:
                 raise error
             for f in files:
-                if not f[4]:
+                if not f[4]:  # an unnamed (O_TMPFILE) file stays open until _place links it
                     os.close(f[0])
                     f[0] = None
         except Exception as e:
