@@ -118,7 +118,11 @@ def create_app(ctx: WebContext) -> Flask:
     # namespace package "estafeta" (its package search raises StopIteration).
     app = Flask(__name__, root_path=here, instance_path=here)
     app.jinja_env.globals.update(
-        format_time=format_time, format_duration=format_duration, outcomes=OUTCOMES, state_name=queueview.state_name
+        format_time=format_time,
+        format_duration=format_duration,
+        age=age,
+        outcomes=OUTCOMES,
+        state_name=queueview.state_name,
     )
     _guard_and_headers(app, ctx)
     _trace_pages(app, ctx)
@@ -253,7 +257,6 @@ def _queue_pages(app: Flask, ctx: WebContext) -> None:
             sort=sort,
             order=order,
             now=now,
-            age=age,
         )
 
     @app.get("/queue/<queue_id>")
@@ -274,9 +277,7 @@ def _queue_pages(app: Flask, ctx: WebContext) -> None:
                 trace_id=trace_id,
                 process=process_of(queue_id, ctx.processes),
             )
-        return render_template(
-            "item.html", item=item, text=text, header=header, trace_id=trace_id, now=time.time(), age=age
-        )
+        return render_template("item.html", item=item, text=text, header=header, trace_id=trace_id, now=time.time())
 
 
 def _queue_actions(app: Flask, ctx: WebContext) -> None:
