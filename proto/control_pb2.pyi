@@ -53,7 +53,7 @@ class TreeQuery(_message.Message):
     def __init__(self) -> None: ...
 
 class SupervisorNode(_message.Message):
-    __slots__ = ("name", "strategy", "intensity", "period_seconds", "restarts_in_window", "children", "supervisors", "total_children", "last_crash")
+    __slots__ = ("name", "strategy", "intensity", "period_seconds", "restarts_in_window", "children", "supervisors", "total_children", "last_crash", "crashes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     INTENSITY_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,7 @@ class SupervisorNode(_message.Message):
     SUPERVISORS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_CHILDREN_FIELD_NUMBER: _ClassVar[int]
     LAST_CRASH_FIELD_NUMBER: _ClassVar[int]
+    CRASHES_FIELD_NUMBER: _ClassVar[int]
     name: str
     strategy: str
     intensity: int
@@ -72,7 +73,8 @@ class SupervisorNode(_message.Message):
     supervisors: _containers.RepeatedCompositeFieldContainer[SupervisorNode]
     total_children: int
     last_crash: str
-    def __init__(self, name: _Optional[str] = ..., strategy: _Optional[str] = ..., intensity: _Optional[int] = ..., period_seconds: _Optional[float] = ..., restarts_in_window: _Optional[int] = ..., children: _Optional[_Iterable[_Union[_supervision_pb2.ChildInfo, _Mapping]]] = ..., supervisors: _Optional[_Iterable[_Union[SupervisorNode, _Mapping]]] = ..., total_children: _Optional[int] = ..., last_crash: _Optional[str] = ...) -> None: ...
+    crashes: int
+    def __init__(self, name: _Optional[str] = ..., strategy: _Optional[str] = ..., intensity: _Optional[int] = ..., period_seconds: _Optional[float] = ..., restarts_in_window: _Optional[int] = ..., children: _Optional[_Iterable[_Union[_supervision_pb2.ChildInfo, _Mapping]]] = ..., supervisors: _Optional[_Iterable[_Union[SupervisorNode, _Mapping]]] = ..., total_children: _Optional[int] = ..., last_crash: _Optional[str] = ..., crashes: _Optional[int] = ...) -> None: ...
 
 class ControlReply(_message.Message):
     __slots__ = ("error", "results", "tree", "process")

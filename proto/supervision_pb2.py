@@ -26,15 +26,15 @@ from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from estafeta.proto import common_pb2 as estafeta_dot_proto_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n estafeta/proto/supervision.proto\x12\x08\x65stafeta\x1a\x19google/protobuf/any.proto\x1a\x1b\x65stafeta/proto/common.proto\"\x8e\x01\n\x0b\x43hildExited\x12\x10\n\x08\x63hild_id\x18\x01 \x01(\t\x12\x11\n\tactor_urn\x18\x02 \x01(\t\x12$\n\x06reason\x18\x03 \x01(\x0e\x32\x14.estafeta.ExitReason\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\"W\n\nStartChild\x12\"\n\x04\x61rgs\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\">\n\x0fStartChildReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x10\n\x08\x63hild_id\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"D\n\tStopChild\x12\x10\n\x08\x63hild_id\x18\x01 \x01(\t\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\"E\n\rWhichChildren\x12\r\n\x05limit\x18\x01 \x01(\r\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\"\xca\x01\n\tChildInfo\x12\x10\n\x08\x63hild_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x63tor_class\x18\x02 \x01(\t\x12\r\n\x05\x61live\x18\x03 \x01(\x08\x12\x0f\n\x07restart\x18\x04 \x01(\t\x12\x10\n\x08restarts\x18\x05 \x01(\r\x12\x12\n\nsupervisor\x18\x06 \x01(\x08\x12\x1a\n\x12restarts_in_window\x18\x07 \x01(\r\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12\r\n\x05state\x18\t \x01(\t\x12\x11\n\tactor_urn\x18\n \x01(\t\"\xbb\x01\n\x08\x43hildren\x12%\n\x08\x63hildren\x18\x01 \x03(\x0b\x32\x13.estafeta.ChildInfo\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12\x11\n\tintensity\x18\x04 \x01(\r\x12\x16\n\x0eperiod_seconds\x18\x05 \x01(\x01\x12\x1a\n\x12restarts_in_window\x18\x06 \x01(\r\x12\r\n\x05total\x18\x07 \x01(\r\x12\x12\n\nlast_crash\x18\x08 \x01(\t\"E\n\nRestartDue\x12\x10\n\x08\x63hild_id\x18\x01 \x01(\t\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext*Z\n\nExitReason\x12\x1b\n\x17\x45XIT_REASON_UNSPECIFIED\x10\x00\x12\n\n\x06NORMAL\x10\x01\x12\x0c\n\x08SHUTDOWN\x10\x02\x12\t\n\x05\x43RASH\x10\x03\x12\n\n\x06KILLED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n estafeta/proto/supervision.proto\x12\x08\x65stafeta\x1a\x19google/protobuf/any.proto\x1a\x1b\x65stafeta/proto/common.proto\"\x8e\x01\n\x0b\x43hildExited\x12\x10\n\x08\x63hild_id\x18\x01 \x01(\t\x12\x11\n\tactor_urn\x18\x02 \x01(\t\x12$\n\x06reason\x18\x03 \x01(\x0e\x32\x14.estafeta.ExitReason\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\"W\n\nStartChild\x12\"\n\x04\x61rgs\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\">\n\x0fStartChildReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x10\n\x08\x63hild_id\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"D\n\tStopChild\x12\x10\n\x08\x63hild_id\x18\x01 \x01(\t\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\"E\n\rWhichChildren\x12\r\n\x05limit\x18\x01 \x01(\r\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext\"\xca\x01\n\tChildInfo\x12\x10\n\x08\x63hild_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x63tor_class\x18\x02 \x01(\t\x12\r\n\x05\x61live\x18\x03 \x01(\x08\x12\x0f\n\x07restart\x18\x04 \x01(\t\x12\x10\n\x08restarts\x18\x05 \x01(\r\x12\x12\n\nsupervisor\x18\x06 \x01(\x08\x12\x1a\n\x12restarts_in_window\x18\x07 \x01(\r\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12\r\n\x05state\x18\t \x01(\t\x12\x11\n\tactor_urn\x18\n \x01(\t\"\xcc\x01\n\x08\x43hildren\x12%\n\x08\x63hildren\x18\x01 \x03(\x0b\x32\x13.estafeta.ChildInfo\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12\x11\n\tintensity\x18\x04 \x01(\r\x12\x16\n\x0eperiod_seconds\x18\x05 \x01(\x01\x12\x1a\n\x12restarts_in_window\x18\x06 \x01(\r\x12\r\n\x05total\x18\x07 \x01(\r\x12\x12\n\nlast_crash\x18\x08 \x01(\t\x12\x0f\n\x07\x63rashes\x18\t \x01(\r\"E\n\nRestartDue\x12\x10\n\x08\x63hild_id\x18\x01 \x01(\t\x12%\n\x05trace\x18\x0f \x01(\x0b\x32\x16.estafeta.TraceContext*Z\n\nExitReason\x12\x1b\n\x17\x45XIT_REASON_UNSPECIFIED\x10\x00\x12\n\n\x06NORMAL\x10\x01\x12\x0c\n\x08SHUTDOWN\x10\x02\x12\t\n\x05\x43RASH\x10\x03\x12\n\n\x06KILLED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'estafeta.proto.supervision_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXITREASON']._serialized_start=1007
-  _globals['_EXITREASON']._serialized_end=1097
+  _globals['_EXITREASON']._serialized_start=1024
+  _globals['_EXITREASON']._serialized_end=1114
   _globals['_CHILDEXITED']._serialized_start=103
   _globals['_CHILDEXITED']._serialized_end=245
   _globals['_STARTCHILD']._serialized_start=247
@@ -48,7 +48,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHILDINFO']._serialized_start=542
   _globals['_CHILDINFO']._serialized_end=744
   _globals['_CHILDREN']._serialized_start=747
-  _globals['_CHILDREN']._serialized_end=934
-  _globals['_RESTARTDUE']._serialized_start=936
-  _globals['_RESTARTDUE']._serialized_end=1005
+  _globals['_CHILDREN']._serialized_end=951
+  _globals['_RESTARTDUE']._serialized_start=953
+  _globals['_RESTARTDUE']._serialized_end=1022
 # @@protoc_insertion_point(module_scope)

@@ -95,7 +95,7 @@ class ChildInfo(_message.Message):
     def __init__(self, child_id: _Optional[str] = ..., actor_class: _Optional[str] = ..., alive: _Optional[bool] = ..., restart: _Optional[str] = ..., restarts: _Optional[int] = ..., supervisor: _Optional[bool] = ..., restarts_in_window: _Optional[int] = ..., last_error: _Optional[str] = ..., state: _Optional[str] = ..., actor_urn: _Optional[str] = ...) -> None: ...
 
 class Children(_message.Message):
-    __slots__ = ("children", "name", "strategy", "intensity", "period_seconds", "restarts_in_window", "total", "last_crash")
+    __slots__ = ("children", "name", "strategy", "intensity", "period_seconds", "restarts_in_window", "total", "last_crash", "crashes")
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +104,7 @@ class Children(_message.Message):
     RESTARTS_IN_WINDOW_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     LAST_CRASH_FIELD_NUMBER: _ClassVar[int]
+    CRASHES_FIELD_NUMBER: _ClassVar[int]
     children: _containers.RepeatedCompositeFieldContainer[ChildInfo]
     name: str
     strategy: str
@@ -112,7 +113,8 @@ class Children(_message.Message):
     restarts_in_window: int
     total: int
     last_crash: str
-    def __init__(self, children: _Optional[_Iterable[_Union[ChildInfo, _Mapping]]] = ..., name: _Optional[str] = ..., strategy: _Optional[str] = ..., intensity: _Optional[int] = ..., period_seconds: _Optional[float] = ..., restarts_in_window: _Optional[int] = ..., total: _Optional[int] = ..., last_crash: _Optional[str] = ...) -> None: ...
+    crashes: int
+    def __init__(self, children: _Optional[_Iterable[_Union[ChildInfo, _Mapping]]] = ..., name: _Optional[str] = ..., strategy: _Optional[str] = ..., intensity: _Optional[int] = ..., period_seconds: _Optional[float] = ..., restarts_in_window: _Optional[int] = ..., total: _Optional[int] = ..., last_crash: _Optional[str] = ..., crashes: _Optional[int] = ...) -> None: ...
 
 class RestartDue(_message.Message):
     __slots__ = ("child_id", "trace")

@@ -142,6 +142,7 @@ def _node(ref: pykka.ActorRef, by_urn: dict, timeout: float) -> control_pb2.Supe
         restarts_in_window=info.restarts_in_window,
         total_children=info.total,
         last_crash=info.last_crash,
+        crashes=info.crashes,
     )
     node.children.extend(info.children)
     for child in info.children:

@@ -209,6 +209,7 @@ class Supervisor(Actor):
         self._children: dict[str, _Child] = {}  # in start order
         self._restarts: deque[tuple[float, str]] = deque()  # (time, child id) of restarts within period
         self._last_crash = ""  # "<child id>: <error>" of the last crash of any child
+        self._crashes = 0  # crashes (or kills) of any child since start
         self._timers: dict[str, gevent.Greenlet] = {}
         self._seq = 0
         self._rng = random.Random()
@@ -312,6 +313,7 @@ class Supervisor(Actor):
         if reason == pb.CRASH or reason == pb.KILLED:
             c.last_error = msg.error or _REASON_TEXT[reason]
             self._last_crash = f"{c.id}: {c.last_error}"
+            self._crashes += 1
             if reason == pb.CRASH:
                 metrics.count_crash(c.cls)
         if restart == "temporary":
@@ -528,6 +530,7 @@ class Supervisor(Actor):
             restarts_in_window=sum(in_window.values()),
             total=len(self._children),
             last_crash=self._last_crash,
+            crashes=self._crashes,
         )
         for c in children:
             alive = c.ref is not None and c.ref.is_alive()

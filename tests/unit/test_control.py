@@ -98,7 +98,7 @@ def test_tree_query_walks_every_supervisor_with_flags_and_crashes(daemon_tree, t
     assert reply.error == "" and reply.process == 3
     t = reply.tree
     assert (t.name, t.strategy, t.intensity, t.period_seconds) == ("root", "one_for_one", 5, 30.0)
-    assert t.restarts_in_window == 1 and t.last_crash == "a: RuntimeError: boom"
+    assert t.restarts_in_window == 1 and t.crashes == 1 and t.last_crash == "a: RuntimeError: boom"
     a = {c.child_id: c for c in t.children}["a"]
     assert (a.restart, a.state, a.restarts, a.restarts_in_window) == ("permanent", "running", 1, 1)
     assert a.last_error == "RuntimeError: boom" and a.actor_class == "Worker"

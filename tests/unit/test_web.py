@@ -72,7 +72,7 @@ def env(tmp_path):
         calls.append((req, process))
         if req.WhichOneof("op") == "tree":
             node = control_pb2.SupervisorNode(name="root", strategy="one_for_one", intensity=3, period_seconds=30,
-                                              restarts_in_window=1, last_crash=f"x: {EVIL}")  # fmt: skip
+                                              restarts_in_window=1, crashes=7, last_crash=f"x: {EVIL}")  # fmt: skip
             node.children.add(child_id="x", actor_class="Worker", restart="permanent", state="running", restarts=1,
                               restarts_in_window=1, last_error=EVIL)  # fmt: skip
             return [control_pb2.ControlReply(process=0, tree=node), control_pb2.ControlReply(process=1, error="gone")]
@@ -193,6 +193,7 @@ def test_tree_page_fragment_and_json(env):
     client, _, qq, _ = env
     html = client.get("/tree").data.decode()
     assert "tree.js" in html and 'data-sup="root"' in html and "one_for_one, 3 / 30 s" in html
+    assert 'data-crashes="7"' in html and "7 crashes since start" in html
     assert "<script>alert" not in html and "gone" in html
     assert qq in html and "actor crashed 5 times" in html  # the quarantined item, highlighted
     frag = client.get("/tree?fragment=1").data.decode()
