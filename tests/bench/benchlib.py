@@ -41,19 +41,15 @@ SHARED = Path(
 sys.path.insert(0, str(SHARED))
 import bench as shared  # noqa: E402  ../shared/bench/bench.py: tree_cpu, tree_mem, cpu_times
 
+sys.path.insert(0, str(REPO / "tests"))
+from peers.ports import free_port  # noqa: E402, F401  the tests' one, for every bench script
+
 TMP = Path(os.environ.get("SMTPBENCH_TMP", "/tmp/smtpbench"))
 HOST = "127.0.0.1"
 #: The estafeta under test: this checkout's, or $ESTAFETA_BIN (A/B of two builds).
 ESTAFETA = Path(os.environ.get("ESTAFETA_BIN") or REPO / ".venv" / "bin" / "estafeta")
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 at the time of asking."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def port_open(port: int, host: str = HOST) -> bool:

@@ -28,6 +28,8 @@ import time
 import uuid
 from pathlib import Path
 
+from peers.ports import free_port
+
 #: Seconds to wait for the daemon's first 220 greeting after start.
 START_TIMEOUT = 30.0
 
@@ -57,13 +59,6 @@ def estafeta_cli(*args: str, timeout: float = 60.0, input: bytes | None = None) 
         input=input,
         text=input is None,
     )
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 at the time of asking."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _render(value) -> str:

@@ -23,11 +23,11 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from e2e_harness import Daemon, estafeta_cli, free_port
+from e2e_harness import Daemon, estafeta_cli
 from peers.certs import TestCA
 from peers.dns_server import DnsServer
+from peers.ports import free_port
 from peers.smtp_sink import SmtpSink
-from peers.smtp_sink import free_port as free_port_on
 
 HOSTNAME = "mx.e2e.test"
 #: Address -> password (None: receive-only).
@@ -118,7 +118,7 @@ def start_host(
     submission, submissions = free_port(), free_port()
     knot = sink = None
     if remote:
-        port = free_port_on(REMOTE_MX)
+        port = free_port(REMOTE_MX)
         knot = DnsServer(root / "knot").start()
         knot.set_zone("remote.test", f"@ MX 10 mx\nmx A {REMOTE_MX}\n")
         sink = SmtpSink(root / "sink", address=REMOTE_MX, port=port).start()

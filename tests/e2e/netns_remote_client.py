@@ -16,7 +16,6 @@ import base64
 import json
 import os
 import smtplib
-import socket
 import subprocess
 import sys
 
@@ -27,18 +26,13 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 ADDRESS = "198.51.100.10"
 
 
-def _free_port(address: str) -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
-
-
 def main(root: str) -> int:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
     subprocess.run(["ip", "addr", "add", f"{ADDRESS}/32", "dev", "lo"], check=True, timeout=10)
     from mailhost import HOSTNAME, start_host
+    from peers.ports import free_port
 
-    port = _free_port(ADDRESS)
+    port = free_port(ADDRESS)
     host = start_host(root, processes=1, listener=[f'{{ address: "{ADDRESS}:{port}" mode: SUBMISSION }}'])
     out: dict = {}
     try:

@@ -17,7 +17,8 @@ import time
 import pytest
 from e2e_harness import maildir_files, make_message, marker_of
 from peers.dns_server import DnsServer
-from peers.smtp_sink import SmtpSink, free_port
+from peers.ports import free_port
+from peers.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.slow
 

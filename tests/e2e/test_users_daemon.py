@@ -13,8 +13,8 @@ import tempfile
 import time
 
 import pytest
-from e2e_harness import Daemon, estafeta_cli, free_port, make_message
-from peers.ports import privileged_free_port
+from e2e_harness import Daemon, estafeta_cli, make_message
+from peers.ports import free_port, privileged_free_port
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from client_attempts import MESSAGE, attempt, codes
-from peers.smtp_sink import free_port
+from peers.ports import free_port
 
 from estafeta.actors.couriers.smtp_client_io import Timeouts
 from estafeta.actors.smtp.client import Step, TlsPolicy

@@ -49,6 +49,8 @@ import dns.rdatatype
 import idna
 import pytest
 
+from peers.ports import free_port
+
 KNOTD = shutil.which("knotd") or "/usr/sbin/knotd"
 KNOTC = shutil.which("knotc") or "/usr/sbin/knotc"
 #: Seconds to wait for the server to start, stop, or apply a change.
@@ -68,15 +70,13 @@ def free_udp_tcp_port(host: str = "127.0.0.1", tries: int = 50) -> int:
     """A port free for both UDP and TCP on `host` at the time of asking
     (a DNS server needs both). Raises RuntimeError after `tries`."""
     for _ in range(tries):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind((host, 0))
-            port = t.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                try:
-                    u.bind((host, port))
-                except OSError:
-                    continue
-                return port
+        port = free_port(host)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            try:
+                u.bind((host, port))
+            except OSError:
+                continue
+            return port
     raise RuntimeError(f"no port free for both UDP and TCP on {host}")
 
 

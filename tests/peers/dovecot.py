@@ -32,7 +32,8 @@ from pathlib import Path
 
 import pytest
 
-from peers.smtp_sink import free_port, wait_listening
+from peers.ports import free_port
+from peers.smtp_sink import wait_listening
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 

@@ -44,7 +44,8 @@ from pathlib import Path
 
 import pytest
 
-from peers.smtp_sink import free_port, wait_listening
+from peers.ports import free_port
+from peers.smtp_sink import wait_listening
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 POSTCONF = shutil.which("postconf") or "/usr/sbin/postconf"

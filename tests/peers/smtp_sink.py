@@ -34,15 +34,9 @@ from pathlib import Path
 
 import pytest
 
+from peers.ports import free_port
+
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
-
-
-def free_port(address: str = "127.0.0.1") -> int:
-    """A TCP port free on `address` at the time of asking."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
 
 
 def wait_listening(address: str, port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
